@@ -1,0 +1,36 @@
+# Trusted phone firmware: build, boot, verify, test. See README.md.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+BOARD ?= qemu-x86_64
+export PYTHONPATH := $(CURDIR)
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: deps test test-unit test-micropython test-tpm bench typecheck clean
+
+deps:
+	@bash host_tools/deps.sh
+
+# Every test: pure unit tests (CPython and MicroPython), TPM tests on a real swtpm, system tests.
+test: deps
+	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) tests
+	$(VENV)/bin/micropython tests/mpy_run.py
+	$(PY) -m mypy --config-file tests/mypy.ini host_tools
+
+test-unit: deps
+	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) tests/unit
+
+test-micropython: deps
+	$(VENV)/bin/micropython tests/mpy_run.py
+
+test-tpm: deps
+	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) tests/tpm
+
+typecheck: deps
+	$(PY) -m mypy --config-file tests/mypy.ini host_tools
+
+bench: deps
+	$(PY) -m bench
+
+clean:
+	rm -rf build

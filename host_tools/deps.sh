@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what building, booting and testing need on a Debian 12 machine: the Debian packages
+# (as root, idempotent: apt-get runs only when something is missing) and a .venv with the pinned
+# Python packages from host_tools/requirements.txt. Called by `make deps`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  # build + boot the image
+  python3 python3-venv ca-certificates make cpio gzip xz-utils binutils
+  qemu-system-x86 ovmf swtpm swtpm-tools busybox-static
+  mtools dosfstools fdisk systemd-boot-efi systemd
+  # test oracles: TCG structures and event logs
+  tpm2-tools
+)
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [ "$(id -u)" != 0 ]; then
+    echo "deps: missing Debian packages: ${missing[*]}; run 'make deps' as root (or install them)" >&2
+    exit 1
+  fi
+  echo "deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=300 update -qq
+  apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# The venv uses Debian's python3 (the same 3.11 that goes into the image).
+PY=/usr/bin/python3
+stamp=.venv/.requirements.sha256
+want=$(sha256sum host_tools/requirements.txt | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r host_tools/requirements.txt
+  echo "$want" > "$stamp"
+fi
+echo "deps: ok"
