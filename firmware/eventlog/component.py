@@ -1,0 +1,72 @@
+# The phone's component event payload: which component (name, version) a PCR 14 measurement is.
+#
+# Event type EV_EVENT_TAG (PFP §10.4.1, 0x6) carrying a TCG_PCClientTaggedEvent (PFP §10.4.2.2?
+# "taggedEventID u32, taggedEventDataSize u32, taggedEventData[]", little-endian). tpm2_eventlog 5.4
+# accepts it and prints the bytes. Our taggedEventID is PHONE_COMPONENT_TAG; its data is
+#   "phone-component\0"  (16 bytes: lets a human spot it in a hex dump, and rejects foreign tags)
+#   u16 len + name (UTF-8, 1..255 bytes)
+#   u16 len + version (UTF-8, 1..255 bytes)
+# all lengths little-endian like the rest of the log. The event digest is the hash of the component
+# itself (not of this payload), as EV_IPL/EV_EFI_BOOT_SERVICES_APPLICATION digests are of code.
+
+import struct
+
+from firmware.errors import ParseError
+
+PHONE_COMPONENT_TAG = 0x4D4F4350  # b"PCOM" read as a little-endian u32
+COMPONENT_MAGIC = b"phone-component\x00"
+MAX_NAME = 255
+
+
+def encode_component(name, version):
+    """The EV_EVENT_TAG payload naming a component and its version."""
+    parts = []
+    for label, text in (("name", name), ("version", version)):
+        raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        if not raw or len(raw) > MAX_NAME:
+            raise ValueError("component %s must be 1..%d UTF-8 bytes" % (label, MAX_NAME))
+        parts.append(struct.pack("<H", len(raw)) + raw)
+    body = COMPONENT_MAGIC + parts[0] + parts[1]
+    return struct.pack("<II", PHONE_COMPONENT_TAG, len(body)) + body
+
+
+def is_component(data):
+    return len(data) >= 24 and data[8:24] == COMPONENT_MAGIC and \
+        struct.unpack_from("<I", data, 0)[0] == PHONE_COMPONENT_TAG
+
+
+def decode_component(data, base=0):
+    """(name, version) from a payload made by encode_component; ParseError names offset and field.
+    `base` is the payload's offset in the log, so offsets in errors are log offsets."""
+    n = len(data)
+    if n < 8:
+        raise ParseError("truncated tagged event", offset=base, field="TaggedEvent")
+    tag, size = struct.unpack_from("<II", data, 0)
+    if tag != PHONE_COMPONENT_TAG:
+        raise ParseError("taggedEventID 0x%08x is not a phone component" % tag, offset=base,
+                         field="TaggedEvent.taggedEventID")
+    if size != n - 8:
+        raise ParseError("taggedEventDataSize %d but %d bytes follow" % (size, n - 8),
+                         offset=base + 4, field="TaggedEvent.taggedEventDataSize")
+    if data[8:24] != COMPONENT_MAGIC:
+        raise ParseError("missing phone-component magic", offset=base + 8,
+                         field="component.magic")
+    off = 24
+    out = []
+    for label in ("name", "version"):
+        if off + 2 > n:
+            raise ParseError("truncated", offset=base + off, field="component.%s.size" % label)
+        ln = struct.unpack_from("<H", data, off)[0]
+        if ln == 0 or ln > MAX_NAME or off + 2 + ln > n:
+            raise ParseError("%s length %d invalid (%d bytes left)" % (label, ln, n - off - 2),
+                             offset=base + off, field="component.%s.size" % label)
+        raw = data[off + 2:off + 2 + ln]
+        try:
+            out.append(raw.decode("utf-8"))
+        except UnicodeError:
+            raise ParseError("%s is not UTF-8" % label, offset=base + off + 2,
+                             field="component." + label)
+        off += 2 + ln
+    if off != n:
+        raise ParseError("%d trailing bytes" % (n - off), offset=base + off, field="component")
+    return out[0], out[1]

@@ -1,0 +1,80 @@
+# Replay: recompute the PCR values a log claims, bank by bank (PFP §10.2; TPM 2.0 Part 1 §17.6.4:
+# PCR_new = H(PCR_old || digest)). Only a replay that matches PCR values from the TPM turns the log's
+# events from claims into evidence; see verify_replay().
+
+from firmware import compat
+from firmware.eventlog.types import EV_NO_ACTION
+
+NUM_PCRS = 24
+
+
+def initial_value(bank_size, pcr, startup_locality):
+    """PCR reset values: zeros, except PCR 0 when a StartupLocality event says the CRTM ran at
+    locality 3 or 4 (PFP §10.4.5.3): then its last byte is that locality."""
+    if pcr == 0 and startup_locality:
+        return b"\x00" * (bank_size - 1) + bytes((startup_locality,))
+    return b"\x00" * bank_size
+
+
+def replay(log, banks=None):
+    """{bank: {pcr: bytes}} for every PCR 0-23 of every bank in the log's header that this runtime
+    can hash (or only `banks`). PCRs the log never extends keep their reset value."""
+    header = log.header
+    out = {}
+    locality = log.startup_locality
+    events = log.events
+    for pos, (_alg, name, size) in enumerate(header.algorithms):
+        if banks is not None and name not in banks:
+            continue
+        if name not in compat.DIGEST_SIZES:
+            if banks is not None:
+                raise compat.UnsupportedAlgorithm("cannot replay bank %s" % name)
+            continue
+        pcrs = [initial_value(size, i, locality) for i in range(NUM_PCRS)]
+        digest = compat.digest
+        for ev in events:
+            if ev.type == EV_NO_ACTION:
+                continue
+            i = ev.pcr
+            pcrs[i] = digest(name, pcrs[i] + ev.digest_values[pos])
+        out[name] = dict(enumerate(pcrs))
+    return out
+
+
+class ReplayError(ValueError):
+    """Replayed PCRs differ from the TPM's: the log is forged, incomplete, or from another boot.
+
+    `mismatches` is a list of (bank, pcr, replayed, actual); `pcrs` the (bank, pcr) pairs.
+    """
+
+    def __init__(self, mismatches):
+        self.mismatches = mismatches
+        self.pcrs = [(m[0], m[1]) for m in mismatches]
+        ValueError.__init__(self, "replay does not match PCRs: " + ", ".join(
+            "%s:%d" % p for p in self.pcrs))
+
+
+def compare_replay(replayed, actual, pcrs=None):
+    """List (bank, pcr, replayed, actual) for every PCR that differs. `actual` is {bank: {pcr:
+    bytes}}; only PCRs present in `actual` (or in `pcrs`) are compared; a bank that was replayed but
+    is absent from `actual` is not compared here (the caller decides whether that is acceptable)."""
+    out = []
+    for bank in sorted(actual):
+        values = actual[bank]
+        mine = replayed.get(bank)
+        for pcr in sorted(values):
+            if pcrs is not None and pcr not in pcrs:
+                continue
+            have = None if mine is None else mine.get(pcr)
+            if have != values[pcr]:
+                out.append((bank, pcr, have, values[pcr]))
+    return out
+
+
+def verify_replay(log, actual, pcrs=None):
+    """Raise ReplayError unless replaying `log` gives `actual`; return the replayed PCRs."""
+    replayed = replay(log)
+    bad = compare_replay(replayed, actual, pcrs)
+    if bad:
+        raise ReplayError(bad)
+    return replayed
