@@ -1,0 +1,88 @@
+# libsrtp (through pylibsrtp's cffi binding) as an SrtpSession engine on CPython.
+#
+# Used only where pylibsrtp is importable (never on MicroPython, never in the phone image unless
+# shipped). It must pass the same vectors as the pure engine (tests/interop/test_libsrtp*.py).
+# Packets are validated by our own parsers first, so callers get the same ParseError texts from
+# both engines; libsrtp's status codes are mapped to the same typed errors.
+#
+# libsrtp is called directly on one preallocated buffer per session: the per-packet cost is then
+# one memmove and the libsrtp call, with no buffer allocation.
+
+from pylibsrtp import ERRORS, Policy, Session
+from pylibsrtp._binding import ffi, lib
+
+from firmware.errors import ParseError
+from firmware.media.rtp import rtp_header_length
+from firmware.media.srtp import PROFILES, SrtpAuthError, SrtpError, SrtpReplayError, _rtcp_check
+
+_PROFILE_IDS = {
+    "AES_CM_128_HMAC_SHA1_80": Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+    "AES_CM_128_HMAC_SHA1_32": Policy.SRTP_PROFILE_AES128_CM_SHA1_32,
+    "AEAD_AES_128_GCM": Policy.SRTP_PROFILE_AEAD_AES_128_GCM,
+}
+
+MAX_PACKET = 65535  # a UDP payload
+_TRAILER = 4 + 16 + 128  # SRTCP index + longest tag + longest MKI (libsrtp's own bound)
+
+# libsrtp srtp_err_status_t values (srtp.h).
+_AUTH_FAIL = 7
+_REPLAY_FAIL = 9
+_REPLAY_OLD = 10
+
+
+class LibsrtpEngine:
+    name = "libsrtp"
+
+    def __init__(self, profile, master_key, master_salt):
+        _, _, _, _, self.rtp_tag, self.rtcp_tag = PROFILES[profile]
+        key = bytes(master_key) + bytes(master_salt)
+        prof = _PROFILE_IDS[profile]
+        # Keep the Session objects: they own the srtp_t and free it when collected.
+        self._tx_session = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_OUTBOUND,
+                                          srtp_profile=prof))
+        self._rx_session = Session(Policy(key=key, ssrc_type=Policy.SSRC_ANY_INBOUND,
+                                          srtp_profile=prof))
+        self._tx = self._tx_session._srtp[0]
+        self._rx = self._rx_session._srtp[0]
+        self._buf = ffi.new("unsigned char[]", MAX_PACKET + _TRAILER)
+        self._view = ffi.buffer(self._buf)
+        self._len = ffi.new("int *")
+
+    def _run(self, func, ctx, packet, what):
+        n = len(packet)
+        if n > MAX_PACKET:
+            raise ParseError("%s packet of %d bytes exceeds %d" % (what, n, MAX_PACKET),
+                             offset=0, field="length")
+        ffi.memmove(self._buf, packet, n)
+        self._len[0] = n
+        rc = func(ctx, self._buf, self._len)
+        if rc:
+            if rc == _AUTH_FAIL:
+                raise SrtpAuthError("%s authentication tag mismatch (libsrtp)" % what)
+            if rc == _REPLAY_FAIL or rc == _REPLAY_OLD:
+                raise SrtpReplayError("%s replay check failed (libsrtp: %s)" % (what, ERRORS[rc]))
+            raise SrtpError("libsrtp failed on %s packet: %s"
+                            % (what, ERRORS[rc] if rc < len(ERRORS) else rc))
+        return self._view[0:self._len[0]]
+
+    def protect(self, packet):
+        rtp_header_length(packet)
+        return self._run(lib.srtp_protect, self._tx, packet, "SRTP")
+
+    def unprotect(self, packet):
+        hlen = rtp_header_length(packet)
+        if len(packet) < hlen + self.rtp_tag:
+            raise ParseError("SRTP packet is shorter than its header and %d-byte tag"
+                             % self.rtp_tag, offset=hlen, field="auth tag")
+        return self._run(lib.srtp_unprotect, self._rx, packet, "SRTP")
+
+    def protect_rtcp(self, packet):
+        _rtcp_check(packet)
+        return self._run(lib.srtp_protect_rtcp, self._tx, packet, "SRTCP")
+
+    def unprotect_rtcp(self, packet):
+        if len(packet) < 8 + 4 + self.rtcp_tag:
+            raise ParseError("SRTCP packet is shorter than header, index and %d-byte tag"
+                             % self.rtcp_tag, offset=0, field="length")
+        _rtcp_check(packet)
+        return self._run(lib.srtp_unprotect_rtcp, self._rx, packet, "SRTCP")
