@@ -1,7 +1,7 @@
 # Parser for TCG PC Client PFP crypto-agile event logs (PFP spec §10, "Event Logging").
 #
 # Parse first, verify second: everything this module returns is UNVERIFIED. A log is only a claim
-# about what was measured; it becomes evidence after replay (replay.py) matches PCR values read or
+# about what was measured; it becomes evidence after replay (replayer.py) matches PCR values read or
 # quoted from the TPM. The names say so (UnverifiedEvent) so callers cannot forget.
 #
 # Wire layout (all integers little-endian, PFP §10.2):

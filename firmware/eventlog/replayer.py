@@ -8,9 +8,17 @@ from firmware.eventlog.types import EV_NO_ACTION
 NUM_PCRS = 24
 
 
-def initial_value(bank_size, pcr, startup_locality):
-    """PCR reset values: zeros, except PCR 0 when a StartupLocality event says the CRTM ran at
-    locality 3 or 4 (PFP §10.4.5.3): then its last byte is that locality."""
+DRTM_PCRS = range(17, 23)
+
+
+def initial_value(bank_size, pcr, startup_locality=None):
+    """PCR values after TPM_Init + TPM2_Startup(CLEAR) in a static boot: zeros, except
+    - PCRs 17-22 (dynamic-launch PCRs), which reset to all ones until a DRTM launch (PC Client
+      Platform TPM Profile §4.6, PCR attributes table), so a static boot leaves them 0xFF..FF;
+    - PCR 0 when a StartupLocality event says the CRTM ran at locality 3 or 4 (PFP §10.4.5.3):
+      then its last byte is that locality."""
+    if pcr in DRTM_PCRS:
+        return b"\xff" * bank_size
     if pcr == 0 and startup_locality:
         return b"\x00" * (bank_size - 1) + bytes((startup_locality,))
     return b"\x00" * bank_size

@@ -1,0 +1,143 @@
+"""Command line of the measured-boot verifier: python -m host_tools.verify --help.
+
+Exit status: 0 everything matches, 1 a mismatch, 2 bad input or usage (one line on stderr naming the
+file and what is wrong; never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import NoReturn, Sequence
+
+from host_tools.verify.core import NamedLog, PcrValues, Report, parse_named, verify
+from host_tools.verify.reference import InputError, Reference, load_pcrs, load_reference
+from host_tools.verify.report import render
+
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, "%s: usage error: %s (see --help)\n" % (self.prog, message))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m host_tools.verify",
+                description="Replay measured-boot event logs against PCR values and compare with "
+                            "an image's reference.json.")
+    p.add_argument("--log", action="append", type=Path, default=[], metavar="FILE",
+                   help="a TCG crypto-agile event log (repeat: firmware log, phone log)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--pcrs", type=Path, metavar="FILE",
+                     help='PCR values as JSON {"sha256": {"0": "hex", ...}}')
+    src.add_argument("--tpm", metavar="URI", help="read PCRs from a TPM (e.g. swtpm:host:port)")
+    p.add_argument("--reference", type=Path, metavar="FILE", help="reference.json of the image")
+    p.add_argument("--pcr-list", metavar="LIST",
+                   help="compare only these PCRs (comma-separated); default: all given")
+    p.add_argument("--fleet", type=Path, metavar="DIR",
+                   help="verify every device subdirectory of DIR (logs + pcrs.json), one line each")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--verbose", action="store_true", help="list every PCR, also matching ones")
+    return p
+
+
+def read_log(path: Path) -> NamedLog:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError("%s: cannot read: %s" % (path, e.strerror or e)) from None
+    return parse_named(str(path), data)
+
+
+def read_tpm_pcrs(uri: str) -> PcrValues:
+    """PCRs of every bank the TPM has allocated, read over `uri`. Imported lazily: only this path
+    needs the TPM client."""
+    try:
+        from firmware.tpm.client import Tpm
+        from firmware.tpm.transport import open_uri
+    except ImportError as e:
+        raise InputError("--tpm %s: the TPM client is not available (%s); use --pcrs" % (uri, e)) \
+            from None
+    try:
+        transport = open_uri(uri)
+    except (OSError, ValueError) as e:
+        raise InputError("--tpm %s: cannot open: %s" % (uri, e)) from None
+    out: PcrValues = {}
+    try:
+        tpm = Tpm(transport)
+        for bank in ("sha1", "sha256", "sha384", "sha512"):
+            try:
+                values = tpm.pcr_read_all(bank)
+            except Exception as e:  # a bank the TPM has not allocated: skip, others may exist
+                if bank == "sha256":
+                    raise InputError("--tpm %s: reading sha256 PCRs failed: %s" % (uri, e)) \
+                        from None
+                continue
+            if values:
+                out[bank] = {int(k): bytes(v) for k, v in values.items()}
+    finally:
+        close = getattr(transport, "close", None)
+        if close is not None:
+            close()
+    return out
+
+
+def parse_pcr_list(text: str | None) -> set[int] | None:
+    if text is None:
+        return None
+    try:
+        out = {int(x) for x in text.split(",") if x.strip()}
+    except ValueError:
+        raise InputError("--pcr-list %r: not a comma-separated list of integers" % text) from None
+    if not out or not all(0 <= x <= 23 for x in out):
+        raise InputError("--pcr-list %r: PCR indices must be 0..23" % text)
+    return out
+
+
+def run(args: argparse.Namespace) -> tuple[int, str]:
+    """Returns (exit status, output text); raises InputError on bad input."""
+    only = parse_pcr_list(args.pcr_list)
+    reference: Reference | None = None
+    if args.reference is not None:
+        reference = load_reference(args.reference)
+    if args.fleet is not None:
+        from host_tools.verify.fleet import verify_fleet
+
+        if args.log or args.pcrs or args.tpm:
+            raise InputError("--fleet reads logs and pcrs.json from each device directory; "
+                             "do not combine it with --log/--pcrs/--tpm")
+        return verify_fleet(args.fleet, reference, only, args.json)
+    if not args.log:
+        raise InputError("give at least one --log FILE (or --fleet DIR)")
+    if args.pcrs is None and args.tpm is None:
+        raise InputError("give the PCR values: --pcrs FILE or --tpm URI")
+    # Parse every input before any verification step: bad input must not yield a partial verdict.
+    logs = [read_log(p) for p in args.log]
+    names = [nl.name for nl in logs]
+    if len(set(names)) != len(names):
+        raise InputError("the same --log file given twice")
+    actual = load_pcrs(args.pcrs) if args.pcrs is not None else read_tpm_pcrs(args.tpm)
+    report = verify(logs, actual, reference, only)
+    return (EXIT_OK if report.ok else EXIT_MISMATCH), format_report(report, args.json,
+                                                                   args.verbose)
+
+
+def format_report(report: Report, as_json: bool, verbose: bool = False) -> str:
+    if as_json:
+        return json.dumps(report.to_json(), indent=2, sort_keys=True)
+    return render(report, verbose)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status, text = run(args)
+    except InputError as e:
+        sys.stderr.write("verify: error: %s\n" % str(e).replace("\n", " "))
+        return EXIT_USAGE
+    sys.stdout.write(text + "\n")
+    return status

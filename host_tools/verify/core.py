@@ -1,0 +1,311 @@
+"""The verification itself, with no I/O: parse (done by the caller), replay, compare.
+
+Order matters and is the point: a log is only a claim until its replay equals the PCR values the TPM
+reports, so events are compared with the reference only as "trusted" when every bank of their PCR
+replayed exactly; otherwise the report says the log is forged or incomplete for those PCRs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from firmware.errors import ParseError
+from firmware.eventlog.types import EV_EVENT_TAG, EV_NO_ACTION, EV_SEPARATOR
+from host_tools.verify._fw import (ParsedLog, decode_component, event_type_name, initial_value,
+                                   is_component, parse_log, replay)
+from host_tools.verify.reference import InputError, Reference
+
+PcrValues = dict[str, dict[int, bytes]]
+
+# PCR statuses
+OK = "ok"
+REPLAY_MISMATCH = "replay-mismatch"   # the log does not explain the PCR: forged or incomplete
+UNEXPLAINED = "unexplained"           # no log extends this PCR, yet it is not at its reset value
+BANK_MISSING = "bank-missing"         # the log extending this PCR has no digests for this bank
+UNEXPECTED = "unexpected"             # replay fine, but the value is not the reference's
+UNAVAILABLE = "unavailable"           # the reference expects a value the PCR input lacks
+
+# event statuses
+DIFFERS = "differs"
+MISSING = "missing"
+EXTRA = "extra"
+OUT_OF_ORDER = "out-of-order"
+
+
+@dataclass
+class NamedLog:
+    name: str
+    log: ParsedLog
+
+
+@dataclass
+class PcrResult:
+    bank: str
+    pcr: int
+    status: str
+    replayed: bytes | None
+    actual: bytes | None
+    expected: bytes | None
+    source: str | None  # which log extends this PCR
+
+    def to_json(self) -> dict[str, Any]:
+        return {"bank": self.bank, "pcr": self.pcr, "status": self.status,
+                "replayed": _hex(self.replayed), "actual": _hex(self.actual),
+                "expected": _hex(self.expected), "log": self.source}
+
+
+@dataclass
+class EventResult:
+    status: str
+    name: str
+    version: str | None = None
+    expected_version: str | None = None
+    pcr: int | None = None
+    expected_pcr: int | None = None
+    digest: bytes | None = None
+    expected_digest: bytes | None = None
+    log: str | None = None
+    number: int | None = None
+    trusted: bool = True
+    problems: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"status": self.status, "name": self.name, "version": self.version,
+                "expected_version": self.expected_version, "pcr": self.pcr,
+                "expected_pcr": self.expected_pcr, "sha256": _hex(self.digest),
+                "expected_sha256": _hex(self.expected_digest), "log": self.log,
+                "event": self.number, "trusted": self.trusted, "problems": self.problems}
+
+
+@dataclass
+class Report:
+    pcrs: list[PcrResult]
+    events: list[EventResult]
+    notes: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return (all(p.status == OK for p in self.pcrs)
+                and all(e.status == OK and e.trusted for e in self.events)
+                and not self.notes)
+
+    @property
+    def replay_failures(self) -> list[PcrResult]:
+        return [p for p in self.pcrs if p.status in (REPLAY_MISMATCH, UNEXPLAINED, BANK_MISSING)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"result": "ok" if self.ok else "mismatch",
+                "replay_failed_pcrs": sorted({p.pcr for p in self.replay_failures}),
+                "pcrs": [p.to_json() for p in self.pcrs],
+                "events": [e.to_json() for e in self.events], "notes": self.notes}
+
+
+def _hex(b: bytes | None) -> str | None:
+    return None if b is None else b.hex()
+
+
+def parse_named(name: str, data: bytes) -> NamedLog:
+    """Parse one log; a ParseError becomes an InputError naming the file, offset and field."""
+    try:
+        return NamedLog(name, parse_log(data))
+    except ParseError as e:
+        raise InputError("%s: %s" % (name, e)) from None
+
+
+def _touched(log: ParsedLog) -> set[int]:
+    pcrs = {ev.pcr for ev in log.events if ev.type != EV_NO_ACTION}
+    if log.startup_locality:
+        pcrs.add(0)
+    return pcrs
+
+
+def merged_replay(logs: Sequence[NamedLog]) -> tuple[dict[int, str], dict[str, PcrValues]]:
+    """Replay every log; return (owner log of each extended PCR, {log name: replay})."""
+    owner: dict[int, str] = {}
+    replays: dict[str, PcrValues] = {}
+    for nl in logs:
+        for pcr in _touched(nl.log):
+            if pcr in owner:
+                # Two logs extending one PCR would need their interleaving, which no log records.
+                raise InputError("%s and %s both extend PCR %d; give each PCR's events in one log"
+                                 % (owner[pcr], nl.name, pcr))
+            owner[pcr] = nl.name
+        replays[nl.name] = replay(nl.log)
+    return owner, replays
+
+
+def compare_pcrs(logs: Sequence[NamedLog], actual: PcrValues, reference: Reference | None,
+                 only: set[int] | None = None) -> list[PcrResult]:
+    owner, replays = merged_replay(logs)
+    expected = reference.pcrs if reference is not None else {}
+    results: list[PcrResult] = []
+    for bank in sorted(set(actual) | set(expected)):
+        act = actual.get(bank, {})
+        exp = expected.get(bank, {})
+        size = len(next(iter(act.values()))) if act else len(next(iter(exp.values())))
+        for pcr in sorted(set(act) | set(exp)):
+            if only is not None and pcr not in only:
+                continue
+            src = owner.get(pcr)
+            replayed: bytes | None
+            if src is None:
+                replayed = initial_value(size, pcr)
+            else:
+                replayed = replays[src].get(bank, {}).get(pcr)
+            a = act.get(pcr)
+            e = exp.get(pcr)
+            if a is None:
+                status = UNAVAILABLE
+            elif src is not None and replayed is None:
+                status = BANK_MISSING
+            elif replayed != a:
+                status = REPLAY_MISMATCH if src is not None else UNEXPLAINED
+            elif e is not None and e != a:
+                status = UNEXPECTED
+            else:
+                status = OK
+            results.append(PcrResult(bank, pcr, status, replayed, a, e, src))
+    return results
+
+
+def _lis_positions(seq: list[int]) -> set[int]:
+    """Indices (into seq) of one longest strictly increasing subsequence: events in reference order.
+    Everything outside it is reported out of order."""
+    import bisect
+
+    tails: list[int] = []
+    tails_idx: list[int] = []
+    prev = [-1] * len(seq)
+    for i, v in enumerate(seq):
+        j = bisect.bisect_left(tails, v)
+        if j == len(tails):
+            tails.append(v)
+            tails_idx.append(i)
+        else:
+            tails[j] = v
+            tails_idx[j] = i
+        prev[i] = tails_idx[j - 1] if j > 0 else -1
+    keep: set[int] = set()
+    k = tails_idx[-1] if tails_idx else -1
+    while k >= 0:
+        keep.add(k)
+        k = prev[k]
+    return keep
+
+
+def compare_events(logs: Sequence[NamedLog], reference: Reference,
+                   verified_pcrs: set[int]) -> tuple[list[EventResult], list[str]]:
+    comp_pcrs = {c.pcr for c in reference.components}
+    ref_index = {c.name: i for i, c in enumerate(reference.components)}
+    seen: dict[str, EventResult] = {}
+    results: list[EventResult] = []
+    notes: list[str] = []
+    matched: list[tuple[int, EventResult]] = []
+    separated: set[int] = set()
+    for nl in logs:
+        banks = nl.log.header.banks
+        for ev in nl.log.events:
+            is_comp = ev.type == EV_EVENT_TAG and is_component(ev.data)
+            if not is_comp and ev.pcr not in comp_pcrs:
+                continue  # firmware events: checked through PCR values only
+            if ev.type == EV_NO_ACTION:
+                continue
+            if ev.type == EV_SEPARATOR and not is_comp:
+                if ev.pcr in separated:
+                    results.append(EventResult(EXTRA, "<separator>", pcr=ev.pcr, log=nl.name,
+                                               number=ev.number,
+                                               problems=["second separator in PCR %d" % ev.pcr]))
+                separated.add(ev.pcr)
+                continue
+            if "sha256" not in banks:
+                raise InputError("%s: log has no sha256 bank to compare with the reference" % nl.name)
+            digest = ev.digest("sha256")
+            trusted = ev.pcr in verified_pcrs
+            if not is_comp:
+                results.append(EventResult(EXTRA, "<%s>" % event_type_name(ev.type), pcr=ev.pcr,
+                                           digest=digest, log=nl.name, number=ev.number,
+                                           trusted=trusted,
+                                           problems=["not a phone component event"]))
+                continue
+            try:
+                name, version = decode_component(ev.data, ev.offset)
+            except ParseError as e:
+                raise InputError("%s: event %d: %s" % (nl.name, ev.number, e)) from None
+            r = EventResult(OK, name, version, pcr=ev.pcr, digest=digest, log=nl.name,
+                            number=ev.number, trusted=trusted)
+            results.append(r)
+            if ev.pcr in separated:
+                r.status = EXTRA
+                r.problems.append("measured after the separator in PCR %d" % ev.pcr)
+                continue
+            idx = ref_index.get(name)
+            if idx is None:
+                r.status = EXTRA
+                r.problems.append("not in the reference")
+                continue
+            if name in seen:
+                r.status = EXTRA
+                r.problems.append("measured more than once")
+                continue
+            seen[name] = r
+            c = reference.components[idx]
+            r.expected_version, r.expected_pcr, r.expected_digest = c.version, c.pcr, c.sha256
+            if version != c.version:
+                r.problems.append("version %s, reference %s" % (version, c.version))
+            if digest != c.sha256:
+                r.problems.append("sha256 %s, reference %s" % (digest.hex(), c.sha256.hex()))
+            if ev.pcr != c.pcr:
+                r.problems.append("PCR %d, reference %d" % (ev.pcr, c.pcr))
+            if r.problems:
+                r.status = DIFFERS
+            matched.append((idx, r))
+    keep = _lis_positions([i for i, _ in matched])
+    for pos, (_idx, r) in enumerate(matched):
+        if pos not in keep:
+            r.problems.append("out of order")
+            if r.status == OK:
+                r.status = OUT_OF_ORDER
+    for c in reference.components:
+        if c.name not in seen:
+            results.append(EventResult(MISSING, c.name, expected_version=c.version,
+                                       expected_pcr=c.pcr, expected_digest=c.sha256,
+                                       problems=["not in any log"]))
+    for pcr in sorted(comp_pcrs - separated):
+        results.append(EventResult(MISSING, "<separator>", expected_pcr=pcr,
+                                   problems=["PCR %d not closed by EV_SEPARATOR: more could follow"
+                                             % pcr]))
+    return results, notes
+
+
+def verify(logs: Sequence[NamedLog], actual: PcrValues, reference: Reference | None,
+           only: set[int] | None = None) -> Report:
+    """Replay `logs`, compare with `actual` PCRs, then (if given) with `reference`."""
+    if not logs:
+        raise InputError("no event log given")
+    notes: list[str] = []
+    if not set(actual) & {b for nl in logs for b in nl.log.header.banks}:
+        raise InputError("no PCR bank in common between the logs and the PCR values")
+    pcrs = compare_pcrs(logs, actual, reference, only)
+    # A PCR is verified when every bank we could compare replayed exactly and at least one did.
+    verified: set[int] = set()
+    failed: set[int] = set()
+    for p in pcrs:
+        if p.status in (REPLAY_MISMATCH, UNEXPLAINED, BANK_MISSING):
+            failed.add(p.pcr)
+        elif p.status in (OK, UNEXPECTED):
+            verified.add(p.pcr)
+    verified -= failed
+    events: list[EventResult] = []
+    if reference is not None:
+        events, more = compare_events(logs, reference, verified)
+        notes.extend(more)
+        for e in events:
+            if e.pcr is not None and not e.trusted and e.pcr not in failed:
+                e.problems.append("PCR %d not checked against TPM values" % e.pcr)
+    return Report(pcrs, events, notes)
+
+
+def verify_bytes(logs: Sequence[tuple[str, bytes]], actual: PcrValues,
+                 reference: Reference | None) -> Report:
+    return verify([parse_named(n, d) for n, d in logs], actual, reference)
