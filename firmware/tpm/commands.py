@@ -1,0 +1,202 @@
+# TPM 2.0 commands described as data (TPM 2.0 Part 3), and the one generic path that turns a
+# description plus values into command bytes and response bytes back into values.
+#
+# Wire format (Part 1 §18): header tag(u16) size(u32) code(u32); handles; with sessions an
+# authorizationSize(u32) and the TPMS_AUTH_COMMANDs; then parameters. Responses: tag, size,
+# responseCode; handles; with sessions parameterSize(u32), parameters, TPMS_AUTH_RESPONSEs.
+
+from firmware.errors import ParseError
+from firmware.tpm import constants as C
+from firmware.tpm import structures as S
+from firmware.tpm.errors import TpmError
+from firmware.tpm.marshal import Reader, Writer
+
+HEADER_SIZE = 10
+MAX_RESPONSE_SIZE = 8192  # larger than any response this client asks for (TPM_PT_MAX_RESPONSE_SIZE is 4096 on PC TPMs)
+
+
+class Command:
+    """One TPM command: spec name, command code, handle names (the first `auth_handles` need an
+    authorization session), response handle names, and (name, type) lists of parameters."""
+
+    def __init__(self, name, cc, handles=(), auth_handles=0, out_handles=(), params=(), response=()):
+        self.name = name
+        self.cc = cc
+        self.handles = handles
+        self.auth_handles = auth_handles
+        self.out_handles = out_handles
+        self.params = params
+        self.response = response
+        # Part 1 §21.1: only a first parameter that is a TPM2B can be encrypted.
+        self.encrypts_command = bool(params) and getattr(params[0][1], "first_is_tpm2b", False)
+        self.encrypts_response = bool(response) and getattr(response[0][1], "first_is_tpm2b", False)
+
+
+# Part 3 §9.3
+Startup = Command("TPM2_Startup", C.TPM_CC_Startup, params=(("startupType", S.U16),))
+# Part 3 §9.4
+Shutdown = Command("TPM2_Shutdown", C.TPM_CC_Shutdown, params=(("shutdownType", S.U16),))
+# Part 3 §16.1
+GetRandom = Command("TPM2_GetRandom", C.TPM_CC_GetRandom, params=(("bytesRequested", S.U16),),
+                    response=(("randomBytes", S.TPM2B_DIGEST),))
+# Part 3 §30.2
+GetCapability = Command("TPM2_GetCapability", C.TPM_CC_GetCapability,
+                        params=(("capability", S.U32), ("property", S.U32), ("propertyCount", S.U32)),
+                        response=(("moreData", S.U8), ("capabilityData", S.CAPABILITY_DATA)))
+# Part 3 §22.4
+PCR_Read = Command("TPM2_PCR_Read", C.TPM_CC_PCR_Read, params=(("pcrSelectionIn", S.PCR_SELECTION),),
+                   response=(("pcrUpdateCounter", S.U32), ("pcrSelectionOut", S.PCR_SELECTION),
+                             ("pcrValues", S.DIGEST_LIST)))
+# Part 3 §22.2
+PCR_Extend = Command("TPM2_PCR_Extend", C.TPM_CC_PCR_Extend, handles=("pcrHandle",), auth_handles=1,
+                     params=(("digests", S.DIGEST_VALUES),))
+# Part 3 §24.1
+CreatePrimary = Command("TPM2_CreatePrimary", C.TPM_CC_CreatePrimary, handles=("primaryHandle",),
+                        auth_handles=1, out_handles=("objectHandle",),
+                        params=(("inSensitive", S.TPM2B_SENSITIVE_CREATE), ("inPublic", S.TPM2B_PUBLIC),
+                                ("outsideInfo", S.TPM2B_DATA), ("creationPCR", S.PCR_SELECTION)),
+                        response=(("outPublic", S.TPM2B_PUBLIC), ("creationData", S.TPM2B_CREATION_DATA),
+                                  ("creationHash", S.TPM2B_DIGEST), ("creationTicket", S.TICKET),
+                                  ("name", S.TPM2B_NAME)))
+# Part 3 §12.1
+Create = Command("TPM2_Create", C.TPM_CC_Create, handles=("parentHandle",), auth_handles=1,
+                 params=(("inSensitive", S.TPM2B_SENSITIVE_CREATE), ("inPublic", S.TPM2B_PUBLIC),
+                         ("outsideInfo", S.TPM2B_DATA), ("creationPCR", S.PCR_SELECTION)),
+                 response=(("outPrivate", S.TPM2B_PRIVATE), ("outPublic", S.TPM2B_PUBLIC),
+                           ("creationData", S.TPM2B_CREATION_DATA), ("creationHash", S.TPM2B_DIGEST),
+                           ("creationTicket", S.TICKET)))
+# Part 3 §12.2
+Load = Command("TPM2_Load", C.TPM_CC_Load, handles=("parentHandle",), auth_handles=1,
+               out_handles=("objectHandle",),
+               params=(("inPrivate", S.TPM2B_PRIVATE), ("inPublic", S.TPM2B_PUBLIC)),
+               response=(("name", S.TPM2B_NAME),))
+# Part 3 §12.4
+ReadPublic = Command("TPM2_ReadPublic", C.TPM_CC_ReadPublic, handles=("objectHandle",),
+                     response=(("outPublic", S.TPM2B_PUBLIC), ("name", S.TPM2B_NAME),
+                               ("qualifiedName", S.TPM2B_NAME)))
+# Part 3 §28.4: the handle to flush is a parameter, so it takes no authorization.
+FlushContext = Command("TPM2_FlushContext", C.TPM_CC_FlushContext, params=(("flushHandle", S.U32),))
+# Part 3 §11.1
+StartAuthSession = Command("TPM2_StartAuthSession", C.TPM_CC_StartAuthSession, handles=("tpmKey", "bind"),
+                           out_handles=("sessionHandle",),
+                           params=(("nonceCaller", S.TPM2B_NONCE), ("encryptedSalt", S.TPM2B_ENCRYPTED_SECRET),
+                                   ("sessionType", S.U8), ("symmetric", S.SYM_DEF), ("authHash", S.U16)),
+                           response=(("nonceTPM", S.TPM2B_NONCE),))
+# Part 3 §23.7
+PolicyPCR = Command("TPM2_PolicyPCR", C.TPM_CC_PolicyPCR, handles=("policySession",),
+                    params=(("pcrDigest", S.TPM2B_DIGEST), ("pcrs", S.PCR_SELECTION)))
+# Part 3 §23.17
+PolicyAuthValue = Command("TPM2_PolicyAuthValue", C.TPM_CC_PolicyAuthValue, handles=("policySession",))
+# Part 3 §23.18
+PolicyPassword = Command("TPM2_PolicyPassword", C.TPM_CC_PolicyPassword, handles=("policySession",))
+# Part 3 §23.19
+PolicyGetDigest = Command("TPM2_PolicyGetDigest", C.TPM_CC_PolicyGetDigest, handles=("policySession",),
+                          response=(("policyDigest", S.TPM2B_DIGEST),))
+# Part 3 §23.? (TPM2_PolicyRestart)
+PolicyRestart = Command("TPM2_PolicyRestart", C.TPM_CC_PolicyRestart, handles=("sessionHandle",))
+# Part 3 §12.7
+Unseal = Command("TPM2_Unseal", C.TPM_CC_Unseal, handles=("itemHandle",), auth_handles=1,
+                 response=(("outData", S.TPM2B_SENSITIVE_DATA),))
+# Part 3 §18.4
+Quote = Command("TPM2_Quote", C.TPM_CC_Quote, handles=("signHandle",), auth_handles=1,
+                params=(("qualifyingData", S.TPM2B_DATA), ("inScheme", S.SCHEME), ("PCRselect", S.PCR_SELECTION)),
+                response=(("quoted", S.TPM2B_ATTEST), ("signature", S.SIGNATURE)))
+# Part 3 §25.2
+DictionaryAttackLockReset = Command("TPM2_DictionaryAttackLockReset", C.TPM_CC_DictionaryAttackLockReset,
+                                    handles=("lockHandle",), auth_handles=1)
+# Part 3 §25.3
+DictionaryAttackParameters = Command("TPM2_DictionaryAttackParameters", C.TPM_CC_DictionaryAttackParameters,
+                                     handles=("lockHandle",), auth_handles=1,
+                                     params=(("newMaxTries", S.U32), ("newRecoveryTime", S.U32),
+                                             ("lockoutRecovery", S.U32)))
+
+
+def marshal_params(cmd, values):
+    """Parameter area bytes for `cmd` from a dict of parameter values."""
+    w = Writer()
+    for name, typ in cmd.params:
+        if name not in values:
+            raise ValueError("%s: missing parameter %s" % (cmd.name, name))
+        typ.write(w, values[name])
+    return w.bytes()
+
+
+def build_command(cmd, handles, param_bytes, auth_area=None):
+    """Whole command: header, handles, optional authorization area, parameters."""
+    if len(handles) != len(cmd.handles):
+        raise ValueError("%s takes %d handles, got %d" % (cmd.name, len(cmd.handles), len(handles)))
+    body = Writer()
+    for h in handles:
+        body.u32(h)
+    if auth_area is not None:
+        body.u32(len(auth_area)).raw(auth_area)
+    body.raw(param_bytes)
+    tag = C.TPM_ST_SESSIONS if auth_area is not None else C.TPM_ST_NO_SESSIONS
+    return Writer().u16(tag).u32(HEADER_SIZE + len(body)).u32(cmd.cc).raw(body.bytes()).bytes()
+
+
+def check_header(cmd, rsp):
+    """Parse the response header; raise TpmError for a non-success code. Returns (tag, Reader
+    positioned after the header)."""
+    r = Reader(rsp)
+    tag = r.u16("tag")
+    size = r.u32("responseSize")
+    if size != len(rsp):
+        raise ParseError("responseSize %d but %d bytes received" % (size, len(rsp)), offset=2,
+                         field="responseSize")
+    rc = r.u32("responseCode")
+    if rc != 0:
+        # Part 1 §18.5: an error response is the header alone, tagged TPM_ST_NO_SESSIONS.
+        r.done("error response")
+        raise TpmError(rc, cmd.name)
+    if tag not in (C.TPM_ST_NO_SESSIONS, C.TPM_ST_SESSIONS):
+        raise ParseError("unexpected tag 0x%04x" % tag, offset=0, field="tag")
+    return tag, r
+
+
+def split_response(cmd, rsp, n_sessions):
+    """Check a response and split it: (handles dict, parameter bytes, parameter offset, list of
+    raw TPMS_AUTH_RESPONSE tuples). Raises TpmError or ParseError."""
+    from firmware.tpm.session import parse_auth_response
+
+    tag, r = check_header(cmd, rsp)
+    want = C.TPM_ST_SESSIONS if n_sessions else C.TPM_ST_NO_SESSIONS
+    if tag != want:
+        raise ParseError("tag 0x%04x, expected 0x%04x" % (tag, want), offset=0, field="tag")
+    handles = {}
+    for name in cmd.out_handles:
+        handles[name] = r.u32(name)
+    if n_sessions:
+        at = r.offset
+        psize = r.u32("parameterSize")
+        if psize > r.remaining():
+            raise ParseError("parameterSize %d exceeds the %d bytes left" % (psize, r.remaining()),
+                             offset=at, field="parameterSize")
+        poff = r.offset
+        params = r.raw(psize, "parameters")
+        auths = [parse_auth_response(r, i) for i in range(n_sessions)]
+    else:
+        poff = r.offset
+        params = r.rest()
+        auths = []
+    r.done("response")
+    return handles, params, poff, auths
+
+
+def unmarshal_params(cmd, param_bytes, offset=0):
+    """Response parameters as a dict; trailing bytes are an error."""
+    r = Reader(param_bytes, offset)
+    out = {}
+    for name, typ in cmd.response:
+        out[name] = typ.read(r, name)
+    r.done("parameters")
+    return out
+
+
+def parse_response(cmd, rsp):
+    """Sessionless response -> dict of response handles and parameters (used by tests and for
+    commands sent without sessions)."""
+    handles, params, poff, _ = split_response(cmd, rsp, 0)
+    out = unmarshal_params(cmd, params, poff)
+    out.update(handles)
+    return out
