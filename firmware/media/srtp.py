@@ -416,14 +416,11 @@ class SrtpSession:
     def from_session_keys(cls, profile, rtp_key, rtp_salt, rtp_auth_key, rtcp_key, rtcp_salt,
                           rtcp_auth_key):
         """A pure-engine session from already derived session keys (RFC 7714 §16-17 vectors)."""
-        self = cls.__new__(cls)
-        self.profile = profile
-        self.dropped = {}
-        for reason in DROP_REASONS:
-            self.dropped[reason] = 0
+        _, key_len, salt_len, _, _, _ = PROFILES[profile]
+        # Built the ordinary way (MicroPython has no cls.__new__), then given the supplied keys.
+        self = cls(profile, b"\x00" * key_len, b"\x00" * salt_len, engine="pure")
         self._engine = _PureEngine(profile, None, None, (rtp_key, rtp_salt, rtp_auth_key,
                                                          rtcp_key, rtcp_salt, rtcp_auth_key))
-        self.engine = "pure"
         return self
 
     def protect(self, rtp_packet):
