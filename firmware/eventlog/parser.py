@@ -169,7 +169,7 @@ def parse_header(data):
         raise ParseError("numberOfAlgorithms %d not in 1..%d" % (count, MAX_ALGORITHMS),
                          offset=off, field="SpecID.numberOfAlgorithms")
     off += 4
-    if off + 4 * count + 1 > end:
+    if off + 4 * count > end:
         raise ParseError("truncated: %d algorithm entries do not fit in the Spec ID event" % count,
                          offset=off, field="SpecID.digestSizes")
     algorithms = []
@@ -194,6 +194,9 @@ def parse_header(data):
                              offset=off + 2, field=field + ".digestSize")
         algorithms.append((alg, name, dsize))
         off += 4
+    if off >= end:
+        raise ParseError("truncated: no vendorInfoSize in the Spec ID event", offset=off,
+                         field="SpecID.vendorInfoSize")
     vendor_size = data[off]
     off += 1
     if off + vendor_size != end:

@@ -58,7 +58,7 @@ class ReplayError(ValueError):
     def __init__(self, mismatches):
         self.mismatches = mismatches
         self.pcrs = [(m[0], m[1]) for m in mismatches]
-        ValueError.__init__(self, "replay does not match PCRs: " + ", ".join(
+        super().__init__("replay does not match PCRs: " + ", ".join(
             "%s:%d" % p for p in self.pcrs))
 
 
