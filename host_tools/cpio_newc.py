@@ -84,7 +84,6 @@ class CpioArchive:
             out += e.data + _pad4(len(e.data))
         name = b"TRAILER!!!\0"
         out += _header(0, 0, 1, 0, 0, 0, 0, len(name)) + name + _pad4(110 + len(name))
-        out += _pad4(len(out))  # total length is already 4-aligned; kept for clarity
         return bytes(out)
 
     def to_gzip(self, level: int = 9) -> bytes:

@@ -138,17 +138,28 @@ def swtpm_setup(state_dir: Path, pcr_banks: Sequence[str] = ("sha256",), *,
 class Swtpm:
     """A running ``swtpm socket --tpm2`` (context manager).
 
-    The control channel is always a unix socket (``ctrl_path``), which is what
-    QEMU's ``-tpmdev emulator`` uses.  The command channel is a unix socket
-    (``server_path``) or, with ``tcp=True``, TCP on ``127.0.0.1:server_port``
-    (ctrl additionally on ``ctrl_port``), e.g. for ``TPM2TOOLS_TCTI=swtpm:...``.
+    For QEMU (the default, ``server=False``) only the control channel is
+    opened, as a unix socket (``ctrl_path``): QEMU's ``-tpmdev emulator``
+    hands swtpm the data channel over it (CMD_SET_DATAFD), which swtpm refuses
+    when it also has a ``--server`` socket ("Failed to send CMD_SET_DATAFD").
+
+    For host tools (``server=True``) a command channel is opened too: a unix
+    socket (``server_path``) or, with ``tcp=True``, TCP on
+    ``127.0.0.1:server_port`` with ctrl on ``ctrl_port``, e.g. for
+    ``TPM2TOOLS_TCTI=swtpm:host=127.0.0.1,port=...`` (see ``tcti()``); that
+    TPM then needs TPM2_Startup from the client (``tpm2_startup -c``) or
+    ``extra_args=["--flags", "startup-clear"]``.
     """
 
-    def __init__(self, state_dir: Path, sock_dir: Path, *, tcp: bool = False,
+    def __init__(self, state_dir: Path, sock_dir: Path, *, server: bool = False,
+                 tcp: bool = False,
                  log_file: Path | None = None, log_level: int = 1,
                  extra_args: Sequence[str] = ()) -> None:
         self.state_dir = state_dir.resolve()
         self.sock_dir = sock_dir.resolve()
+        if tcp and not server:
+            raise SwtpmError("tcp=True needs server=True")
+        self.server = server
         self.tcp = tcp
         self.log_file = log_file
         self.log_level = log_level
@@ -167,9 +178,11 @@ class Swtpm:
             self.ctrl_port = free_tcp_port()
             cmd += ["--server", f"type=tcp,port={self.server_port},bindaddr=127.0.0.1",
                     "--ctrl", f"type=tcp,port={self.ctrl_port},bindaddr=127.0.0.1"]
-        else:
+        elif self.server:
             cmd += ["--server", f"type=unixio,path={self.server_path}",
                     "--ctrl", f"type=unixio,path={self.ctrl_path}"]
+        else:
+            cmd += ["--ctrl", f"type=unixio,path={self.ctrl_path}"]
         if self.log_file is not None:
             cmd += ["--log", f"file={self.log_file.resolve()},level={self.log_level}"]
         return cmd + self.extra_args
@@ -202,7 +215,7 @@ class Swtpm:
                 assert self.ctrl_port is not None and self.server_port is not None
                 if all(_tcp_listening(p) for p in (self.ctrl_port, self.server_port)):
                     return
-            elif self.ctrl_path.exists() and self.server_path.exists():
+            elif self.ctrl_path.exists() and (not self.server or self.server_path.exists()):
                 return
             time.sleep(0.02)
         raise SwtpmError(f"swtpm not ready after {timeout} s: {self.output()}")
@@ -226,8 +239,8 @@ class Swtpm:
 
     def qemu_args(self, device: str = "tpm-crb", ident: str = "tpm0") -> list[str]:
         """QEMU arguments attaching this TPM (unix control socket only)."""
-        if self.tcp:
-            raise SwtpmError("qemu_args() needs the unix control socket (tcp=False)")
+        if self.server:
+            raise SwtpmError("qemu_args() needs Swtpm(..., server=False)")
         return ["-chardev", f"socket,id=chr{ident},path={self.ctrl_path}",
                 "-tpmdev", f"emulator,id={ident},chardev=chr{ident}",
                 "-device", f"{device},tpmdev={ident}"]
