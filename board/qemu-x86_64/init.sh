@@ -1,0 +1,49 @@
+#!/bin/sh
+# /init of the qemu-x86_64 initramfs (busybox sh).  Brings up the kernel interfaces the stage
+# loader needs, loads the virtio modules, finds the phone partitions by GPT partition name and
+# hands over to `python3 -m firmware.boot`.  Until the stage loader exists in the image it prints
+# the TPM's PCRs and the firmware event log between markers (a development check the image
+# tests read) and drops to a shell on the console.
+/bin/busybox --install -s
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mkdir -p /proc /sys /dev /run /tmp
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t securityfs securityfs /sys/kernel/security
+for m in $(cat /lib/modules/load-order); do
+  insmod "/lib/modules/$m" || echo "init: insmod $m failed"
+done
+
+# Partitions are found by GPT partition name (PARTNAME in the block device's uevent).
+find_part() {
+  for u in /sys/class/block/*/uevent; do
+    if grep -qx "PARTNAME=$1" "$u"; then
+      sed -n 's/^DEVNAME=//p' "$u"
+      return 0
+    fi
+  done
+  return 1
+}
+i=0
+while ! PHONE_FW_DEV=$(find_part phone-fw) && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+PHONE_DATA_DEV=$(find_part phone-data)
+export PHONE_FW_DEV="/dev/${PHONE_FW_DEV:-missing}" PHONE_DATA_DEV="/dev/${PHONE_DATA_DEV:-missing}"
+echo "init: firmware partition $PHONE_FW_DEV, data partition $PHONE_DATA_DEV"
+
+export PYTHONPATH=/opt/phone PYTHONDONTWRITEBYTECODE=1 HOME=/tmp
+if [ -e /opt/phone/firmware/boot/__init__.py ] || [ -e /opt/phone/firmware/boot.py ]; then
+  echo "init: starting stage loader (python3 -m firmware.boot)"
+  exec python3 -m firmware.boot
+fi
+
+echo "init: firmware.boot is not in this image; PCR dump follows, then a shell on the console"
+echo "-----BEGIN PCRS-----"
+for f in /sys/class/tpm/tpm0/pcr-sha256/*; do
+  echo "sha256 ${f##*/} $(cat "$f")"
+done
+echo "-----END PCRS-----"
+echo "-----BEGIN EVENTLOG-----"
+base64 /sys/kernel/security/tpm0/binary_bios_measurements
+echo "-----END EVENTLOG-----"
+exec setsid cttyhack sh

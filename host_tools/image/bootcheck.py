@@ -1,0 +1,158 @@
+"""Development check: boot a built disk once under QEMU and read back PCRs and the event log.
+
+Needs the placeholder /init (no ``firmware.boot`` in the image): it prints the sha256 PCRs and
+the firmware event log (base64) between markers, then opens a shell on the console, to which
+this sends ``poweroff -f``.  The full runner with per-device state is ``host_tools.qemu``; this
+only exists so the image tests can compare predicted with measured PCRs.
+
+    python -m host_tools.image.bootcheck build/qemu-x86_64
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from host_tools.swtpm_proc import Swtpm, stop_process
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+PCRS_BEGIN, PCRS_END = "-----BEGIN PCRS-----", "-----END PCRS-----"
+LOG_BEGIN, LOG_END = "-----BEGIN EVENTLOG-----", "-----END EVENTLOG-----"
+
+
+class BootError(RuntimeError):
+    """QEMU died, or the console never showed the expected markers; carries the console."""
+
+
+@dataclass(frozen=True)
+class BootDump:
+    pcrs: dict[int, bytes]  # sha256 bank
+    eventlog: bytes
+    console: str
+    seconds_to_dump: float
+
+
+def _between(text: str, begin: str, end: str) -> list[str]:
+    start = text.index(begin) + len(begin)
+    return [ln.strip() for ln in text[start:text.index(end, start)].splitlines() if ln.strip()]
+
+
+def parse_console(text: str) -> tuple[dict[int, bytes], bytes]:
+    pcrs: dict[int, bytes] = {}
+    for line in _between(text, PCRS_BEGIN, PCRS_END):
+        bank, idx, value = line.split()
+        if bank == "sha256":
+            pcrs[int(idx)] = bytes.fromhex(value)
+    log = base64.b64decode("".join(_between(text, LOG_BEGIN, LOG_END)))
+    return pcrs, log
+
+
+def qemu_command(disk: Path, vars_copy: Path, tpm_args: list[str], memory_mb: int) -> list[str]:
+    return ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-m", str(memory_mb),
+            "-nodefaults", "-display", "none", "-serial", "stdio", "-nic", "none",
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
+            "-drive", f"if=virtio,format=raw,file={disk}", *tpm_args]
+
+
+def boot_and_dump(disk: Path, memory_mb: int = 512, timeout: float = 300.0) -> BootDump:
+    """Boot a throw-away copy of *disk* with a fresh swtpm; return what /init printed."""
+    with tempfile.TemporaryDirectory(prefix="bootcheck-") as tmp:
+        work = Path(tmp)
+        shutil.copyfile(disk, work / "disk.img")  # the guest may write to its data partition
+        shutil.copyfile(OVMF_VARS, work / "OVMF_VARS.fd")
+        with Swtpm(work / "tpm", work / "sock") as tpm:
+            cmd = qemu_command(work / "disk.img", work / "OVMF_VARS.fd", tpm.qemu_args(),
+                               memory_mb)
+            t0 = time.monotonic()
+            proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+            chunks: list[bytes] = []
+
+            def reader() -> None:
+                stream = proc.stdout
+                assert stream is not None
+                fd = stream.fileno()
+                while True:
+                    block = os.read(fd, 65536)
+                    if not block:
+                        return
+                    chunks.append(block)
+
+            thread = threading.Thread(target=reader, daemon=True)
+            thread.start()
+            try:
+                seen = 0.0
+                while True:
+                    text = b"".join(chunks).decode(errors="replace")
+                    if LOG_END in text:
+                        seen = time.monotonic() - t0
+                        break
+                    if proc.poll() is not None:
+                        raise BootError(f"QEMU exited with {proc.returncode}:\n{text[-4000:]}")
+                    if time.monotonic() - t0 > timeout:
+                        raise BootError(f"no PCR dump after {timeout} s:\n{text[-4000:]}")
+                    time.sleep(0.2)
+                assert proc.stdin is not None
+                proc.stdin.write(b"poweroff -f\n")
+                proc.stdin.flush()
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    pass
+            finally:
+                stop_process(proc, 5.0)
+                thread.join(timeout=5)
+            text = b"".join(chunks).decode(errors="replace")
+    pcrs, log = parse_console(text)
+    return BootDump(pcrs, log, text, seen)
+
+
+def compare(reference: dict[str, object], dump: BootDump, pcrs: list[int]) -> list[str]:
+    """Lines naming each PCR whose prediction differs from what the TPM holds."""
+    predicted = reference["pcrs"]
+    assert isinstance(predicted, dict)
+    out = []
+    for p in pcrs:
+        want = predicted["sha256"].get(str(p))
+        got = dump.pcrs.get(p)
+        if got is None or want != got.hex():
+            out.append(f"PCR {p}: predicted {want}, TPM has {got.hex() if got else None}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    ap = argparse.ArgumentParser(prog="python -m host_tools.image.bootcheck")
+    ap.add_argument("build_dir", type=Path)
+    ap.add_argument("--pcrs", default="4,7,9,11")
+    ap.add_argument("--save-log", type=Path, help="write the firmware event log here")
+    ap.add_argument("--save-console", type=Path)
+    args = ap.parse_args(argv)
+    reference = json.loads((args.build_dir / "reference.json").read_text())
+    dump = boot_and_dump(args.build_dir / "disk.img")
+    if args.save_log:
+        args.save_log.write_bytes(dump.eventlog)
+    if args.save_console:
+        args.save_console.write_text(dump.console)
+    print(f"bootcheck: PCR dump after {dump.seconds_to_dump:.1f} s")
+    bad = compare(reference, dump, [int(p) for p in args.pcrs.split(",")])
+    for line in bad:
+        print("bootcheck: " + line)
+    for p, v in sorted(dump.pcrs.items()):
+        print(f"bootcheck: TPM PCR {p:>2} {v.hex()}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Build everything for one board: bundle, initramfs, UKI, disk image, reference.json.
+
+Inputs are the repository (firmware code, board description), the Debian packages in
+``build/cache`` (fetched on first use), the systemd stub, and the keys in ``build/keys``
+(created on first use and kept).  Nothing else is read: no clocks, no random identifiers, so
+two builds from the same inputs are byte-identical.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from host_tools import kernel_fetch
+from host_tools.image import bundle, devca, disk, initramfs, modules, pe, predict, uki, userland
+
+REPO = Path(__file__).resolve().parents[2]
+REFERENCE_SCHEMA = 1
+DISK_NAME = "disk.img"
+UKI_NAME = "BOOTX64.EFI"
+ESP_UKI_PATH = "EFI/BOOT/BOOTX64.EFI"
+PUBKEY_NAME = "vendor-pubkey.pem"
+REFERENCE_NAME = "reference.json"
+SIGNING_KEY_NAME = "dev-signing-key.pem"
+
+
+class BuildError(RuntimeError):
+    """The board description or an input is unusable."""
+
+
+@dataclass
+class BuildOptions:
+    board: str
+    out: Path
+    repo: Path = REPO
+    cache: Path | None = None  # default: <repo>/build/cache
+    keys: Path | None = None  # default: <repo>/build/keys
+    signing_key: Path | None = None  # production key; default: development key in keys/
+    ca_bundle: Path | None = None  # PEM; default: the development CA in keys/
+    bundle_version: str | None = None
+    anti_rollback_counter: int | None = None
+
+
+@dataclass
+class BuildResult:
+    out: Path
+    disk: Path
+    reference: dict[str, object]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def load_board(repo: Path, board: str) -> tuple[Path, dict[str, object]]:
+    bdir = repo / "board" / board
+    path = bdir / "board.json"
+    if not path.is_file():
+        raise BuildError(f"no board description {path}")
+    desc = json.loads(path.read_text())
+    if not isinstance(desc, dict) or desc.get("board") != board:
+        raise BuildError(f"{path}: 'board' must be {board!r}")
+    return bdir, desc
+
+
+def _str(desc: dict[str, object], key: str) -> str:
+    v = desc.get(key)
+    if not isinstance(v, str):
+        raise BuildError(f"board.json: {key!r} must be a string")
+    return v
+
+
+def _int(desc: dict[str, object], key: str) -> int:
+    v = desc.get(key)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise BuildError(f"board.json: {key!r} must be an integer")
+    return v
+
+
+def _dict(desc: dict[str, object], key: str) -> dict[str, object]:
+    v = desc.get(key)
+    if not isinstance(v, dict):
+        raise BuildError(f"board.json: {key!r} must be an object")
+    return v
+
+
+def _strlist(v: object, what: str) -> list[str]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise BuildError(f"board.json: {what} must be a list of strings")
+    return list(v)
+
+
+def osrel(board: str, version: str) -> bytes:
+    """os-release (freedesktop os-release(5)) for the UKI's .osrel section."""
+    return (f'ID=trusted-phone\nNAME="Trusted phone firmware"\nVERSION_ID={version}\n'
+            f'IMAGE_ID={board}\nIMAGE_VERSION={version}\n').encode()
+
+
+def code_component(repo: Path, spec: dict[str, object], name: str) -> bytes:
+    parts = _strlist(spec.get("firmware"), f"bundle.{name}.firmware")
+    exclude = tuple("firmware/" + e for e in _strlist(spec.get("exclude", []),
+                                                      f"bundle.{name}.exclude"))
+    files = bundle.tree_files(repo, ["firmware" if p == "." else "firmware/" + p for p in parts],
+                              exclude)
+    if not files:
+        note = (f"placeholder: none of firmware/{{{','.join(parts)}}} exists yet in this "
+                "source tree; the component is kept so the bundle layout and PCR 14 event "
+                "count do not change when the code lands.\n")
+        files = [("PLACEHOLDER", note.encode())]
+    return bundle.ustar(files)
+
+
+def build(opts: BuildOptions) -> BuildResult:
+    t0 = time.monotonic()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        timings[name] = round(time.monotonic() - t0 - sum(timings.values()), 2)
+
+    repo = opts.repo
+    cache = opts.cache or repo / "build" / "cache"
+    keys = opts.keys or repo / "build" / "keys"
+    bdir, desc = load_board(repo, opts.board)
+    version = opts.bundle_version or _str(desc, "image_version")
+    counter = (opts.anti_rollback_counter if opts.anti_rollback_counter is not None
+               else _int(desc, "anti_rollback_counter"))
+    cmdline = _str(desc, "cmdline")
+    if cmdline != cmdline.strip() or not cmdline.isascii():
+        raise BuildError("board.json: cmdline must be ASCII without leading/trailing blanks "
+                         "(systemd-stub would change it and PCR 9 would not match)")
+    out = opts.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    # 1. Signed phone bundle.
+    spec = _dict(desc, "bundle")
+    key_path = opts.signing_key or keys / SIGNING_KEY_NAME
+    key = bundle.load_or_create_key(key_path, create=opts.signing_key is None)
+    ca_pem = (opts.ca_bundle.read_bytes() if opts.ca_bundle else devca.load_or_create(keys))
+    config = json.loads((bdir / _str(spec, "device-config")).read_text())
+    components = [
+        bundle.Component("phone-app", version,
+                         code_component(repo, _dict(spec, "phone-app"), "phone-app")),
+        bundle.Component("sip-media", version,
+                         code_component(repo, _dict(spec, "sip-media"), "sip-media")),
+        bundle.Component("device-config", version, bundle.canonical_json(config)),
+        bundle.Component("ca-bundle", version, ca_pem),
+    ]
+    manifest = bundle.manifest(opts.board, version, counter, components)
+    signature = bundle.sign(key, manifest)
+    packed = bundle.pack(manifest, signature, components)
+    bundle_dir = out / "bundle"
+    if bundle_dir.exists():
+        shutil.rmtree(bundle_dir)
+    (bundle_dir / "components").mkdir(parents=True)
+    (bundle_dir / bundle.MANIFEST_NAME).write_bytes(manifest)
+    (bundle_dir / bundle.SIGNATURE_NAME).write_bytes(signature)
+    for c in components:
+        (bundle_dir / "components" / c.name).write_bytes(c.data)
+    (out / "bundle.tar").write_bytes(packed)
+    (out / PUBKEY_NAME).write_bytes(bundle.public_pem(key))
+    lap("bundle")
+
+    # 2. Initramfs.
+    kernel_desc = _dict(desc, "kernel")
+    kernel = kernel_fetch.fetch_kernel(cache / "kernel", _str(kernel_desc, "metapackage"))
+    root = userland.fetch_and_unpack(cache)
+    tree = userland.python_tree(root, cache)
+    lap("userland")
+    kmods = modules.resolve(kernel.modules_dir)
+    fw_files = initramfs.firmware_files(repo, _strlist(desc.get("initramfs_firmware"),
+                                                       "initramfs_firmware"))
+    initrd = initramfs.build(tree, kmods, (bdir / "init.sh").read_bytes(), fw_files)
+    (out / "initrd.img").write_bytes(initrd)
+    lap("initramfs")
+
+    # 3. UKI.
+    sections = {".osrel": osrel(opts.board, version), ".cmdline": cmdline.encode(),
+                ".linux": kernel.vmlinuz.read_bytes(), ".initrd": initrd}
+    uki_bytes = uki.build_uki(uki.DEFAULT_STUB, sections, out / UKI_NAME)
+    (out / "cmdline.txt").write_text(cmdline)
+    (out / "osrel.txt").write_bytes(sections[".osrel"])
+    lap("uki")
+
+    # 4. Disk.
+    sizes = _dict(desc, "partitions_mib")
+    parts = [disk.Partition("esp", disk.ESP_TYPE, _int(sizes, "esp")),
+             disk.Partition("phone-fw", disk.LINUX_DATA_TYPE, _int(sizes, "phone-fw")),
+             disk.Partition("phone-data", disk.LINUX_DATA_TYPE, _int(sizes, "phone-data"))]
+    esp_img = out / "esp.img"
+    disk.make_esp(esp_img, parts[0].size_mib, {ESP_UKI_PATH: uki_bytes}, opts.board,
+                  _int(desc, "source_date_epoch"))
+    disk_path = out / DISK_NAME
+    disk.build_disk(disk_path, opts.board, parts, {"esp": esp_img, "phone-fw": packed})
+    esp_img.unlink()
+    lap("disk")
+
+    # 5. Prediction.
+    with disk_path.open("rb") as f:
+        disk_head = f.read(disk.MIB)
+    events = (predict.pcr4_events(uki_bytes) + predict.pcr5_events(disk_head)
+              + predict.pcr7_events()
+              + predict.pcr9_events(cmdline, initrd) + predict.pcr11_events(uki_bytes)
+              + predict.pcr14_events([(c.name, c.sha256) for c in components]))
+    values = predict.pcr_values(events)
+    reference: dict[str, object] = {
+        "schema": REFERENCE_SCHEMA,
+        "board": opts.board,
+        "image_version": version,
+        "bundle_version": version,
+        "anti_rollback_counter": counter,
+        "pcr_policy": desc.get("pcr_policy"),
+        "components": [{"name": c.name, "version": c.version, "size": len(c.data),
+                        "sha256": c.sha256.hex(), "pcr": bundle.PHONE_PCR}
+                       for c in components],
+        "boot": {
+            "uki_authenticode_sha256": pe.authenticode_digest(uki_bytes).hex(),
+            "kernel_package": f"{kernel.package} {kernel.package_version}",
+            "kernel_authenticode_sha256": pe.authenticode_digest(
+                sections[".linux"]).hex(),
+            "initrd_sha256": predict.sha256(initrd).hex(),
+            "cmdline": cmdline,
+            "manifest_sha256": predict.sha256(manifest).hex(),
+        },
+        "pcrs": {"sha256": {str(k): v.hex() for k, v in values.items()}},
+        "events": [e.to_json() for e in events],
+    }
+    (out / REFERENCE_NAME).write_bytes(json.dumps(reference, indent=2, sort_keys=True).encode()
+                                       + b"\n")
+    lap("predict")
+    return BuildResult(out, disk_path, reference, timings)

@@ -1,0 +1,239 @@
+"""Debian userland for the initramfs: fetch .debs, unpack them (never install), prune, compile.
+
+Packages are fetched with ``apt-get download`` and unpacked with ``dpkg -x`` into
+``build/cache/``; the host's package database is never touched.  The result is a mapping of
+image paths to file contents (plus symlinks) that ``initramfs`` turns into a cpio archive.
+
+Python byte code is compiled with the host's /usr/bin/python3, which is Debian's same 3.11 as
+the packaged interpreter (same magic number), with ``invalidation_mode=UNCHECKED_HASH`` so the
+.pyc files carry no source mtime (reproducible) and are never re-validated at import (no stat
+of sources that are not shipped).  The standard library is shipped sourceless (``X.pyc`` in
+place of ``X.py``) to halve its size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from host_tools import kernel_fetch
+
+PYVER = "3.11"
+PACKAGES = (
+    "busybox-static",
+    "python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib",
+    "python3-cryptography", "python3-cffi-backend",
+    "libc6", "libssl3", "libexpat1", "zlib1g", "libffi8", "libgcc-s1",
+)
+HOST_PYTHON = "/usr/bin/python3"
+STDLIB = f"usr/lib/python{PYVER}"
+DIST_PACKAGES = "usr/lib/python3/dist-packages"
+# Parts of the standard library a phone never imports: tests, GUIs, dev tools, databases.
+STDLIB_DROP_DIRS = frozenset({
+    "test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
+    "distutils", "sqlite3", "dbm", "curses", "venv", "xmlrpc", "wsgiref", "msilib",
+    "__phello__", "site-packages", "dist-packages", f"config-{PYVER}-x86_64-linux-gnu",
+})
+STDLIB_DROP_FILES = frozenset({"turtle.py", "pydoc.py", "doctest.py", "_pydecimal.py",
+                               "_sysconfigdata__x86_64-linux-gnu.py"})
+# Extension modules kept; the others need libraries we do not ship (readline, sqlite, ...)
+# or are test/legacy modules.
+DYNLOAD_KEEP = frozenset({
+    "_asyncio", "_contextvars", "_ctypes", "_decimal", "_hashlib", "_json", "_multibytecodec",
+    "_multiprocessing", "_posixshmem", "_queue", "_ssl", "_typing", "_zoneinfo", "audioop",
+    "mmap", "resource", "termios",
+})
+CRYPTOGRAPHY_DROP = ("cryptography/hazmat/bindings/_rust/__init__.pyi",)
+_STAMP_VERSION = 1  # bump when the pruning rules change
+
+
+class UserlandError(RuntimeError):
+    """Fetching, unpacking or compiling the userland failed."""
+
+
+@dataclass
+class Tree:
+    """Files for the image: path (relative, no leading /) -> (bytes, mode); symlinks."""
+
+    files: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    symlinks: dict[str, str] = field(default_factory=dict)
+
+    def add(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        self.files[path.strip("/")] = (data, mode)
+
+
+def fetch_and_unpack(cache: Path, packages: tuple[str, ...] = PACKAGES) -> Path:
+    """Download the .debs into cache/debs and unpack them all into cache/userland."""
+    debs_dir = cache / "debs"
+    debs = [kernel_fetch.download_deb(p, debs_dir) for p in packages]
+    stamp_data = json.dumps(sorted(d.name for d in debs)).encode()
+    root = cache / "userland"
+    stamp = cache / "userland.stamp"
+    if stamp.is_file() and stamp.read_bytes() == stamp_data and root.is_dir():
+        return root
+    if root.exists():
+        shutil.rmtree(root)
+    for d in debs:
+        kernel_fetch.extract_deb(d, root)
+    stamp.write_bytes(stamp_data)
+    return root
+
+
+def _real(root: Path, rel: str) -> Path:
+    """Resolve *rel* inside the unpacked tree, following symlinks within *root*."""
+    p = root / rel
+    for _ in range(16):
+        if not p.is_symlink():
+            return p
+        target = p.readlink()
+        p = (root / str(target).lstrip("/")) if target.is_absolute() else (p.parent / target)
+    raise UserlandError(f"symlink loop at {rel}")
+
+
+def elf_needed(path: Path) -> list[str]:
+    """DT_NEEDED entries of an ELF file (``objdump -p``)."""
+    proc = subprocess.run(["objdump", "-p", str(path)], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        raise UserlandError(f"objdump -p {path} failed: {proc.stderr.strip()}")
+    return [line.split()[1] for line in proc.stdout.splitlines()
+            if line.strip().startswith("NEEDED")]
+
+
+def _find_lib(root: Path, soname: str) -> Path:
+    for d in ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"):
+        p = root / d / soname
+        if p.exists() or p.is_symlink():
+            return _real(root, f"{d}/{soname}")
+    raise UserlandError(f"shared library {soname} is in none of the unpacked packages")
+
+
+def _stdlib_keep(rel: str) -> bool:
+    parts = rel.split("/")
+    if parts[0] in STDLIB_DROP_DIRS or "__pycache__" in parts:
+        return False
+    if len(parts) == 1 and parts[0] in STDLIB_DROP_FILES:
+        return False
+    if parts[0] == "lib-dynload":
+        return parts[-1].split(".")[0] in DYNLOAD_KEEP
+    return True
+
+
+def compile_pyc(sources: list[tuple[Path, str]]) -> list[bytes]:
+    """Compile each (source file, path shown in tracebacks) with the host's Python 3.11."""
+    if not sources:
+        return []
+    script = (
+        "import importlib._bootstrap_external as be, importlib.util as iu, sys, json\n"
+        "out = sys.stdout.buffer\n"
+        "for src, dfile in json.loads(sys.stdin.read()):\n"
+        "    data = open(src, 'rb').read()\n"
+        "    code = compile(data, dfile, 'exec', dont_inherit=True)\n"
+        "    h = be._code_to_hash_pyc(code, iu.source_hash(data), False)\n"
+        "    out.write(len(h).to_bytes(4, 'big') + h)\n")
+    proc = subprocess.run([HOST_PYTHON, "-I", "-c", script],
+                          input=json.dumps([[str(s), d] for s, d in sources]).encode(),
+                          capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise UserlandError(f"byte-compiling failed: {proc.stderr.decode(errors='replace')}")
+    out, pos = [], 0
+    while pos < len(proc.stdout):
+        n = int.from_bytes(proc.stdout[pos:pos + 4], "big")
+        out.append(proc.stdout[pos + 4:pos + 4 + n])
+        pos += 4 + n
+    if len(out) != len(sources):
+        raise UserlandError(f"compiled {len(out)} of {len(sources)} files")
+    return out
+
+
+def host_python_matches() -> None:
+    proc = subprocess.run([HOST_PYTHON, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                          capture_output=True, text=True, check=False)
+    if proc.stdout.strip() != PYVER:
+        raise UserlandError(f"{HOST_PYTHON} is Python {proc.stdout.strip()!r}, need {PYVER} "
+                            "to compile byte code for the image")
+
+
+def python_tree(root: Path, cache: Path) -> Tree:
+    """busybox + python3.11 + cryptography, pruned, sourceless .pyc; cached by content."""
+    key = hashlib.sha256(json.dumps([_STAMP_VERSION, sorted(
+        p.name for p in (cache / "debs").glob("*.deb"))]).encode()).hexdigest()[:16]
+    cached = cache / f"userland-{key}.json"
+    tree = Tree()
+    if cached.is_file():
+        return _load_tree(cached)
+    host_python_matches()
+    tree.add("bin/busybox", _real(root, "bin/busybox").read_bytes(), 0o755)
+    tree.symlinks["bin/sh"] = "busybox"
+    py = _real(root, f"usr/bin/python{PYVER}")
+    tree.add(f"usr/bin/python{PYVER}", py.read_bytes(), 0o755)
+    tree.symlinks["usr/bin/python3"] = f"python{PYVER}"
+    elves = [py]
+    sources: list[tuple[Path, str]] = []
+    stdlib = root / STDLIB
+    for p in sorted(stdlib.rglob("*")):
+        rel = p.relative_to(stdlib).as_posix()
+        if p.is_dir() or not _stdlib_keep(rel):
+            continue
+        if p.suffix == ".py":
+            sources.append((p, f"/{STDLIB}/{rel}"))
+        elif p.suffix == ".so":
+            tree.add(f"{STDLIB}/{rel}", p.read_bytes(), 0o755)
+            elves.append(p)
+    # Debian's site.py adds /usr/lib/python3/dist-packages to sys.path.
+    dist = root / DIST_PACKAGES
+    for p in sorted(dist.rglob("*")):
+        rel = p.relative_to(dist).as_posix()
+        top = rel.split("/")[0]
+        if p.is_dir() or "__pycache__" in rel or rel in CRYPTOGRAPHY_DROP:
+            continue
+        if not (top == "cryptography" or top.startswith("_cffi_backend")):
+            continue
+        if p.suffix == ".py":
+            sources.append((p, f"/{DIST_PACKAGES}/{rel}"))
+        elif p.suffix == ".so":
+            tree.add(f"{DIST_PACKAGES}/{rel}", p.read_bytes(), 0o755)
+            elves.append(p)
+    for (src, dfile), pyc in zip(sources, compile_pyc(sources)):
+        tree.add(dfile[:-3] + ".pyc", pyc)
+    # Shared libraries: the DT_NEEDED closure of everything shipped, flat in one directory.
+    seen: set[str] = set()
+    todo = [n for e in elves for n in elf_needed(e)]
+    while todo:
+        soname = todo.pop()
+        if soname in seen:
+            continue
+        seen.add(soname)
+        lib = _find_lib(root, soname)
+        tree.add(f"lib/x86_64-linux-gnu/{soname}", lib.read_bytes(), 0o755)
+        todo += elf_needed(lib)
+    # The interpreter path the binaries name in PT_INTERP.
+    ld = "ld-linux-x86-64.so.2"
+    tree.add(f"lib/x86_64-linux-gnu/{ld}", _find_lib(root, ld).read_bytes(), 0o755)
+    tree.symlinks[f"lib64/{ld}"] = f"../lib/x86_64-linux-gnu/{ld}"
+    _save_tree(tree, cached)
+    return tree
+
+
+def _save_tree(tree: Tree, path: Path) -> None:
+    blobs = path.with_suffix(".bin")
+    index = []
+    with blobs.open("wb") as f:
+        for name in sorted(tree.files):
+            data, mode = tree.files[name]
+            index.append([name, mode, len(data)])
+            f.write(data)
+    path.write_text(json.dumps({"files": index, "symlinks": tree.symlinks}, sort_keys=True))
+
+
+def _load_tree(path: Path) -> Tree:
+    meta = json.loads(path.read_text())
+    tree = Tree(symlinks=dict(meta["symlinks"]))
+    with path.with_suffix(".bin").open("rb") as f:
+        for name, mode, size in meta["files"]:
+            tree.files[name] = (f.read(size), mode)
+    return tree
