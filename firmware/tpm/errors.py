@@ -172,7 +172,7 @@ class TpmError(Exception):
         self.session = d["session"]
         self.warning = d["warning"]
         self.layer = d["layer"]
-        Exception.__init__(self, self._text())
+        super().__init__(self._text())
 
     def _text(self):
         where = ""

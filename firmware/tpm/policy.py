@@ -14,7 +14,7 @@ def pcr_selection(bank, pcrs):
 
 
 def marshal_pcr_selection(selection):
-    """TPML_PCR_SELECTION bytes, e.g. sha256 {4,7,11,14}: 00000001 000b 03 904801."""
+    """TPML_PCR_SELECTION bytes, e.g. sha256 {4,7,11,14}: 00000001 000b 03 904800."""
     w = Writer()
     PCR_SELECTION.write(w, selection)
     return w.bytes()
