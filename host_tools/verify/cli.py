@@ -10,10 +10,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import NoReturn, Sequence
+from typing import Any, Callable, NoReturn, Sequence, cast
 
 from host_tools.verify.core import NamedLog, PcrValues, Report, parse_named, verify
-from host_tools.verify.reference import InputError, Reference, load_pcrs, load_reference
+from host_tools.verify.reference import (KNOWN_BANK_SIZES, InputError, Reference, load_pcrs,
+                                         load_reference)
 from host_tools.verify.report import render
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
@@ -53,35 +54,36 @@ def read_log(path: Path) -> NamedLog:
 
 
 def read_tpm_pcrs(uri: str) -> PcrValues:
-    """PCRs of every bank the TPM has allocated, read over `uri`. Imported lazily: only this path
-    needs the TPM client."""
+    """PCRs 0-23 of every bank the TPM has allocated, read over `uri` (see
+    firmware.tpm.transport.open_uri). Imported lazily: only this path needs the TPM client."""
     try:
-        from firmware.tpm.client import Tpm
-        from firmware.tpm.transport import open_uri
+        from firmware.tpm import client as _client
+        from firmware.tpm import transport as _transport
     except ImportError as e:
         raise InputError("--tpm %s: the TPM client is not available (%s); use --pcrs" % (uri, e)) \
             from None
+    open_uri = cast(Callable[[str], Any], _transport.open_uri)
     try:
         transport = open_uri(uri)
     except (OSError, ValueError) as e:
         raise InputError("--tpm %s: cannot open: %s" % (uri, e)) from None
     out: PcrValues = {}
     try:
-        tpm = Tpm(transport)
-        for bank in ("sha1", "sha256", "sha384", "sha512"):
-            try:
-                values = tpm.pcr_read_all(bank)
-            except Exception as e:  # a bank the TPM has not allocated: skip, others may exist
-                if bank == "sha256":
-                    raise InputError("--tpm %s: reading sha256 PCRs failed: %s" % (uri, e)) \
-                        from None
-                continue
-            if values:
-                out[bank] = {int(k): bytes(v) for k, v in values.items()}
+        tpm = cast(Callable[[Any], Any], _client.Tpm)(transport)
+        banks = tpm.pcr_banks()
+        for bank in banks:
+            if isinstance(bank, str) and bank in KNOWN_BANK_SIZES:
+                out[bank] = {int(k): bytes(v) for k, v in tpm.pcr_read_all(bank).items()}
+    except InputError:
+        raise
+    except Exception as e:  # TpmError, TransportError, ParseError: all mean "no trustworthy values"
+        raise InputError("--tpm %s: reading PCRs failed: %s" % (uri, e)) from None
     finally:
         close = getattr(transport, "close", None)
         if close is not None:
             close()
+    if not out:
+        raise InputError("--tpm %s: the TPM reports no PCR bank this verifier knows" % uri)
     return out
 
 
