@@ -1,0 +1,821 @@
+# The phone's SIP user agent core (RFC 3261 §8, §10, §13-15), sans-I/O in the aioquic style:
+# drive it with receive(data, now), handle_timer(now) and the API calls; collect bytes with
+# data_to_send() and happenings with next_event(). Everything travels over one flow to the
+# outbound proxy/registrar (the phone sits behind NAT: RFC 5626 flow reuse, `;ob` Contact,
+# `;alias` Via for RFC 5923, CRLF keep-alives RFC 5626 §4.4.1); calls arrive over that same flow.
+# Time is `now` in milliseconds; randomness comes from firmware.compat.random_bytes.
+
+from firmware import compat
+from firmware.sip import digest, sdp
+from firmware.sip.dialog import Dialog
+from firmware.sip.message import (
+    NameAddr, Request, Response, SipParseError, SipUri, StreamFramer, parse_message,
+)
+from firmware.sip.transaction import T1, ClientTransaction, ServerTransaction
+
+RELIABLE = ("TLS", "TCP")
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+
+
+# --- events --------------------------------------------------------------------------------------
+
+class Event:
+    name = "event"
+
+    def __repr__(self):
+        return "<%s %r>" % (self.__class__.__name__, self.__dict__)
+
+
+class Registered(Event):
+    def __init__(self, expires):
+        self.expires = expires
+
+
+class RegistrationFailed(Event):
+    def __init__(self, status, reason):
+        self.status = status
+        self.reason = reason
+
+
+class Unregistered(Event):
+    pass
+
+
+class IncomingCall(Event):
+    def __init__(self, call_id, caller, display, secure):
+        self.call_id = call_id
+        self.caller = caller
+        self.display = display
+        self.secure = secure
+
+
+class CallRinging(Event):
+    def __init__(self, call_id):
+        self.call_id = call_id
+
+
+class CallAnswered(Event):
+    def __init__(self, call_id, media):
+        self.call_id = call_id
+        self.media = media
+
+
+class CallEnded(Event):
+    def __init__(self, call_id, status, reason, by):
+        self.call_id = call_id
+        self.status = status
+        self.reason = reason
+        self.by = by   # "local", "remote" or "error"
+
+
+class MessageRejected(Event):
+    """Bad input from the peer: logged, answered 400 when it was a request; state is untouched."""
+
+    def __init__(self, reason, status=None):
+        self.reason = reason
+        self.status = status
+
+
+class FlowFailed(Event):
+    """No keep-alive pong (RFC 5626 §4.4.1): the shim should reconnect and call register()."""
+
+    def __init__(self, reason):
+        self.reason = reason
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+class UaConfig:
+    def __init__(self, user, domain, password, transport="TLS", local_host="0.0.0.0", local_port=5060,
+                 auth_user=None, display=None, expires=600, keepalive_ms=None, insecure=False, t1=T1,
+                 user_agent="trusted-phone/0.1"):
+        self.user = user
+        self.domain = domain
+        self.password = password
+        self.transport = transport.upper()
+        self.local_host = local_host
+        self.local_port = local_port
+        self.auth_user = auth_user or user
+        self.display = display
+        self.expires = expires
+        # RFC 5626 §4.4.1: without a Flow-Timer, ping at a random 80-100% of 120 s
+        self.keepalive_ms = keepalive_ms
+        self.insecure = insecure
+        self.t1 = t1
+        self.user_agent = user_agent
+
+
+def _rand_hex(n):
+    return compat.random_bytes(n).hex()
+
+
+class Call:
+    def __init__(self, call_id, direction, local_media):
+        self.call_id = call_id
+        self.direction = direction
+        self.local_media = local_media
+        self.state = "new"
+        self.dialog = None
+        self.local_tag = _rand_hex(6)
+        self.invite = None          # our INVITE (UAC) or the peer's (UAS)
+        self.invite_tx = None
+        self.offered = None         # our Crypto list (UAC)
+        self.media = None
+        self.remote = None
+        self.ack = None             # ACK bytes for the 2xx (resent on 2xx retransmission)
+        self.cancel_pending = False
+        self.auth_tries = 0
+        self.answer_sdp = None
+
+
+class UserAgent:
+    def __init__(self, config, now):
+        self.config = config
+        self.aor = "sip:%s@%s" % (config.user, config.domain)
+        self.reliable = config.transport in RELIABLE
+        self.signalling_secure = config.transport == "TLS"
+        self._framer = StreamFramer() if self.reliable else None
+        self._out = []
+        self._events = []
+        self.client_txs = []
+        self.server_txs = []
+        self.calls = {}
+        # registration state
+        self.registered = False
+        self.reg_expires = 0
+        self._reg_call_id = _rand_hex(12)
+        self._reg_tag = _rand_hex(6)
+        self._reg_cseq = 0
+        self._reg_tx = None
+        self._reg_auth_nonce = None
+        self._reg_wanted = 0
+        self._reg_refresh_at = None
+        self._reg_unregistering = False
+        self._ka_at = None
+        self._pong_deadline = None
+        self.pongs = 0
+        self.rejected = 0
+
+    # --- public API ------------------------------------------------------------------------------
+
+    def register(self, now, expires=None):
+        self._reg_wanted = self.config.expires if expires is None else expires
+        self._reg_unregistering = self._reg_wanted == 0
+        self._reg_auth_nonce = None
+        self._send_register(now, None)
+        if self.reliable and self._ka_at is None:
+            self._schedule_keepalive(now)
+
+    def unregister(self, now):
+        self.register(now, 0)
+
+    def call(self, target, local_media, now):
+        """Start an outgoing call to `target` (a SIP URI text); returns the Call-ID."""
+        uri = SipUri.parse(target, "target")
+        call = Call(_rand_hex(12), "out", local_media)
+        call.remote = str(uri)
+        body, call.offered = sdp.create_offer(local_media, self.signalling_secure)
+        self.calls[call.call_id] = call
+        req = self._new_request("INVITE", uri, str(NameAddr(uri)), call.call_id, call.local_tag, 1)
+        req.add("Contact", self._contact())
+        req.add("Content-Type", "application/sdp")
+        req.body = body.serialize()
+        call.invite = req
+        call.state = "calling"
+        call.invite_tx = self._start_client(req, now)
+        return call.call_id
+
+    def answer(self, call_id, local_media, now):
+        call = self._call(call_id, "incoming")
+        try:
+            body, media = sdp.create_answer(call.invite.body, local_media, self.signalling_secure)
+        except (sdp.NegotiationError, sdp.SdpError) as e:
+            self._respond(call.invite_tx, call.invite, 488, "Not Acceptable Here", now, call.local_tag)
+            self._end(call, 488, str(e), "error")
+            return
+        call.local_media = local_media
+        call.media = media
+        resp = self._response(call.invite, 200, "OK", call.local_tag)
+        resp.add("Contact", self._contact())
+        resp.add("Content-Type", "application/sdp")
+        resp.body = body.serialize()
+        call.dialog = Dialog.from_uas(call.invite, call.local_tag)
+        call.state = "connected"
+        call.invite_tx.respond(resp, now)
+        self._events.append(CallAnswered(call.call_id, media))
+        self._collect(now)
+
+    def reject(self, call_id, now, status=486, reason="Busy Here"):
+        call = self._call(call_id, "incoming")
+        self._respond(call.invite_tx, call.invite, status, reason, now, call.local_tag)
+        self._end(call, status, reason, "local")
+        self._collect(now)
+
+    def hangup(self, call_id, now):
+        call = self.calls.get(call_id)
+        if call is None:
+            raise ValueError("no call %s" % call_id)
+        if call.state == "connected":
+            self._send_bye(call, now)
+            self._end(call, 200, "local hangup", "local")
+        elif call.state in ("calling", "early"):
+            if call.state == "early":
+                self._send_cancel(call, now)
+            else:
+                call.cancel_pending = True   # §9.1: CANCEL only after a provisional response
+            call.state = "cancelling"
+        elif call.state == "incoming":
+            self.reject(call_id, now, 603, "Decline")
+        self._collect(now)
+
+    def connection_lost(self, now):
+        """The transport flow broke: registration is gone until register() succeeds again."""
+        self.registered = False
+        self._framer = StreamFramer() if self.reliable else None
+        self._pong_deadline = None
+
+    # --- I/O -------------------------------------------------------------------------------------
+
+    def receive(self, data, now):
+        if self._framer is None:
+            self._receive_message(data, now, False)
+        else:
+            try:
+                items = self._framer.feed(data)
+            except SipParseError as e:
+                # a corrupt stream cannot be re-synchronised: the flow must be re-opened
+                self.rejected += 1
+                self._events.append(MessageRejected(str(e)))
+                self._events.append(FlowFailed("corrupt stream: %s" % e))
+                self._framer = StreamFramer()
+                items = []
+            for kind, raw in items:
+                if kind == "ping":
+                    self._out.append(b"\r\n")
+                elif kind == "pong":
+                    self.pongs += 1
+                    self._pong_deadline = None
+                else:
+                    self._receive_message(raw, now, True)
+        self._collect(now)
+
+    def handle_timer(self, now):
+        for tx in self.client_txs + self.server_txs:
+            t = tx.next_timer()
+            if t is not None and t <= now:
+                tx.handle_timer(now)
+        if self._reg_refresh_at is not None and self._reg_refresh_at <= now:
+            self._reg_refresh_at = None
+            self._reg_auth_nonce = None
+            self._send_register(now, None)
+        if self._pong_deadline is not None and self._pong_deadline <= now:
+            self._pong_deadline = None
+            self.registered = False
+            self._events.append(FlowFailed("no keep-alive pong within 10 s"))
+        if self._ka_at is not None and self._ka_at <= now:
+            self._out.append(b"\r\n\r\n")
+            self._pong_deadline = now + 10000   # RFC 5626 §4.4.1: pong within 10 s
+            self._schedule_keepalive(now)
+        self._collect(now)
+
+    def get_timer(self):
+        times = [tx.next_timer() for tx in self.client_txs + self.server_txs]
+        times += [self._reg_refresh_at, self._ka_at, self._pong_deadline]
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
+
+    def data_to_send(self):
+        out = self._out
+        self._out = []
+        return out
+
+    def next_event(self):
+        if self._events:
+            return self._events.pop(0)
+        return None
+
+    # --- building messages -------------------------------------------------------------------------
+
+    def _via(self):
+        c = self.config
+        via = "SIP/2.0/%s %s:%d;branch=z9hG4bK%s;rport" % (c.transport, c.local_host, c.local_port,
+                                                             _rand_hex(8))
+        if self.reliable:
+            via += ";alias"   # RFC 5923: reuse this connection for requests to us
+        return via
+
+    def _contact(self, expires=None):
+        c = self.config
+        uri = "sip:%s@%s:%d;transport=%s" % (c.user, c.local_host, c.local_port, c.transport.lower())
+        if self.reliable:
+            uri += ";ob"      # RFC 5626 §5.4: reach us over the flow this came in on
+        s = "<%s>" % uri
+        if expires is not None:
+            s += ";expires=%d" % expires
+        return s
+
+    def _from(self, tag):
+        c = self.config
+        na = '"%s" <%s>' % (c.display, self.aor) if c.display else "<%s>" % self.aor
+        return na + ";tag=" + tag
+
+    def _new_request(self, method, uri, to, call_id, tag, cseq):
+        req = Request(method, uri)
+        req.add("Via", self._via())
+        req.add("Max-Forwards", "70")
+        req.add("From", self._from(tag))
+        req.add("To", to)
+        req.add("Call-ID", call_id)
+        req.add("CSeq", "%d %s" % (cseq, method))
+        req.add("User-Agent", self.config.user_agent)
+        return req
+
+    def _response(self, req, status, reason, to_tag=None):
+        """§8.2.6.2: copy Via, From, Call-ID, CSeq; To gets our tag unless it has one (or 100)."""
+        resp = Response(status, reason)
+        for v in req.get_all("Via"):
+            resp.add("Via", v)
+        resp.add("From", req.get("From"))
+        to = req.get("To")
+        if to_tag and status > 100 and ";tag=" not in to.replace(" ", "").lower():
+            to = to + ";tag=" + to_tag
+        resp.add("To", to)
+        resp.add("Call-ID", req.call_id)
+        resp.add("CSeq", req.get("CSeq"))
+        return resp
+
+    def _respond(self, tx, req, status, reason, now, to_tag=None):
+        resp = self._response(req, status, reason, to_tag or _rand_hex(6))
+        if status == 405:
+            resp.add("Allow", ALLOW)
+        if tx is None:
+            self._out.append(resp.serialize())
+        else:
+            tx.respond(resp, now)
+        return resp
+
+    def _start_client(self, req, now):
+        tx = ClientTransaction(req, self.reliable, now, self.config.t1)
+        self.client_txs.append(tx)
+        self._collect(now)
+        return tx
+
+    # --- registration (§10.2) ----------------------------------------------------------------------
+
+    def _send_register(self, now, authorization):
+        self._reg_cseq += 1
+        c = self.config
+        reg_uri = SipUri("sip", c.domain)
+        req = self._new_request("REGISTER", reg_uri, "<%s>" % self.aor, self._reg_call_id,
+                                self._reg_tag, self._reg_cseq)
+        req.add("Contact", self._contact(self._reg_wanted))
+        req.add("Expires", str(self._reg_wanted))
+        if self.reliable:
+            req.add("Supported", "outbound, path")
+        if authorization is not None:
+            req.add(authorization[0], authorization[1])
+        self._reg_tx = self._start_client(req, now)
+
+    def _on_register_response(self, tx, resp, now):
+        code = resp.status
+        if code < 200:
+            return
+        if code in (401, 407):
+            hdr = "WWW-Authenticate" if code == 401 else "Proxy-Authenticate"
+            try:
+                chals = [digest.parse_challenge(v, hdr) for v in resp.get_all(hdr)]
+            except SipParseError as e:
+                self._reg_failed(code, "bad challenge: %s" % e, now)
+                return
+            ch = digest.choose(chals)
+            if ch is None:
+                self._reg_failed(code, "no supported digest challenge", now)
+                return
+            if self._reg_auth_nonce is not None and not ch.stale:
+                self._reg_failed(code, "credentials rejected", now)
+                return
+            self._reg_auth_nonce = ch.nonce
+            cred = digest.authorization(ch, self.config.auth_user, self.config.password, "REGISTER",
+                                        "sip:%s" % self.config.domain)
+            self._send_register(now, ("Authorization" if code == 401 else "Proxy-Authorization", cred))
+            return
+        if code == 423:
+            mn = resp.get("Min-Expires")
+            if mn is not None and mn.isdigit() and int(mn) > self._reg_wanted and not self._reg_unregistering:
+                self._reg_wanted = int(mn)
+                self._reg_auth_nonce = None
+                self._send_register(now, None)
+                return
+        if 200 <= code < 300:
+            self._reg_auth_nonce = None
+            if self._reg_unregistering:
+                self.registered = False
+                self._reg_refresh_at = None
+                self._events.append(Unregistered())
+                return
+            expires = self._granted_expires(resp)
+            if expires <= 0:
+                self._reg_failed(code, "registrar kept no binding for our Contact", now)
+                return
+            self.registered = True
+            self.reg_expires = expires
+            # refresh at half the granted time, so a lost refresh can be retried before expiry
+            self._reg_refresh_at = now + expires * 500
+            self._events.append(Registered(expires))
+            return
+        self._reg_failed(code, resp.reason, now)
+
+    def _granted_expires(self, resp):
+        mine = self._contact()
+        mine_uri = NameAddr.parse(mine, "Contact").uri
+        try:
+            contacts = resp.contacts()
+        except SipParseError:
+            contacts = []
+        for c in contacts:
+            if c.uri is not None and c.uri.user == mine_uri.user and c.uri.host == mine_uri.host and \
+                    c.uri.port == mine_uri.port:
+                e = c.param("expires")
+                if e is not None and e.isdigit():
+                    return int(e)
+        e = resp.get("Expires")
+        if e is not None and e.isdigit():
+            return int(e)
+        if contacts:
+            # a registrar that rewrote our Contact (e.g. received/alias): take its expiry
+            e = contacts[0].param("expires")
+            if e is not None and e.isdigit():
+                return int(e)
+        return self._reg_wanted
+
+    def _reg_failed(self, status, reason, now):
+        self.registered = False
+        self._reg_auth_nonce = None
+        self._events.append(RegistrationFailed(status, reason))
+        self._reg_refresh_at = now + 60000   # try again in a minute
+
+    # --- keep-alive --------------------------------------------------------------------------------
+
+    def _schedule_keepalive(self, now):
+        iv = self.config.keepalive_ms
+        if iv is None:
+            # 80-100% of 120 s, randomised so phones behind one NAT do not ping together
+            iv = 96000 + int.from_bytes(compat.random_bytes(2), "big") % 24000
+        self._ka_at = now + iv
+
+    # --- receiving ---------------------------------------------------------------------------------
+
+    def _receive_message(self, raw, now, stream):
+        try:
+            msg = parse_message(raw, stream)
+        except SipParseError as e:
+            self.rejected += 1
+            self._reject_bad(raw, e)
+            return
+        try:
+            if isinstance(msg, Response):
+                self._on_response(msg, now)
+            else:
+                self._on_request(msg, now)
+        except (SipParseError, sdp.SdpError) as e:
+            # a value the dispatcher needed is malformed: answer 400 (requests), drop responses
+            self.rejected += 1
+            if isinstance(msg, Request) and msg.method != "ACK":
+                self._out.append(self._response(msg, 400, _reason_text(e), _rand_hex(6)).serialize())
+            self._events.append(MessageRejected(str(e), 400 if isinstance(msg, Request) else None))
+
+    def _reject_bad(self, raw, err):
+        """RFC 4475 §3.1.2: answer a malformed request 400 with the reason, when its Via, From, To,
+        Call-ID and CSeq can still be copied; malformed responses are dropped."""
+        status = getattr(err, "status", 400)
+        line = bytes(raw[:raw.find(b"\r\n")]) if b"\r\n" in raw else b""
+        if line.startswith(b"SIP/") or not line:
+            self._events.append(MessageRejected(str(err)))
+            return
+        fields = _salvage_headers(raw)
+        needed = ("Via", "From", "To", "Call-ID", "CSeq")
+        if line.split(b" ")[0] == b"ACK" or any(n not in fields for n in needed):
+            self._events.append(MessageRejected(str(err)))
+            return
+        reason = _reason_text(err)
+        out = ["SIP/2.0 %d %s" % (status, "Version Not Supported" if status == 505 else reason)]
+        for n in needed:
+            for v in fields[n]:
+                out.append("%s: %s" % (n, v))
+        if status == 505:
+            out.append("Warning: 399 %s \"%s\"" % (self.config.local_host, reason))
+        out.append("Content-Length: 0")
+        self._out.append(("\r\n".join(out) + "\r\n\r\n").encode())
+        self._events.append(MessageRejected(str(err), status))
+
+    def _on_response(self, resp, now):
+        for tx in self.client_txs:
+            if tx.matches(resp):
+                tx.receive_response(resp, now)
+                return
+        # §17.1.3: no transaction - a 2xx retransmission for an INVITE whose transaction ended
+        if resp.cseq.method == "INVITE" and 200 <= resp.status < 300:
+            call = self.calls.get(resp.call_id)
+            if call is not None and call.ack is not None:
+                self._out.append(call.ack)
+
+    def _on_request(self, req, now):
+        for tx in self.server_txs:
+            if tx.matches(req):
+                tx.receive_request(req, now)
+                if req.method == "ACK":
+                    self._on_ack(req, now, tx)
+                return
+        m = req.method
+        if m == "ACK":
+            self._on_ack(req, now, None)
+            return
+        if m == "CANCEL":
+            self._on_cancel(req, now)
+            return
+        tx = ServerTransaction(req, self.reliable, now, self.config.t1)
+        self.server_txs.append(tx)
+        to_tag = req.to.tag
+        if to_tag is not None:
+            self._in_dialog(req, tx, now)
+        elif m == "INVITE":
+            self._on_invite(req, tx, now)
+        elif m == "OPTIONS":
+            r = self._response(req, 200, "OK", _rand_hex(6))
+            r.add("Allow", ALLOW)
+            tx.respond(r, now)
+        elif m == "BYE":
+            self._respond(tx, req, 481, "Call/Transaction Does Not Exist", now)
+        else:
+            self._respond(tx, req, 405, "Method Not Allowed", now)
+
+    def _on_invite(self, req, tx, now):
+        call_id = req.call_id
+        if call_id in self.calls:
+            self._respond(tx, req, 482, "Loop Detected", now)
+            return
+        call = Call(call_id, "in", None)
+        call.invite = req
+        call.invite_tx = tx
+        try:
+            offer = sdp.SessionDescription.parse(req.body)
+            # Refuse insecure offers now, before the phone rings (RFC 3261 §13.3.1.3: 488).
+            probe = sdp.LocalMedia("0.0.0.0", 9, insecure=self.config.insecure)
+            sdp.create_answer(offer, probe, self.signalling_secure)
+        except sdp.SdpError as e:
+            self._respond(tx, req, 400, _reason_text(e), now)
+            self._events.append(MessageRejected(str(e), 400))
+            return
+        except sdp.NegotiationError as e:
+            self._respond(tx, req, 488, "Not Acceptable Here", now)
+            self._events.append(CallEnded(call_id, 488, e.reason, "error"))
+            return
+        self.calls[call_id] = call
+        call.state = "incoming"
+        call.remote = str(req.from_.uri)
+        r = self._response(req, 180, "Ringing", call.local_tag)
+        r.add("Contact", self._contact())
+        tx.respond(r, now)
+        caller = req.from_
+        self._events.append(IncomingCall(call_id, str(caller.uri), caller.display,
+                                         offer.media[0].proto == "RTP/SAVP"))
+
+    def _on_cancel(self, req, now):
+        # §9.2: a CANCEL matches the INVITE server transaction by branch; answer it either way
+        tx = None
+        for t in self.server_txs:
+            if t.invite and t.branch == req.via.branch:
+                tx = t
+        cancel_tx = ServerTransaction(req, self.reliable, now, self.config.t1)
+        self.server_txs.append(cancel_tx)
+        if tx is None:
+            self._respond(cancel_tx, req, 481, "Call/Transaction Does Not Exist", now)
+            return
+        self._respond(cancel_tx, req, 200, "OK", now)
+        call = self.calls.get(req.call_id)
+        if call is not None and call.state == "incoming":
+            self._respond(tx, call.invite, 487, "Request Terminated", now, call.local_tag)
+            self._end(call, 487, "cancelled by caller", "remote")
+
+    def _on_ack(self, req, now, tx):
+        call = self.calls.get(req.call_id)
+        if call is not None and call.direction == "in" and call.invite_tx is not None:
+            call.invite_tx.ack_received(now)
+
+    def _in_dialog(self, req, tx, now):
+        call = self.calls.get(req.call_id)
+        d = call.dialog if call is not None else None
+        if d is None or req.to.tag != d.local_tag or req.from_.tag != d.remote_tag:
+            self._respond(tx, req, 481, "Call/Transaction Does Not Exist", now)
+            return
+        if not d.check_remote_cseq(req):
+            self._respond(tx, req, 500, "CSeq Out of Order", now)
+            return
+        if req.method == "BYE":
+            tx.respond(self._response(req, 200, "OK"), now)
+            self._end(call, 200, "remote hangup", "remote")
+        elif req.method == "INVITE":
+            # re-INVITE (hold, refresh): keep the media we have; session changes are not supported
+            self._respond(tx, req, 488, "Not Acceptable Here", now)
+        elif req.method == "OPTIONS":
+            tx.respond(self._response(req, 200, "OK"), now)
+        else:
+            self._respond(tx, req, 405, "Method Not Allowed", now)
+
+    # --- transaction events ----------------------------------------------------------------------
+
+    def _collect(self, now):
+        """Move transaction output to the send queue and route their events; drop finished ones."""
+        changed = True
+        while changed:
+            changed = False
+            for tx in list(self.client_txs):
+                if tx.outgoing:
+                    self._out.extend(tx.outgoing)
+                    tx.outgoing = []
+                while tx.events:
+                    kind, val = tx.events.pop(0)
+                    changed = True
+                    if kind == "response":
+                        self._client_response(tx, val, now)
+                    elif kind == "timeout":
+                        self._client_timeout(tx, now)
+                if tx.terminated and not tx.events and not tx.outgoing:
+                    self.client_txs.remove(tx)
+            for tx in list(self.server_txs):
+                if tx.outgoing:
+                    self._out.extend(tx.outgoing)
+                    tx.outgoing = []
+                while tx.events:
+                    kind, val = tx.events.pop(0)
+                    changed = True
+                    if kind == "timeout" and val == "L":
+                        call = self.calls.get(tx.request.call_id)
+                        if call is not None and call.state == "connected":
+                            # §13.3.1.4: no ACK for our 2xx - end the call with BYE
+                            self._send_bye(call, now)
+                            self._end(call, 408, "no ACK for 200 OK", "error")
+                if tx.terminated and not tx.events and not tx.outgoing:
+                    self.server_txs.remove(tx)
+
+    def _client_response(self, tx, resp, now):
+        m = tx.method
+        if m == "REGISTER":
+            if tx is self._reg_tx:
+                self._on_register_response(tx, resp, now)
+            return
+        call = self.calls.get(resp.call_id)
+        if call is None:
+            return
+        if m == "INVITE":
+            self._on_invite_response(call, tx, resp, now)
+        elif m == "BYE" or m == "CANCEL":
+            pass
+
+    def _client_timeout(self, tx, now):
+        if tx.method == "REGISTER" and tx is self._reg_tx:
+            self._reg_failed(408, "registrar did not answer (timer F)", now)
+            return
+        call = self.calls.get(tx.request.call_id)
+        if call is not None and tx.method == "INVITE" and tx is call.invite_tx:
+            self._end(call, 408, "no answer from the network (timer B)", "error")
+
+    def _on_invite_response(self, call, tx, resp, now):
+        if tx is not call.invite_tx:
+            return
+        code = resp.status
+        if code < 200:
+            if code > 100 and call.state == "calling":
+                call.state = "early"
+                if code in (180, 183):
+                    self._events.append(CallRinging(call.call_id))
+            elif code > 100 and call.state == "early" and code == 180:
+                self._events.append(CallRinging(call.call_id))
+            if call.cancel_pending:
+                call.cancel_pending = False
+                self._send_cancel(call, now)
+            return
+        if code < 300:
+            if call.dialog is None:
+                self._on_invite_2xx(call, resp, now)
+            elif call.ack is not None:
+                self._out.append(call.ack)    # 2xx retransmission: ACK again (§13.2.2.4)
+            return
+        if code in (401, 407) and call.auth_tries == 0 and call.state in ("calling", "early"):
+            hdr = "WWW-Authenticate" if code == 401 else "Proxy-Authenticate"
+            chals = [digest.parse_challenge(v, hdr) for v in resp.get_all(hdr)]
+            ch = digest.choose(chals)
+            if ch is not None:
+                call.auth_tries += 1
+                old = call.invite
+                req = self._new_request("INVITE", old.uri, old.get("To"), call.call_id, call.local_tag,
+                                        old.cseq.seq + 1)
+                req.add("Contact", self._contact())
+                req.add("Content-Type", "application/sdp")
+                req.add("Authorization" if code == 401 else "Proxy-Authorization",
+                        digest.authorization(ch, self.config.auth_user, self.config.password, "INVITE",
+                                             str(old.uri)))
+                req.body = old.body
+                call.invite = req
+                call.invite_tx = self._start_client(req, now)
+                return
+        if call.state == "cancelling" and code == 487:
+            self._end(call, 487, "cancelled", "local")
+        else:
+            self._end(call, code, resp.reason, "remote")
+
+    def _on_invite_2xx(self, call, resp, now):
+        call.dialog = Dialog.from_uac(call.invite, resp, call.local_tag)
+        ack = call.dialog.create_request("ACK", call.invite.cseq.seq)
+        ack.headers.insert(0, ["Via", self._via()])
+        call.ack = ack.serialize()
+        self._out.append(call.ack)
+        if call.state == "cancelling":
+            # §9.1: the 2xx crossed our CANCEL - the call is up, so end it with BYE
+            self._send_bye(call, now)
+            self._end(call, 487, "cancelled", "local")
+            return
+        try:
+            call.media = sdp.accept_answer(resp.body, call.offered, call.local_media,
+                                           self.signalling_secure)
+        except (sdp.NegotiationError, sdp.SdpError) as e:
+            self._send_bye(call, now, "SIP;cause=488;text=\"%s\"" % _reason_text(e))
+            self._end(call, 488, "unacceptable answer: %s" % e, "error")
+            return
+        call.state = "connected"
+        self._events.append(CallAnswered(call.call_id, call.media))
+
+    def _send_bye(self, call, now, reason=None):
+        req = call.dialog.create_request("BYE")
+        req.headers.insert(0, ["Via", self._via()])
+        req.add("User-Agent", self.config.user_agent)
+        if reason:
+            req.add("Reason", reason)
+        self._start_client(req, now)
+
+    def _send_cancel(self, call, now):
+        # §9.1: same Request-URI, Call-ID, From, To, CSeq number and top Via as the INVITE
+        inv = call.invite
+        req = Request("CANCEL", inv.uri)
+        req.add("Via", inv.get_all("Via")[0])
+        for r in inv.get_all("Route"):
+            req.add("Route", r)
+        req.add("Max-Forwards", "70")
+        req.add("From", inv.get("From"))
+        req.add("To", inv.get("To"))
+        req.add("Call-ID", inv.call_id)
+        req.add("CSeq", "%d CANCEL" % inv.cseq.seq)
+        self._start_client(req, now)
+
+    def _end(self, call, status, reason, by):
+        if call.state == "ended":
+            return
+        call.state = "ended"
+        self.calls.pop(call.call_id, None)
+        self._events.append(CallEnded(call.call_id, status, reason, by))
+
+    def _call(self, call_id, state):
+        call = self.calls.get(call_id)
+        if call is None or call.state != state:
+            raise ValueError("no %s call %s" % (state, call_id))
+        return call
+
+
+def _reason_text(err):
+    """A reason phrase from an error: printable ASCII only, bounded (it goes back to the peer)."""
+    text = getattr(err, "reason", None) or str(err)
+    out = []
+    for ch in text[:100]:
+        out.append(ch if " " <= ch <= "~" and ch != '"' else "?")
+    return "Bad Request: " + "".join(out)
+
+
+def _salvage_headers(raw):
+    """The raw values of the headers a 400 must copy, read leniently from a message that failed
+    to parse. Values are kept only when they hold no control characters."""
+    from firmware.sip.message import canonical_name
+
+    out = {}
+    end = raw.find(b"\r\n\r\n")
+    head = raw[:end] if end >= 0 else raw
+    try:
+        text = bytes(head).decode("utf-8")
+    except UnicodeError:
+        return out
+    lines = text.split("\r\n")[1:]
+    merged = []
+    for ln in lines:
+        if ln[:1] in (" ", "\t") and merged:
+            merged[-1] += " " + ln.strip()
+        else:
+            merged.append(ln)
+    for ln in merged:
+        name, colon, value = ln.partition(":")
+        if not colon:
+            continue
+        n = canonical_name(name.strip())
+        if n in ("Via", "From", "To", "Call-ID", "CSeq"):
+            v = value.strip()
+            if v and all(" " <= ch or ch == "\t" for ch in v):
+                out.setdefault(n, []).append(v)
+    return out
