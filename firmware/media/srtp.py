@@ -216,8 +216,19 @@ class _PureEngine:
         v = stream.estimate(seq)
         if v < 0:
             raise SrtpError("SRTP sequence number %d precedes the stream start" % seq)
+        if v > 0xFFFFFFFF:
+            # RFC 3711 §9.2: at most 2^48 packets per master key; the ROC must not wrap.
+            raise SrtpError("SRTP index space of this master key is exhausted; rekey")
+        index = (v << 16) | seq
+        # Sealing two packets under one index would reuse keystream (RFC 3711 §9.1), so the
+        # sender keeps a replay window too and refuses repeats, as libsrtp does by default.
+        try:
+            stream.window.check(index)
+        except SrtpReplayError:
+            raise SrtpReplayError("SRTP index %d was already sent; keystream reuse refused" % index)
+        stream.window.accept(index)
         stream.update(seq, v)
-        return self._seal_rtp(packet, hlen, ssrc, (v << 16) | seq, v)
+        return self._seal_rtp(packet, hlen, ssrc, index, v)
 
     def _seal_rtp(self, packet, hlen, ssrc, index, roc):
         keys = self.rtp
@@ -286,7 +297,10 @@ class _PureEngine:
                 raise SrtpError("too many sending RTCP SSRCs (limit %d)" % MAX_STREAMS)
             stream = self.tx_rtcp[ssrc] = _RtcpStream()
         index = stream.next_index
-        stream.next_index = (index + 1) & SRTCP_INDEX_MASK
+        if index > SRTCP_INDEX_MASK:
+            # RFC 3711 §9.2: at most 2^31 SRTCP packets per master key; never wrap the index.
+            raise SrtpError("SRTCP index space of this master key is exhausted; rekey")
+        stream.next_index = index + 1
         return self._seal_rtcp(packet, ssrc, index)
 
     def _seal_rtcp(self, packet, ssrc, index):
@@ -459,7 +473,7 @@ class SrtpSession:
         stream = eng.tx_rtcp.get(ssrc)
         if stream is None:
             stream = eng.tx_rtcp[ssrc] = _RtcpStream()
-        stream.next_index = index & SRTCP_INDEX_MASK
+        stream.next_index = index
 
     def _set_tx_roc(self, ssrc, seq, roc):
         """Start the sending stream of `ssrc` at (roc, seq) — lets tests and vectors use ROC > 0."""

@@ -206,3 +206,18 @@ def test_replay_window():
     w.check(13)  # never seen, inside the window
     raises(SrtpReplayError, w.check, 75 - 64)  # exactly one window behind
     w.check(76)
+
+
+def test_sender_refuses_keystream_reuse_and_exhaustion():
+    tx = SrtpSession(CM80, B3_KEY, B3_SALT, engine="pure")
+    tx.protect(rtp(7))
+    # The same index twice would encrypt two payloads with one keystream (RFC 3711 §9.1).
+    e = raises(SrtpReplayError, tx.protect, rtp(7, payload=b"other"))
+    assert str(e) == "SRTP index 7 was already sent; keystream reuse refused"
+    tx._set_tx_rtcp_index(0xCAFEBABE, 0x7FFFFFFF)
+    tx.protect_rtcp(LIBSRTP_RTCP)  # the last SRTCP index this master key may use
+    e = raises(SrtpError, tx.protect_rtcp, LIBSRTP_RTCP)
+    assert str(e) == "SRTCP index space of this master key is exhausted; rekey"
+    tx._set_tx_roc(0xCAFEBABE, 65535, 0xFFFFFFFF)
+    e = raises(SrtpError, tx.protect, rtp(0))
+    assert str(e) == "SRTP index space of this master key is exhausted; rekey"
