@@ -98,8 +98,10 @@ _WARN = {
     0x023: ("TPM_RC_NV_UNAVAILABLE", "the command may require writing of NV and NV is not current accessible"),
 }
 for _i in range(7):
-    _WARN[0x010 + _i] = ("TPM_RC_REFERENCE_H%d" % _i, "the handle %d is not a loaded object" % _i)
-    _WARN[0x018 + _i] = ("TPM_RC_REFERENCE_S%d" % _i, "the session %d is not a loaded session" % _i)
+    _WARN[0x010 + _i] = ("TPM_RC_REFERENCE_H%d" % _i,
+                         "handle %d of the command references a transient object or session that is not loaded" % (_i + 1))
+    _WARN[0x018 + _i] = ("TPM_RC_REFERENCE_S%d" % _i,
+                         "session %d of the command references a session that is not loaded" % (_i + 1))
 
 # Warnings whose remedy is to send the same command again (Part 2 §6.6.3: TPM_RC_RETRY,
 # TPM_RC_YIELDED and TPM_RC_TESTING mean the command was not executed or may be resumed).
@@ -212,5 +214,6 @@ TPM_RC_SYMMETRIC = RC_FMT1 + 0x016
 TPM_RC_POLICY_FAIL = RC_FMT1 + 0x01D
 TPM_RC_BAD_AUTH = RC_FMT1 + 0x022
 TPM_RC_OBJECT_MEMORY = RC_WARN + 0x002
+TPM_RC_REFERENCE_H0 = RC_WARN + 0x010
 TPM_RC_LOCKOUT = RC_WARN + 0x021
 TPM_RC_RETRY = RC_WARN + 0x022
