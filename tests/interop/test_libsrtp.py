@@ -185,6 +185,11 @@ def test_engines_agree_byte_for_byte(profile: str) -> None:
         assert pure.protect_rtcp(rtcp) == lib.protect_rtcp(rtcp)
 
 
+def test_auto_engine_is_libsrtp_on_cpython_when_present() -> None:
+    assert SrtpSession("AEAD_AES_128_GCM", bytes(16), bytes(12)).engine == "libsrtp"
+    assert SrtpSession("AEAD_AES_128_GCM", bytes(16), bytes(12), engine="pure").engine == "pure"
+
+
 def test_engine_errors_have_the_same_types_and_texts() -> None:
     key, salt = bytes(16), bytes(14)
     for engine in ENGINES:

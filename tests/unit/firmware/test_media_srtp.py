@@ -221,3 +221,36 @@ def test_sender_refuses_keystream_reuse_and_exhaustion():
     tx._set_tx_roc(0xCAFEBABE, 65535, 0xFFFFFFFF)
     e = raises(SrtpError, tx.protect, rtp(0))
     assert str(e) == "SRTP index space of this master key is exhausted; rekey"
+
+
+class _CountingAes:
+    """Wraps the session's real AES to count keystream use (instrumentation, not a mock)."""
+
+    def __init__(self, aes):
+        self.aes = aes
+        self.calls = 0
+
+    def ctr(self, iv, data):
+        self.calls += 1
+        return self.aes.ctr(iv, data)
+
+    def gcm_decrypt(self, iv, data, aad, tag_len=16):
+        self.calls += 1
+        return self.aes.gcm_decrypt(iv, data, aad, tag_len)
+
+
+def test_authentication_is_checked_before_decryption():
+    # RFC 3711 §3.3 step 5 before step 6: a forged AES-CM packet never reaches the cipher.
+    tx = SrtpSession(CM80, B3_KEY, B3_SALT, engine="pure")
+    rx = SrtpSession(CM80, B3_KEY, B3_SALT, engine="pure")
+    spy = rx._engine.rtp.aes = _CountingAes(rx._engine.rtp.aes)
+    rtcp_spy = rx._engine.rtcp.aes = _CountingAes(rx._engine.rtcp.aes)
+    forged = bytearray(tx.protect(rtp(1)))
+    forged[-1] ^= 1
+    raises(SrtpAuthError, rx.unprotect, bytes(forged))
+    forged = bytearray(tx.protect_rtcp(LIBSRTP_RTCP))
+    forged[-1] ^= 1
+    raises(SrtpAuthError, rx.unprotect_rtcp, bytes(forged))
+    assert spy.calls == 0 and rtcp_spy.calls == 0
+    assert rx.unprotect(tx.protect(rtp(2))) == rtp(2)
+    assert spy.calls == 1
