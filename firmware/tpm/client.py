@@ -108,6 +108,10 @@ class Tpm:
                     raise ValueError("%s: first parameter is not a TPM2B; cannot %s it" % (cmd.name, what))
                 if not s.can_encrypt():
                     raise ValueError("session 0x%08x has no symmetric algorithm for %s" % (s.handle, what))
+                if not s.session_key:
+                    # swtpm accepts this, but the key then derives only from the nonces on the wire
+                    # (and a PIN at most): an observer can decrypt. Fail closed (Part 1 §21.1).
+                    raise ValueError("parameter encryption needs a salted session (start it with salt_key)")
                 found = i
         return found
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from firmware.tpm import constants as C
 from firmware.tpm.client import Tpm
+from firmware.tpm.errors import TpmError
 from firmware.tpm.transport import open_uri
 
 
@@ -54,6 +55,10 @@ def flush_all(tpm: Tpm) -> None:
     """Flush every loaded object and session: swtpm has no resource manager and few slots."""
     for first in (C.TPM_HT_TRANSIENT << 24, C.TPM_HT_HMAC_SESSION << 24, C.TPM_HT_POLICY_SESSION << 24):
         _, handles = tpm.get_capability(C.TPM_CAP_HANDLES, first, 64)
+        # Part 2 §6.12: TPM_HT_LOADED_SESSION (0x02) lists loaded HMAC *and* policy sessions
         for h in handles:
-            if h >> 24 == first >> 24:
-                tpm.flush_context(h)
+            if h >> 24 in (C.TPM_HT_TRANSIENT, C.TPM_HT_HMAC_SESSION, C.TPM_HT_POLICY_SESSION):
+                try:
+                    tpm.flush_context(h)
+                except TpmError:
+                    pass  # listed twice (loaded and active) and already gone
