@@ -203,7 +203,7 @@ def build(opts: BuildOptions) -> BuildResult:
               + predict.pcr14_events([(c.name, c.sha256) for c in components]))
     values = predict.pcr_values(events)
     reference: dict[str, object] = {
-        "schema": REFERENCE_SCHEMA,
+        "schema_version": REFERENCE_SCHEMA,
         "board": opts.board,
         "image_version": version,
         "bundle_version": version,
