@@ -5,6 +5,8 @@
 # Encoding works on the top 14 (µ-law) or 13 (A-law) bits of the 16-bit sample, like the
 # reference coder; decoding returns the segment midpoint scaled to 16 bits.
 
+import struct
+
 _ULAW_BIAS = 0x84  # 132: shifts every magnitude so segment boundaries fall on powers of two
 _ULAW_CLIP = 8159  # largest 14-bit magnitude µ-law can represent once the bias is added
 _ULAW_SEG_END = (0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF)
@@ -74,9 +76,29 @@ def alaw_to_linear(code):
     return t if a & 0x80 else -t
 
 
-# Decoding is a table lookup (256 entries each); the tables are built once on import.
-_ULAW_DECODE = [ulaw_to_linear(i) for i in range(256)]
-_ALAW_DECODE = [alaw_to_linear(i) for i in range(256)]
+# Both directions are table lookups, built on first use: decoding maps each of the 256 codes to
+# its two PCM bytes; encoding indexes by the bits the coder actually looks at (the top 14 bits for
+# µ-law, 13 for A-law, as unsigned 16-bit >> 2 or >> 3), so the tables stay 16 KiB and 8 KiB.
+_tables = {}
+
+
+def _table(name):
+    t = _tables.get(name)
+    if t is not None:
+        return t
+    if name == "ulaw_dec" or name == "alaw_dec":
+        one = ulaw_to_linear if name == "ulaw_dec" else alaw_to_linear
+        t = [(one(c) & 0xFFFF).to_bytes(2, "little") for c in range(256)]
+    elif name == "ulaw_enc":
+        t = bytes([linear_to_ulaw(_signed16(i << 2)) for i in range(1 << 14)])
+    else:
+        t = bytes([linear_to_alaw(_signed16(i << 3)) for i in range(1 << 13)])
+    _tables[name] = t
+    return t
+
+
+def _signed16(v):
+    return v - 0x10000 if v & 0x8000 else v
 
 
 def _check_pcm(pcm):
@@ -84,41 +106,31 @@ def _check_pcm(pcm):
         raise ValueError("16-bit PCM must have an even number of bytes, got %d" % len(pcm))
 
 
-def _encode(pcm, one):
+def _unsigned_samples(pcm):
     _check_pcm(pcm)
-    out = bytearray(len(pcm) // 2)
-    for i in range(len(out)):
-        v = pcm[2 * i] | (pcm[2 * i + 1] << 8)
-        if v & 0x8000:
-            v -= 0x10000
-        out[i] = one(v)
-    return bytes(out)
-
-
-def _decode(data, table):
-    out = bytearray(2 * len(data))
-    for i in range(len(data)):
-        v = table[data[i]] & 0xFFFF
-        out[2 * i] = v & 0xFF
-        out[2 * i + 1] = v >> 8
-    return bytes(out)
+    n = len(pcm) // 2
+    return struct.unpack("<%dH" % n, pcm) if n else ()
 
 
 def ulaw_encode(pcm):
     """16-bit signed little-endian PCM bytes -> µ-law bytes (payload type 0, PCMU)."""
-    return _encode(pcm, linear_to_ulaw)
+    t = _table("ulaw_enc")
+    return bytes([t[v >> 2] for v in _unsigned_samples(pcm)])
 
 
 def ulaw_decode(data):
     """µ-law bytes -> 16-bit signed little-endian PCM bytes."""
-    return _decode(data, _ULAW_DECODE)
+    t = _table("ulaw_dec")
+    return b"".join([t[c] for c in data])
 
 
 def alaw_encode(pcm):
     """16-bit signed little-endian PCM bytes -> A-law bytes (payload type 8, PCMA)."""
-    return _encode(pcm, linear_to_alaw)
+    t = _table("alaw_enc")
+    return bytes([t[v >> 3] for v in _unsigned_samples(pcm)])
 
 
 def alaw_decode(data):
     """A-law bytes -> 16-bit signed little-endian PCM bytes."""
-    return _decode(data, _ALAW_DECODE)
+    t = _table("alaw_dec")
+    return b"".join([t[c] for c in data])
