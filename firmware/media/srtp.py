@@ -135,7 +135,12 @@ class ReplayWindow:
     def accept(self, index):
         if index > self.highest:
             shift = index - self.highest
-            self.mask = ((self.mask << shift) | 1) & ((1 << self.size) - 1)
+            # A jump past the whole window forgets it; never build a shift as wide as the jump
+            # (an SRTCP index may leap by up to 2^31).
+            if shift >= self.size:
+                self.mask = 1
+            else:
+                self.mask = ((self.mask << shift) | 1) & ((1 << self.size) - 1)
             self.highest = index
         else:
             self.mask |= 1 << (self.highest - index)
@@ -387,7 +392,7 @@ def _make_engine(engine, profile, master_key, master_salt):
             try:
                 import firmware.media.srtp_libsrtp  # noqa: F401
                 engine = "libsrtp"
-            except ImportError:
+            except (ImportError, OSError):  # no pylibsrtp, or its libsrtp does not load
                 pass
     if engine == "pure":
         return _PureEngine(profile, master_key, master_salt)
