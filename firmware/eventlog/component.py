@@ -14,6 +14,7 @@ import struct
 from firmware.errors import ParseError
 
 PHONE_COMPONENT_TAG = 0x4D4F4350  # b"PCOM" read as a little-endian u32
+_TAG_BYTES = struct.pack("<I", PHONE_COMPONENT_TAG)
 COMPONENT_MAGIC = b"phone-component\x00"
 MAX_NAME = 255
 
@@ -33,6 +34,14 @@ def encode_component(name, version):
 def is_component(data):
     return len(data) >= 24 and data[8:24] == COMPONENT_MAGIC and \
         struct.unpack_from("<I", data, 0)[0] == PHONE_COMPONENT_TAG
+
+
+def component_or_none(data, base=0):
+    """(name, version) if `data` is a phone component payload, None if it is some other tagged
+    event (e.g. the Linux EFI stub's); ParseError if it claims to be ours but is malformed."""
+    if len(data) < 8 or data[0:4] != _TAG_BYTES:
+        return None
+    return decode_component(data, base)
 
 
 def decode_component(data, base=0):

@@ -36,12 +36,13 @@ _SPEC_ID_FIXED = 24       # signature[16] + platformClass u32 + 4 version/uintn 
 
 try:
     (0, 1)[0:2:2]
-
-    def _every_other(t, start, end):
-        return t[start:end:2]
+    _STEP_SLICES = True
 except NotImplementedError:  # MicroPython slices only with step 1
-    def _every_other(t, start, end):
-        return tuple([t[i] for i in range(start, end, 2)])
+    _STEP_SLICES = False
+
+
+def _every_other(t, start, end):
+    return tuple([t[i] for i in range(start, end, 2)])
 
 
 class SpecIdHeader:
@@ -235,6 +236,7 @@ def parse_log(data):
     locality = None
     pcr0_extended = False
     unpack_from = struct.unpack_from
+    step_slices = _STEP_SLICES
     while off < n:
         start = off
         if number > MAX_EVENTS:
@@ -243,10 +245,11 @@ def parse_log(data):
             t = unpack_from(fmt, data, start)
         else:
             t = None
-        if t is not None and t[2] == nbanks and _every_other(t, 3, alg_end) == expected_algs:
+        if t is not None and t[2] == nbanks and (
+                t[3:alg_end:2] if step_slices else _every_other(t, 3, alg_end)) == expected_algs:
             pcr = t[0]
             etype = t[1]
-            digests = _every_other(t, 4, alg_end)
+            digests = t[4:alg_end:2] if step_slices else _every_other(t, 4, alg_end)
             size = t[-1]
             off = start + fixed
         else:

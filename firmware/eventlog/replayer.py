@@ -24,13 +24,46 @@ def initial_value(bank_size, pcr, startup_locality=None):
     return b"\x00" * bank_size
 
 
+def _hash_function(name):
+    """data -> digest for bank `name`, with the per-call lookups of compat.digest done once.
+    CPython hash objects can be copied, which skips the constructor lookup on every extend;
+    MicroPython's cannot, so there each call goes through compat.digest."""
+    proto = compat.new_hash(name)
+    copy = getattr(proto, "copy", None)
+    if copy is None:
+        digest = compat.digest
+
+        def fn(data):
+            return digest(name, data)
+        return fn
+
+    def fn(data):
+        h = copy()
+        h.update(data)
+        return h.digest()
+    return fn
+
+
+_RESET_CACHE = {}
+
+
+def _reset_values(size):
+    values = _RESET_CACHE.get(size)
+    if values is None:
+        values = {}
+        for i in range(NUM_PCRS):
+            values[i] = initial_value(size, i)
+        _RESET_CACHE[size] = values
+    return values
+
+
 def replay(log, banks=None):
     """{bank: {pcr: bytes}} for every PCR 0-23 of every bank in the log's header that this runtime
     can hash (or only `banks`). PCRs the log never extends keep their reset value."""
     header = log.header
     out = {}
     locality = log.startup_locality
-    events = log.events
+    measured = [ev for ev in log.events if ev.type != EV_NO_ACTION]
     for pos, (_alg, name, size) in enumerate(header.algorithms):
         if banks is not None and name not in banks:
             continue
@@ -38,14 +71,14 @@ def replay(log, banks=None):
             if banks is not None:
                 raise compat.UnsupportedAlgorithm("cannot replay bank %s" % name)
             continue
-        pcrs = [initial_value(size, i, locality) for i in range(NUM_PCRS)]
-        digest = compat.digest
-        for ev in events:
-            if ev.type == EV_NO_ACTION:
-                continue
+        h = _hash_function(name)
+        pcrs = dict(_reset_values(size))
+        if locality:
+            pcrs[0] = initial_value(size, 0, locality)
+        for ev in measured:
             i = ev.pcr
-            pcrs[i] = digest(name, pcrs[i] + ev.digest_values[pos])
-        out[name] = dict(enumerate(pcrs))
+            pcrs[i] = h(pcrs[i] + ev.digest_values[pos])
+        out[name] = pcrs
     return out
 
 

@@ -14,6 +14,7 @@ ParsedLog = _parser.ParsedLog
 parse_log = cast(Callable[[bytes], Any], _parser.parse_log)
 replay = cast(Callable[[Any], dict[str, dict[int, bytes]]], _replay.replay)
 initial_value = cast(Callable[[int, int], bytes], _replay.initial_value)
-is_component = cast(Callable[[bytes], bool], _component.is_component)
+component_or_none = cast(Callable[[bytes, int], tuple[str, str] | None],
+                         _component.component_or_none)
 decode_component = cast(Callable[[bytes, int], tuple[str, str]], _component.decode_component)
 event_type_name = cast(Callable[[int], str], _types.event_type_name)

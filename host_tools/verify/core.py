@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 from firmware.errors import ParseError
 from firmware.eventlog.types import EV_EVENT_TAG, EV_NO_ACTION, EV_SEPARATOR
-from host_tools.verify._fw import (ParsedLog, decode_component, event_type_name, initial_value,
-                                   is_component, parse_log, replay)
+from host_tools.verify._fw import (ParsedLog, component_or_none, event_type_name, initial_value,
+                                   parse_log, replay)
 from host_tools.verify.reference import InputError, Reference
 
 PcrValues = dict[str, dict[int, bytes]]
@@ -39,7 +39,7 @@ class NamedLog:
     log: ParsedLog
 
 
-@dataclass
+@dataclass(slots=True)
 class PcrResult:
     bank: str
     pcr: int
@@ -55,7 +55,7 @@ class PcrResult:
                 "expected": _hex(self.expected), "log": self.source}
 
 
-@dataclass
+@dataclass(slots=True)
 class EventResult:
     status: str
     name: str
@@ -205,33 +205,36 @@ def compare_events(logs: Sequence[NamedLog], reference: Reference,
     separated: set[int] = set()
     for nl in logs:
         banks = nl.log.header.banks
+        sha256_pos = banks.index("sha256") if "sha256" in banks else -1
         for ev in nl.log.events:
-            is_comp = ev.type == EV_EVENT_TAG and is_component(ev.data)
-            if not is_comp and ev.pcr not in comp_pcrs:
+            comp: tuple[str, str] | None = None
+            if ev.type == EV_EVENT_TAG:
+                try:
+                    comp = component_or_none(ev.data, ev.offset)
+                except ParseError as e:
+                    raise InputError("%s: event %d: %s" % (nl.name, ev.number, e)) from None
+            if comp is None and ev.pcr not in comp_pcrs:
                 continue  # firmware events: checked through PCR values only
             if ev.type == EV_NO_ACTION:
                 continue
-            if ev.type == EV_SEPARATOR and not is_comp:
+            if ev.type == EV_SEPARATOR:
                 if ev.pcr in separated:
                     results.append(EventResult(EXTRA, "<separator>", pcr=ev.pcr, log=nl.name,
                                                number=ev.number,
                                                problems=["second separator in PCR %d" % ev.pcr]))
                 separated.add(ev.pcr)
                 continue
-            if "sha256" not in banks:
+            if sha256_pos < 0:
                 raise InputError("%s: log has no sha256 bank to compare with the reference" % nl.name)
-            digest = ev.digest("sha256")
+            digest = ev.digest_values[sha256_pos]
             trusted = ev.pcr in verified_pcrs
-            if not is_comp:
+            if comp is None:
                 results.append(EventResult(EXTRA, "<%s>" % event_type_name(ev.type), pcr=ev.pcr,
                                            digest=digest, log=nl.name, number=ev.number,
                                            trusted=trusted,
                                            problems=["not a phone component event"]))
                 continue
-            try:
-                name, version = decode_component(ev.data, ev.offset)
-            except ParseError as e:
-                raise InputError("%s: event %d: %s" % (nl.name, ev.number, e)) from None
+            name, version = comp
             r = EventResult(OK, name, version, pcr=ev.pcr, digest=digest, log=nl.name,
                             number=ev.number, trusted=trusted)
             results.append(r)
