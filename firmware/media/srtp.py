@@ -55,10 +55,10 @@ REPLAY_WINDOW = 128  # RFC 3711 §3.3.2 asks for at least 64; libsrtp's default 
 MAX_STREAMS = 64  # SSRCs per direction; new ones are only created after a packet authenticates
 SRTCP_E_FLAG = 0x80000000
 SRTCP_INDEX_MASK = 0x7FFFFFFF
-_MASK48 = (1 << 48) - 1
 
-# Reasons under which unprotect/unprotect_rtcp drop packets (keys of SrtpSession.dropped).
-DROP_REASONS = ("parse", "auth", "replay", "streams")
+# Reasons under which unprotect/unprotect_rtcp drop packets (keys of SrtpSession.dropped);
+# "other" is any other SrtpError (too many SSRCs, exhausted index space, a libsrtp failure).
+DROP_REASONS = ("parse", "auth", "replay", "other")
 
 
 def derive_key(master_key, master_salt, label, length, index_div_kdr=0):
@@ -266,13 +266,15 @@ class _PureEngine:
         v = stream.estimate(seq)
         if v < 0:
             raise SrtpReplayError("SRTP sequence number %d precedes the stream start" % seq)
-        index = ((v << 16) | seq) & _MASK48
+        if v > 0xFFFFFFFF:
+            raise SrtpError("SRTP index space of this master key is exhausted; rekey")
+        index = (v << 16) | seq
         stream.window.check(index)
         keys = self.rtp
         packet = bytes(packet)
         if self.cipher == AES_CM:
             m = packet[:-tag_len]
-            expected = keys.mac.digest(m, (v & 0xFFFFFFFF).to_bytes(4, "big"))[:tag_len]
+            expected = keys.mac.digest(m, v.to_bytes(4, "big"))[:tag_len]
             if not compat.constant_time_equal(expected, packet[-tag_len:]):
                 raise SrtpAuthError("SRTP authentication tag mismatch (SSRC %08x seq %d)"
                                     % (ssrc, seq))
@@ -469,8 +471,8 @@ class SrtpSession:
             self.dropped["auth"] += 1
         elif isinstance(e, ParseError):
             self.dropped["parse"] += 1
-        elif isinstance(e, SrtpError):
-            self.dropped["streams"] += 1
+        else:
+            self.dropped["other"] += 1
 
     # Test and diagnostic hooks: where a stream's index stands.
     def _set_tx_rtcp_index(self, ssrc, index):

@@ -175,7 +175,7 @@ def test_replay_and_forgery_are_dropped_and_counted():
     e = raises(ParseError, rx.unprotect_rtcp, LIBSRTP_RTCP[:20])
     assert str(e) == ("SRTCP packet is shorter than header, index and 10-byte tag"
                       " (field length at offset 0)")
-    assert rx.dropped == {"parse": 3, "auth": 2, "replay": 3, "streams": 0}
+    assert rx.dropped == {"parse": 3, "auth": 2, "replay": 3, "other": 0}
 
 
 def test_unknown_ssrc_forgery_creates_no_stream():
