@@ -55,8 +55,8 @@ def phone_log(comps: list[tuple[str, str, bytes]], banks: tuple[str, ...]) -> by
 def device_pcrs(base: Path, phone: bytes) -> dict[str, dict[str, str]]:
     """The captured PCRs of `base`, with PCR 14 as the TPM would hold it after the phone's extends."""
     pcrs: dict[str, dict[str, str]] = json.loads((base / "pcrs.json").read_text())
-    for bank, values in replay(parse_log(phone)).items():
-        pcrs[bank]["14"] = values[14].hex()
+    for bank, replayed in replay(parse_log(phone)).items():
+        pcrs[bank]["14"] = replayed[14].hex()
     for values in pcrs.values():
         values.pop(str(IMA_PCR), None)
     return pcrs
