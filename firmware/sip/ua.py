@@ -155,6 +155,8 @@ class UserAgent:
         self._pong_deadline = None
         self.pongs = 0
         self.rejected = 0
+        self._collecting = False
+        self._collect_again = False
 
     # --- public API ------------------------------------------------------------------------------
 
@@ -342,6 +344,9 @@ class UserAgent:
         resp.add("To", to)
         resp.add("Call-ID", req.call_id)
         resp.add("CSeq", req.get("CSeq"))
+        if req.method == "INVITE" and 100 < status < 300:
+            for rr in req.get_all("Record-Route"):   # §12.1.1: the UAS copies Record-Route
+                resp.add("Record-Route", rr)
         return resp
 
     def _respond(self, tx, req, status, reason, now, to_tag=None):
@@ -625,9 +630,23 @@ class UserAgent:
     # --- transaction events ----------------------------------------------------------------------
 
     def _collect(self, now):
-        """Move transaction output to the send queue and route their events; drop finished ones."""
+        """Move transaction output to the send queue and route their events; drop finished ones.
+        Event handlers may start new transactions; a nested call only asks the outer loop to
+        run again."""
+        if self._collecting:
+            self._collect_again = True
+            return
+        self._collecting = True
+        try:
+            self._collect_loop(now)
+        finally:
+            self._collecting = False
+
+    def _collect_loop(self, now):
         changed = True
         while changed:
+            changed = self._collect_again
+            self._collect_again = False
             changed = False
             for tx in list(self.client_txs):
                 if tx.outgoing:
@@ -640,7 +659,7 @@ class UserAgent:
                         self._client_response(tx, val, now)
                     elif kind == "timeout":
                         self._client_timeout(tx, now)
-                if tx.terminated and not tx.events and not tx.outgoing:
+                if tx.terminated and not tx.events and not tx.outgoing and tx in self.client_txs:
                     self.client_txs.remove(tx)
             for tx in list(self.server_txs):
                 if tx.outgoing:
@@ -655,7 +674,7 @@ class UserAgent:
                             # §13.3.1.4: no ACK for our 2xx - end the call with BYE
                             self._send_bye(call, now)
                             self._end(call, 408, "no ACK for 200 OK", "error")
-                if tx.terminated and not tx.events and not tx.outgoing:
+                if tx.terminated and not tx.events and not tx.outgoing and tx in self.server_txs:
                     self.server_txs.remove(tx)
 
     def _client_response(self, tx, resp, now):

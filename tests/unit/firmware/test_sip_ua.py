@@ -1,0 +1,394 @@
+# firmware.sip.ua: two real UA cores register and call each other through a tiny registrar +
+# stateless proxy core over an in-memory network (aioquic-style "two cores through a loop", no
+# sockets). The proxy is not a mock of the UA: it is the other end of the protocol, written from
+# RFC 3261 §10.3 and §16. Time is an explicit `now` in ms. Runs under pytest and MicroPython.
+from firmware import compat
+from firmware.sip import digest
+from firmware.sip.message import (
+    Request, Response, SipParseError, StreamFramer, get_param, parse_message,
+)
+
+REALM = "example.test"
+
+
+class MiniProxy:
+    def __init__(self, users, algorithm="MD5", expires_cap=None, challenge_invite=True):
+        self.users = users                 # name -> password
+        self.algorithm = algorithm
+        self.expires_cap = expires_cap
+        self.challenge_invite = challenge_invite
+        self.nonces = {}
+        self.bindings = {}                 # user -> flow name
+        self.framers = {}
+        self.own_tags = set()
+        self.pong = True
+        self.log = []
+
+    def receive(self, flow, data):
+        out = []
+        framer = self.framers.setdefault(flow, StreamFramer())
+        for kind, raw in framer.feed(data):
+            if kind == "ping":
+                if self.pong:
+                    out.append((flow, b"\r\n"))
+                continue
+            if kind != "message":
+                continue
+            try:
+                msg = parse_message(raw, True)
+            except SipParseError:
+                continue
+            self.log.append((flow, parse_message(raw, True)))   # a copy: forwarding edits msg
+            if isinstance(msg, Request):
+                self._request(flow, msg, out)
+            else:
+                self._response(msg, out)
+        return out
+
+    def _reply(self, req, status, reason, extra=()):
+        r = Response(status, reason)
+        for v in req.get_all("Via"):
+            r.add("Via", v)
+        r.add("From", req.get("From"))
+        to = req.get("To")
+        if req.to.tag is None:
+            tag = compat.random_bytes(4).hex()
+            self.own_tags.add(tag)
+            to += ";tag=" + tag
+        r.add("To", to)
+        r.add("Call-ID", req.call_id)
+        r.add("CSeq", req.get("CSeq"))
+        for k, v in extra:
+            r.add(k, v)
+        return r.serialize()
+
+    def _challenge(self, req, status, header):
+        nonce = compat.random_bytes(8).hex()
+        self.nonces[req.call_id] = nonce
+        return self._reply(req, status, "Unauthorized" if status == 401 else "Proxy Authentication Required",
+                           [(header, 'Digest realm="%s", nonce="%s", qop="auth", algorithm=%s'
+                             % (REALM, nonce, self.algorithm))])
+
+    def _authorised(self, req, header):
+        cred = req.get(header)
+        if cred is None:
+            return None
+        return digest.verify(cred, req.method, lambda u, r: self.users.get(u) if r == REALM else None,
+                             self.nonces.get(req.call_id), header)
+
+    def _request(self, flow, req, out):
+        m = req.method
+        if m == "ACK" and req.to.tag in self.own_tags:
+            return                                  # ACK for our own 401/407
+        if m == "REGISTER":
+            user = self._authorised(req, "Authorization")
+            if user is None:
+                out.append((flow, self._challenge(req, 401, "WWW-Authenticate")))
+                return
+            c = req.contacts()[0]
+            exp = int(c.param("expires", req.get("Expires", "3600")))
+            if self.expires_cap is not None:
+                exp = min(exp, self.expires_cap)
+            if exp == 0:
+                self.bindings.pop(user, None)
+                out.append((flow, self._reply(req, 200, "OK")))
+                return
+            self.bindings[user] = flow
+            c.params = [(k, v) for k, v in c.params if k != "expires"] + [("expires", str(exp))]
+            out.append((flow, self._reply(req, 200, "OK", [("Contact", str(c))])))
+            return
+        if m == "INVITE" and req.to.tag is None and self.challenge_invite:
+            if self._authorised(req, "Proxy-Authorization") is None:
+                out.append((flow, self._challenge(req, 407, "Proxy-Authenticate")))
+                return
+        target = self.bindings.get(req.uri.user)
+        if target is None:
+            if m != "ACK":
+                out.append((flow, self._reply(req, 404, "Not Found")))
+            return
+        # §16.6 forwarding: drop our Route, Record-Route on dialog-creating INVITE, push a Via whose
+        # branch derives from the incoming one (so CANCEL and ACK map the same way, §16.11)
+        req.headers = [h for h in req.headers if not (h[0] == "Route" and "proxy.test" in h[1])]
+        if m == "INVITE" and req.to.tag is None:
+            req.headers.insert(0, ["Record-Route", "<sip:proxy.test;lr>"])
+        branch = req.via.branch
+        req.headers.insert(0, ["Via", "SIP/2.0/TLS proxy.test;branch=z9hG4bKp%s;flow=%s" % (branch[7:], flow)])
+        mf = int(req.get("Max-Forwards", "70"))
+        req.set("Max-Forwards", str(mf - 1))
+        out.append((target, req.serialize()))
+
+    def _response(self, resp, out):
+        vias = resp.get_all("Via")
+        if not vias or "proxy.test" not in vias[0]:
+            return
+        flow = get_param(resp.via.params, "flow")
+        # pop our Via (§16.7 step 3)
+        first = True
+        new = []
+        for k, v in resp.headers:
+            if k == "Via" and first:
+                first = False
+                rest = vias[1:]
+                for r in rest:
+                    new.append(["Via", r])
+                continue
+            if k == "Via":
+                continue
+            new.append([k, v])
+        resp.headers = new
+        out.append((flow, resp.serialize()))
+
+
+class Net:
+    """Delivers bytes between UA cores and the proxy until nothing moves."""
+
+    def __init__(self, proxy, uas):
+        self.proxy = proxy
+        self.uas = uas          # flow name -> UserAgent
+        self.dropped = []
+
+    def pump(self, now):
+        moved = True
+        while moved:
+            moved = False
+            for name in sorted(self.uas):
+                ua = self.uas[name]
+                for data in ua.data_to_send():
+                    moved = True
+                    for flow, out in self.proxy.receive(name, data):
+                        self.uas[flow].receive(out, now)
+
+    def run_until(self, now, end, step=None):
+        """Advance time from `now` to `end`, firing UA timers as they fall due."""
+        while True:
+            self.pump(now)
+            times = [ua.get_timer() for ua in self.uas.values()]
+            times = [t for t in times if t is not None and t <= end]
+            if not times:
+                return end
+            now = max(now, min(times))
+            for ua in self.uas.values():
+                t = ua.get_timer()
+                if t is not None and t <= now:
+                    ua.handle_timer(now)
+
+
+def events(ua):
+    out = []
+    while True:
+        e = ua.next_event()
+        if e is None:
+            return out
+        out.append(e)
+
+
+# --- scenarios ------------------------------------------------------------------------------------
+from firmware.sip import sdp, ua as sipua  # noqa: E402
+from firmware.sip.sdp import LocalMedia  # noqa: E402
+from tests.unit.firmware.check import raises  # noqa: E402
+
+USERS = {"alice": "alicepw", "bob": "bobpw"}
+
+
+def _reqs(proxy, method):
+    return [m for f, m in proxy.log if isinstance(m, Request) and m.method == method]
+
+
+def _setup(algorithm="MD5", expires_cap=None, alice_pw="alicepw"):
+    proxy = MiniProxy(USERS, algorithm, expires_cap)
+    a = sipua.UserAgent(sipua.UaConfig("alice", REALM, alice_pw, "TLS", "10.0.0.1", 40001,
+                                       expires=600, keepalive_ms=30000), 0)
+    b = sipua.UserAgent(sipua.UaConfig("bob", REALM, "bobpw", "TLS", "10.0.0.2", 40002,
+                                       expires=600, keepalive_ms=30000), 0)
+    net = Net(proxy, {"alice": a, "bob": b})
+    return proxy, a, b, net
+
+
+def _registered(algorithm="MD5"):
+    proxy, a, b, net = _setup(algorithm)
+    a.register(0)
+    b.register(0)
+    net.pump(0)
+    assert [type(e).__name__ for e in events(a)] == ["Registered"]
+    assert [type(e).__name__ for e in events(b)] == ["Registered"]
+    return proxy, a, b, net
+
+
+def test_register_with_digest_challenge_md5_and_sha256():
+    for alg in ("MD5", "SHA-256"):
+        proxy, a, b, net = _setup(alg, expires_cap=300)
+        a.register(0)
+        net.pump(0)
+        ev = events(a)
+        assert len(ev) == 1 and isinstance(ev[0], sipua.Registered) and ev[0].expires == 300
+        assert a.registered and proxy.bindings == {"alice": "alice"}
+        regs = _reqs(proxy, "REGISTER")
+        assert len(regs) == 2 and regs[0].get("Authorization") is None
+        cred = regs[1].get("Authorization")
+        assert ("algorithm=" + alg) in cred and 'uri="sip:example.test"' in cred
+        # same Call-ID, CSeq incremented (RFC 3261 §10.2.4)
+        assert regs[0].call_id == regs[1].call_id and regs[1].cseq.seq == regs[0].cseq.seq + 1
+        c = regs[1].contacts()[0]
+        assert c.uri.param("transport") == "tls" and c.uri.param("ob") == ""
+        assert regs[1].via.param("alias") == "" and regs[1].via.param("rport") == ""
+
+
+def test_wrong_password_fails_registration():
+    proxy, a, b, net = _setup(alice_pw="nope")
+    a.register(0)
+    net.pump(0)
+    ev = events(a)
+    assert len(ev) == 1 and isinstance(ev[0], sipua.RegistrationFailed)
+    assert ev[0].status == 401 and ev[0].reason == "credentials rejected"
+    assert not a.registered and "alice" not in proxy.bindings
+
+
+def test_reregistration_before_expiry_and_keepalives():
+    proxy, a, b, net = _setup(expires_cap=120)
+    a.register(0)
+    net.pump(0)
+    assert events(a)[0].expires == 120
+    regs_before = len(_reqs(proxy, "REGISTER"))
+    # keep-alive pings every 30 s are answered; refresh at half the granted time
+    net.run_until(0, 61000)
+    ev = events(a)
+    assert [type(e).__name__ for e in ev] == ["Registered"] and a.registered
+    assert len(_reqs(proxy, "REGISTER")) == regs_before + 2
+    assert a.pongs == 2
+    # the proxy stops answering pings: the flow is declared dead 10 s after a ping (RFC 5626 §4.4.1)
+    proxy.pong = False
+    net.run_until(61000, 101000)
+    ev = events(a)
+    assert any(isinstance(e, sipua.FlowFailed) for e in ev) and not a.registered
+
+
+def _call(a, b, net, now=1000):
+    cid = a.call("sip:bob@example.test", LocalMedia("10.0.0.1", 4000), now)
+    net.pump(now)
+    ea, eb = events(a), events(b)
+    assert [type(e).__name__ for e in ea] == ["CallRinging"]
+    assert [type(e).__name__ for e in eb] == ["IncomingCall"]
+    assert eb[0].caller == "sip:alice@example.test" and eb[0].secure
+    return cid
+
+
+def test_invite_answer_ack_bye():
+    proxy, a, b, net = _registered()
+    cid = _call(a, b, net)
+    invites = _reqs(proxy, "INVITE")
+    assert len(invites) == 2 and invites[1].get("Proxy-Authorization") is not None   # 407 answered
+    b.answer(cid, LocalMedia("10.0.0.2", 5000), 1100)
+    net.pump(1100)
+    ea, eb = events(a), events(b)
+    assert [type(e).__name__ for e in ea] == ["CallAnswered"]
+    assert [type(e).__name__ for e in eb] == ["CallAnswered"]
+    ma, mb = ea[0].media, eb[0].media
+    assert ma.suite == mb.suite == "AEAD_AES_128_GCM"
+    assert ma.tx_key == mb.rx_key and ma.rx_key == mb.tx_key and ma.tx_salt == mb.rx_salt
+    assert (ma.remote_address, ma.remote_port) == ("10.0.0.2", 5000)
+    assert (mb.remote_address, mb.remote_port) == ("10.0.0.1", 4000)
+    # the ACK for the 2xx reached bob and carried the route set from Record-Route
+    acks = _reqs(proxy, "ACK")
+    assert acks and acks[-1].get("Route") == "<sip:proxy.test;lr>"
+    assert b.calls[cid].invite_tx.acked
+    # no 2xx retransmissions pending after the ACK (reliable transport, RFC 6026 timer L only)
+    net.run_until(1100, 1100 + 64 * 500 + 1)
+    assert events(a) == [] and events(b) == []
+    a.hangup(cid, 40000)
+    net.pump(40000)
+    ea, eb = events(a), events(b)
+    assert ea[0].by == "local" and ea[0].reason == "local hangup"
+    assert isinstance(eb[0], sipua.CallEnded) and eb[0].by == "remote" and eb[0].reason == "remote hangup"
+    byes = _reqs(proxy, "BYE")
+    assert byes[0].uri.user == "bob" and byes[0].cseq.seq == 3   # INVITE was 2 after the 407
+    assert a.calls == {} and b.calls == {}
+
+
+def test_callee_hangs_up_and_reject():
+    proxy, a, b, net = _registered()
+    cid = b.call("sip:alice@example.test", LocalMedia("10.0.0.2", 5000), 1000)
+    net.pump(1000)
+    events(b)
+    events(a)
+    a.reject(cid, 1100)
+    net.pump(1100)
+    eb = events(b)
+    assert len(eb) == 1 and eb[0].status == 486 and eb[0].by == "remote"
+    assert b.calls == {} and a.calls == {}
+
+
+def test_cancel_ringing_call():
+    proxy, a, b, net = _registered()
+    cid = _call(a, b, net)
+    a.hangup(cid, 2000)
+    net.pump(2000)
+    ea, eb = events(a), events(b)
+    assert len(eb) == 1 and eb[0].status == 487 and eb[0].reason == "cancelled by caller"
+    assert len(ea) == 1 and ea[0].status == 487 and ea[0].by == "local"
+    cancels = _reqs(proxy, "CANCEL")
+    invites = _reqs(proxy, "INVITE")
+    assert cancels[0].via.branch == invites[-1].via.branch   # §9.1 same branch as the INVITE
+
+
+def test_incoming_cancel_before_answer_then_late_answer_refused():
+    proxy, a, b, net = _registered()
+    cid = _call(a, b, net)
+    a.hangup(cid, 2000)
+    net.pump(2000)
+    events(a)
+    events(b)
+    e = raises(ValueError, b.answer, cid, LocalMedia("10.0.0.2", 5000), 2100)
+    assert "no incoming call" in str(e)
+
+
+def test_sdes_refused_over_udp_and_insecure_offer_refused():
+    u = sipua.UserAgent(sipua.UaConfig("carol", REALM, "x", "UDP", "10.0.0.3", 5060), 0)
+    e = raises(sdp.NegotiationError, u.call, "sip:bob@example.test", LocalMedia("10.0.0.3", 4000), 0)
+    assert "not TLS" in str(e)
+    # a plain RTP offer arriving at bob is refused with 488 before ringing
+    proxy, a, b, net = _registered()
+    cid = a.call("sip:bob@example.test", LocalMedia("10.0.0.1", 4000, suites=(), insecure=True), 1000)
+    net.pump(1000)
+    ea, eb = events(a), events(b)
+    assert len(eb) == 1 and isinstance(eb[0], sipua.CallEnded) and eb[0].status == 488
+    assert "plain RTP" in eb[0].reason
+    assert len(ea) == 1 and ea[0].status == 488 and a.calls == {}
+
+
+def test_malformed_input_answered_400_and_state_intact():
+    proxy, a, b, net = _registered()
+    cid = _call(a, b, net)
+    b.answer(cid, LocalMedia("10.0.0.2", 5000), 1100)
+    net.pump(1100)
+    events(a)
+    events(b)
+    from tests.unit.firmware.test_sip_message import _load, _names
+    sent = 0
+    for name in _names("invalid"):
+        raw = _load("invalid", name)
+        # on a stream the framing needs a sane Content-Length; the rest of the message is bad
+        if b"Content-Length: -999" in raw or b"Content-Length: 9999" in raw:
+            continue
+        a.receive(raw, 1200)
+        out = a.data_to_send()
+        ev = events(a)
+        assert len(ev) == 1 and isinstance(ev[0], sipua.MessageRejected), (name, ev)
+        if raw.startswith(b"SIP/"):
+            assert out == [], name                 # responses are dropped, never answered
+            continue
+        assert len(out) == 1, name
+        # the 400 copies the peer's (possibly malformed) header values verbatim: check its lines
+        lines = out[0].split(b"\r\n")
+        if name == "badvers.sip":
+            assert lines[0] == b"SIP/2.0 505 Version Not Supported"
+        else:
+            assert lines[0].startswith(b"SIP/2.0 400 Bad Request: "), lines[0]
+        assert out[0].endswith(b"Content-Length: 0\r\n\r\n")
+        assert len([ln for ln in lines if ln.startswith(b"CSeq: ")]) == 1
+        sent += 1
+    assert sent >= 12
+    # registration and the call survived
+    assert a.registered and a.calls[cid].state == "connected"
+    a.hangup(cid, 2000)
+    net.pump(2000)
+    assert events(b)[0].reason == "remote hangup"
