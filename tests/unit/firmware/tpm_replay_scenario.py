@@ -1,0 +1,41 @@
+# A fixed sequence of client calls, run once against swtpm to capture (tests/tpm/capture_replay.py)
+# and then replayed from the captured bytes by test_tpm_client_replay.py under CPython and
+# MicroPython. Caller nonces come from a counter so the commands are reproducible.
+from firmware.tpm import constants as C
+from firmware.tpm import policy, public
+
+PIN = b"4321"
+SECRET = b"replayed secret"
+
+
+def counter_random():
+    state = [0]
+
+    def random_bytes(n):
+        state[0] += 1
+        return bytes([(state[0] + i) & 0xFF for i in range(n)])
+
+    return random_bytes
+
+
+def run_scenario(tpm):
+    srk = tpm.create_primary(C.TPM_RH_OWNER, public.srk_template_ecc())
+    values = tpm.pcr_read_all("sha256")
+    sel = policy.pcr_selection("sha256", [0, 7])
+    pol = policy.seal_policy({0: values[0], 7: values[7]}, with_pin=True)
+    blob = tpm.create(srk["handle"], public.sealed_template(pol), SECRET, PIN)
+    h = tpm.load(srk["handle"], blob["private"], blob["public"])
+    s = tpm.start_auth_session(C.TPM_SE_POLICY)
+    tpm.policy_pcr(s, sel)
+    tpm.policy_auth_value(s)
+    digest = tpm.policy_get_digest(s)
+    out = tpm.unseal(h, s, PIN)
+    tpm.flush_context(s.handle)
+    hs = tpm.start_auth_session(C.TPM_SE_HMAC)
+    tpm.pcr_extend(16, {"sha256": b"\x16" * 32}, session=hs)
+    tpm.flush_context(hs.handle)
+    after = tpm.pcr_read_all("sha256", [16])[16]
+    tpm.flush_context(h)
+    tpm.flush_context(srk["handle"])
+    return {"secret": out.hex(), "policy": digest.hex(), "expected_policy": pol.hex(),
+            "pcr16": after.hex(), "srk_name": srk["name"].hex()}
