@@ -12,7 +12,7 @@ from firmware.eventlog import types as _types
 
 ParsedLog = _parser.ParsedLog
 parse_log = cast(Callable[[bytes], Any], _parser.parse_log)
-replay = cast(Callable[[Any], dict[str, dict[int, bytes]]], _replay.replay)
+replay = cast(Callable[..., dict[str, dict[int, bytes]]], _replay.replay)
 initial_value = cast(Callable[[int, int], bytes], _replay.initial_value)
 component_or_none = cast(Callable[[bytes, int], tuple[str, str] | None],
                          _component.component_or_none)

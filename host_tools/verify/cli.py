@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", type=Path, metavar="FILE", help="reference.json of the image")
     p.add_argument("--pcr-list", metavar="LIST",
                    help="compare only these PCRs (comma-separated); default: all given")
+    p.add_argument("--banks", metavar="LIST",
+                   help="compare only these PCR banks (e.g. sha256); default: every bank read")
     p.add_argument("--fleet", type=Path, metavar="DIR",
                    help="verify every device subdirectory of DIR (logs + pcrs.json), one line each")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -99,9 +101,29 @@ def parse_pcr_list(text: str | None) -> set[int] | None:
     return out
 
 
+def parse_banks(text: str | None) -> set[str] | None:
+    if text is None:
+        return None
+    out = {b.strip() for b in text.split(",") if b.strip()}
+    unknown = out - set(KNOWN_BANK_SIZES)
+    if not out or unknown:
+        raise InputError("--banks %r: known banks are %s" % (text, ", ".join(KNOWN_BANK_SIZES)))
+    return out
+
+
+def select_banks(actual: PcrValues, banks: set[str] | None, where: str) -> PcrValues:
+    if banks is None:
+        return actual
+    missing = banks - set(actual)
+    if missing:
+        raise InputError("%s: no %s PCR values" % (where, ", ".join(sorted(missing))))
+    return {b: v for b, v in actual.items() if b in banks}
+
+
 def run(args: argparse.Namespace) -> tuple[int, str]:
     """Returns (exit status, output text); raises InputError on bad input."""
     only = parse_pcr_list(args.pcr_list)
+    banks = parse_banks(args.banks)
     reference: Reference | None = None
     if args.reference is not None:
         reference = load_reference(args.reference)
@@ -111,7 +133,7 @@ def run(args: argparse.Namespace) -> tuple[int, str]:
         if args.log or args.pcrs or args.tpm:
             raise InputError("--fleet reads logs and pcrs.json from each device directory; "
                              "do not combine it with --log/--pcrs/--tpm")
-        return verify_fleet(args.fleet, reference, only, args.json)
+        return verify_fleet(args.fleet, reference, only, args.json, banks)
     if not args.log:
         raise InputError("give at least one --log FILE (or --fleet DIR)")
     if args.pcrs is None and args.tpm is None:
@@ -122,6 +144,7 @@ def run(args: argparse.Namespace) -> tuple[int, str]:
     if len(set(names)) != len(names):
         raise InputError("the same --log file given twice")
     actual = load_pcrs(args.pcrs) if args.pcrs is not None else read_tpm_pcrs(args.tpm)
+    actual = select_banks(actual, banks, str(args.pcrs or args.tpm))
     report = verify(logs, actual, reference, only)
     return (EXIT_OK if report.ok else EXIT_MISMATCH), format_report(report, args.json,
                                                                    args.verbose)

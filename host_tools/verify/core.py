@@ -120,8 +120,10 @@ def _touched(log: ParsedLog) -> set[int]:
     return pcrs
 
 
-def merged_replay(logs: Sequence[NamedLog]) -> tuple[dict[int, str], dict[str, PcrValues]]:
-    """Replay every log; return (owner log of each extended PCR, {log name: replay})."""
+def merged_replay(logs: Sequence[NamedLog], banks: set[str] | None = None
+                  ) -> tuple[dict[int, str], dict[str, PcrValues]]:
+    """Replay every log (only `banks`, if given); return (owner log of each extended PCR,
+    {log name: replay})."""
     owner: dict[int, str] = {}
     replays: dict[str, PcrValues] = {}
     for nl in logs:
@@ -131,13 +133,16 @@ def merged_replay(logs: Sequence[NamedLog]) -> tuple[dict[int, str], dict[str, P
                 raise InputError("%s and %s both extend PCR %d; give each PCR's events in one log"
                                  % (owner[pcr], nl.name, pcr))
             owner[pcr] = nl.name
-        replays[nl.name] = replay(nl.log)
+        if banks is None:
+            replays[nl.name] = replay(nl.log)
+        else:
+            replays[nl.name] = replay(nl.log, [b for b in nl.log.header.banks if b in banks])
     return owner, replays
 
 
 def compare_pcrs(logs: Sequence[NamedLog], actual: PcrValues, reference: Reference | None,
                  only: set[int] | None = None) -> list[PcrResult]:
-    owner, replays = merged_replay(logs)
+    owner, replays = merged_replay(logs, set(actual) | (set(reference.pcrs) if reference else set()))
     expected = reference.pcrs if reference is not None else {}
     results: list[PcrResult] = []
     for bank in sorted(set(actual) | set(expected)):

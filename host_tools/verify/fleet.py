@@ -26,16 +26,16 @@ def device_logs(device: Path) -> list[Path]:
     return logs
 
 
-def verify_device(device: Path, reference: Reference | None,
-                  only: set[int] | None) -> tuple[int, str, dict[str, object]]:
-    from host_tools.verify.cli import read_log
+def verify_device(device: Path, reference: Reference | None, only: set[int] | None,
+                  banks: set[str] | None = None) -> tuple[int, str, dict[str, object]]:
+    from host_tools.verify.cli import read_log, select_banks
 
     try:
         paths = device_logs(device)
         if not paths:
             raise InputError("%s: no event logs" % device)
         logs = [read_log(p) for p in paths]
-        actual = load_pcrs(device / "pcrs.json")
+        actual = select_banks(load_pcrs(device / "pcrs.json"), banks, str(device / "pcrs.json"))
         ref = reference
         if (device / "reference.json").is_file():
             ref = load_reference(device / "reference.json")
@@ -49,7 +49,7 @@ def verify_device(device: Path, reference: Reference | None,
 
 
 def verify_fleet(root: Path, reference: Reference | None, only: set[int] | None,
-                 as_json: bool) -> tuple[int, str]:
+                 as_json: bool, banks: set[str] | None = None) -> tuple[int, str]:
     if not root.is_dir():
         raise InputError("%s: not a directory" % root)
     devices = sorted(p for p in root.iterdir() if p.is_dir())
@@ -58,7 +58,7 @@ def verify_fleet(root: Path, reference: Reference | None, only: set[int] | None,
     out: list[str] = []
     counts = {0: 0, 1: 0, 2: 0}
     for device in devices:
-        status, line, obj = verify_device(device, reference, only)
+        status, line, obj = verify_device(device, reference, only, banks)
         counts[status] += 1
         if as_json:
             out.append(json.dumps(obj, sort_keys=True))

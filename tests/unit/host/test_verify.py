@@ -329,3 +329,28 @@ def test_fleet_mode(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     objs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [o.get("result") for o in objs[:3]] == ["ok", "mismatch", "error"]
     assert objs[3] == {"summary": {"devices": 3, "ok": 1, "mismatch": 1, "error": 1}}
+
+
+def test_all_banks_and_bank_selection(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # tests/data/ovmf: swtpm with all four banks; a phone log with all four. A sha1 digest changed
+    # in the firmware log is caught in the sha1 bank only; --banks sha256 compares sha256 alone.
+    from tests.unit.host.test_verify_support import OVMF_ALL
+
+    banks = ("sha1", "sha256", "sha384", "sha512")
+    phone = phone_log(COMPS, banks)
+    pcrs = actual_pcrs(phone, OVMF_ALL)
+    firmware = bytearray((OVMF_ALL / "binary_bios_measurements").read_bytes())
+    paths = write_device(tmp_path / "dev", phone, pcrs, reference(COMPS, pcrs), bytes(firmware))
+    rc, report = run_json(capsys, paths)
+    assert rc == 0 and {p["bank"] for p in report["pcrs"]} == set(banks)
+    from firmware.eventlog.parser import parse_log
+
+    ev = parse_log(bytes(firmware)).events[3]  # type: ignore[no-untyped-call]
+    firmware[ev.offset + 12 + 2] ^= 0xFF  # first digest: sha1
+    paths["firmware"].write_bytes(bytes(firmware))
+    rc, out, _ = run(capsys, paths)
+    assert rc == 1 and "replay does not match the TPM for PCRs: sha1:7 " in out
+    rc, out, _ = run(capsys, paths, "--banks", "sha256")
+    assert rc == 0, out
+    rc, out, err = run(capsys, paths, "--banks", "md5")
+    assert rc == 2 and "--banks 'md5'" in err
