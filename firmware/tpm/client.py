@@ -15,7 +15,6 @@ from firmware.tpm.public import object_name, parse_public
 from firmware.tpm.session import PasswordSession, Session, SessionError, session_key
 
 MAX_RETRIES = 20
-PCRS_PER_READ = 8  # Part 3 §22.4.1: TPM2_PCR_Read returns at most 8 digests per call
 
 AES128_CFB = (C.TPM_ALG_AES, 128, C.TPM_ALG_CFB)
 
@@ -73,7 +72,7 @@ class Tpm:
                 for i, s in enumerate(sessions):
                     nd = sessions[dec].nonce_tpm if (i == 0 and dec not in (None, 0)) else b""
                     ne = sessions[enc].nonce_tpm if (i == 0 and enc not in (None, 0, dec)) else b""
-                    w.raw(_command_auth(s, cp, auths[i], i < n_auth, nd, ne))
+                    w.raw(s.command_auth(cp, auths[i], i < n_auth, nd, ne))
                 auth_area = w.bytes()
             rsp = self.transport.send(K.build_command(cmd, handles, sent_params, auth_area))
             try:
@@ -201,8 +200,8 @@ class Tpm:
 
     def pcr_read_all(self, bank="sha256", pcrs=None):
         """{index: digest} for every PCR of `bank` (or the listed ones). The TPM answers with at most
-        8 digests per call and says which ones in pcrSelectionOut; ask again for the rest, and
-        start over if the update counter moved in between so the set is consistent."""
+        8 digests per call (Part 3 §22.4.1) and says which ones in pcrSelectionOut; ask again for
+        the rest, and start over if pcrUpdateCounter moved in between, so the set is consistent."""
         alg = _hash_alg(bank)
         if pcrs is None:
             banks = self.pcr_banks()
@@ -212,9 +211,10 @@ class Tpm:
         for _ in range(MAX_RETRIES):
             want = sorted(pcrs)
             values = {}
-            counter = None
+            counters = set()
             while want:
                 ctr, sel, digests = self.pcr_read([(alg, want)])
+                counters.add(ctr)
                 got = []
                 for s_alg, idx in sel:
                     if s_alg != alg:
@@ -228,10 +228,7 @@ class Tpm:
                         raise ParseError("PCR %d was not asked for" % i, field="pcrSelectionOut")
                     values[i] = d
                 want = [i for i in want if i not in values]
-                if counter is not None and ctr != counter:
-                    break
-                counter = ctr
-            if not want:
+            if len(counters) == 1:
                 return values
         raise ParseError("PCRs kept changing while being read", field="pcrUpdateCounter")
 
@@ -374,10 +371,6 @@ class Tpm:
     def dictionary_attack_lock_reset(self, lockout_auth=b"", session=None):
         self.execute(K.DictionaryAttackLockReset, (C.TPM_RH_LOCKOUT,),
                      sessions=[session] if session else (), auths=[lockout_auth])
-
-
-def _command_auth(s, cp, auth, authorizes, nd, ne):
-    return s.command_auth(cp, auth, authorizes, nd, ne)
 
 
 def _rp_hashes(cmd, rparams, sessions):

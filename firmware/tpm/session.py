@@ -5,8 +5,7 @@
 # hands it the TPMS_AUTH_RESPONSE to check; no I/O happens here.
 
 from firmware import compat
-from firmware.errors import ParseError
-from firmware.tcg_alg import HASH_ALG_NAMES, HASH_ALG_IDS
+from firmware.tcg_alg import HASH_ALG_NAMES
 from firmware.tpm import constants as C
 from firmware.tpm.kdf import kdfa
 from firmware.tpm.marshal import Writer
@@ -166,6 +165,3 @@ def parse_auth_response(r, index):
     hmac = r.tpm2b(f + ".hmac", 64)
     return nonce, attrs, hmac
 
-
-__all__ = ["PasswordSession", "Session", "SessionError", "session_key", "trim_auth",
-           "parse_auth_response", "HASH_ALG_IDS", "ParseError"]

@@ -82,7 +82,7 @@ class _SensitiveCreate:
 TPM2B_SENSITIVE_CREATE = _SensitiveCreate()
 
 
-def _hash_size(alg, r, field, start):
+def _hash_size(alg, field, start):
     name = HASH_ALG_NAMES.get(alg)
     if name is None:
         raise ParseError("unknown hash algorithm 0x%04x" % alg, offset=start, field=field)
@@ -168,7 +168,7 @@ class _DigestValues:
             f = "%s[%d]" % (field, i)
             at = r.offset
             alg = r.u16(f + ".hashAlg")
-            out.append((alg, r.raw(_hash_size(alg, r, f + ".hashAlg", at), f + ".digest")))
+            out.append((alg, r.raw(_hash_size(alg, f + ".hashAlg", at), f + ".digest")))
         return out
 
 

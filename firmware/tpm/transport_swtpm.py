@@ -29,8 +29,9 @@ def _connect(host, port, path, timeout):
             s.settimeout(timeout)
             s.connect(path)
         else:
-            addr = socket.getaddrinfo(host, port)[0][-1]
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
+            s = socket.socket(ai[0], socket.SOCK_STREAM)
+            addr = ai[-1]
             s.settimeout(timeout)
             s.connect(addr)
     except OSError as e:

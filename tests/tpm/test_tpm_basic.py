@@ -133,3 +133,21 @@ def test_transport_errors_are_typed() -> None:
         Tpm(open_uri("/dev/no-such-tpm")).get_random(1)
     with pytest.raises(TransportError):
         Tpm(open_uri("swtpm:127.0.0.1:1")).get_random(1)
+
+
+def test_power_cycle_over_control_channel(fresh_swtpm) -> None:  # type: ignore[no-untyped-def]
+    # CMD_INIT on the control channel (port + 1) is a platform reset: PCRs return to their reset
+    # values and the TPM needs TPM2_Startup again (Part 1 §12.2.3).
+    t = open_uri(fresh_swtpm.uri)
+    tpm = Tpm(t)
+    tpm.pcr_extend(16, {"sha256": b"\x01" * 32})
+    assert tpm.pcr_read_all("sha256", [16])[16] != b"\x00" * 32
+    tpm.shutdown()
+    t.close()
+    t.power_on()  # type: ignore[union-attr]
+    with pytest.raises(TpmError) as ei:
+        tpm.get_random(1)
+    assert ei.value.name == "TPM_RC_INITIALIZE"
+    assert tpm.startup() is True
+    assert tpm.pcr_read_all("sha256", [16])[16] == b"\x00" * 32
+    t.close()
