@@ -181,6 +181,25 @@ class _RtcpStream:
         self.window = ReplayWindow()
 
 
+def new_drop_counts():
+    counts = {}
+    for reason in DROP_REASONS:
+        counts[reason] = 0
+    return counts
+
+
+def count_drop(dropped, e):
+    """Count a refused inbound packet under its reason (see DROP_REASONS)."""
+    if isinstance(e, SrtpReplayError):
+        dropped["replay"] += 1
+    elif isinstance(e, SrtpAuthError):
+        dropped["auth"] += 1
+    elif isinstance(e, ParseError):
+        dropped["parse"] += 1
+    else:
+        dropped["other"] += 1
+
+
 class _PureEngine:
     """SRTP in Python over firmware.compat (runs on CPython and MicroPython)."""
 
@@ -206,6 +225,7 @@ class _PureEngine:
         self.rx = {}
         self.tx_rtcp = {}
         self.rx_rtcp = {}
+        self.dropped = new_drop_counts()
 
     # -- SRTP ---------------------------------------------------------------------------------
 
@@ -250,6 +270,20 @@ class _PureEngine:
         return header + keys.aes.gcm_encrypt(iv, payload, header)
 
     def unprotect(self, packet):
+        try:
+            return self._unprotect(packet)
+        except Exception as e:
+            count_drop(self.dropped, e)
+            raise
+
+    def unprotect_rtcp(self, packet):
+        try:
+            return self._unprotect_rtcp(packet)
+        except Exception as e:
+            count_drop(self.dropped, e)
+            raise
+
+    def _unprotect(self, packet):
         hlen = rtp_header_length(packet)
         tag_len = self.rtp_tag
         if len(packet) < hlen + tag_len:
@@ -324,7 +358,7 @@ class _PureEngine:
         iv = (keys.salt_int ^ (ssrc << 48) ^ index).to_bytes(12, "big")
         return header + keys.aes.gcm_encrypt(iv, packet[8:], header + e_index) + e_index
 
-    def unprotect_rtcp(self, packet):
+    def _unprotect_rtcp(self, packet):
         packet = bytes(packet)
         tag_len = self.rtcp_tag
         if len(packet) < 8 + 4 + tag_len:
@@ -427,11 +461,18 @@ class SrtpSession:
             raise ValueError("%s needs a %d-byte master salt, got %d"
                              % (profile, salt_len, len(master_salt)))
         self.profile = profile
-        self.dropped = {}
-        for reason in DROP_REASONS:
-            self.dropped[reason] = 0
-        self._engine = _make_engine(engine, profile, bytes(master_key), bytes(master_salt))
-        self.engine = self._engine.name
+        self._use(_make_engine(engine, profile, bytes(master_key), bytes(master_salt)))
+
+    def _use(self, engine):
+        self._engine = engine
+        self.engine = engine.name
+        self.dropped = engine.dropped
+        # The engine's methods are bound straight onto the session (one call layer less per
+        # packet); the methods below only document the interface.
+        self.protect = engine.protect
+        self.protect_rtcp = engine.protect_rtcp
+        self.unprotect = engine.unprotect
+        self.unprotect_rtcp = engine.unprotect_rtcp
 
     @classmethod
     def from_session_keys(cls, profile, rtp_key, rtp_salt, rtp_auth_key, rtcp_key, rtcp_salt,
@@ -440,39 +481,25 @@ class SrtpSession:
         _, key_len, salt_len, _, _, _ = PROFILES[profile]
         # Built the ordinary way (MicroPython has no cls.__new__), then given the supplied keys.
         self = cls(profile, b"\x00" * key_len, b"\x00" * salt_len, engine="pure")
-        self._engine = _PureEngine(profile, None, None, (rtp_key, rtp_salt, rtp_auth_key,
-                                                         rtcp_key, rtcp_salt, rtcp_auth_key))
+        self._use(_PureEngine(profile, None, None, (rtp_key, rtp_salt, rtp_auth_key,
+                                                    rtcp_key, rtcp_salt, rtcp_auth_key)))
         return self
 
     def protect(self, rtp_packet):
+        """RTP packet bytes -> SRTP packet bytes."""
         return self._engine.protect(rtp_packet)
 
     def protect_rtcp(self, rtcp_packet):
+        """RTCP compound bytes -> SRTCP packet bytes."""
         return self._engine.protect_rtcp(rtcp_packet)
 
     def unprotect(self, srtp_packet):
-        try:
-            return self._engine.unprotect(srtp_packet)
-        except Exception as e:
-            self._count(e)
-            raise
+        """SRTP packet bytes -> RTP packet bytes; a refused packet is counted in `dropped`."""
+        return self._engine.unprotect(srtp_packet)
 
     def unprotect_rtcp(self, srtcp_packet):
-        try:
-            return self._engine.unprotect_rtcp(srtcp_packet)
-        except Exception as e:
-            self._count(e)
-            raise
-
-    def _count(self, e):
-        if isinstance(e, SrtpReplayError):
-            self.dropped["replay"] += 1
-        elif isinstance(e, SrtpAuthError):
-            self.dropped["auth"] += 1
-        elif isinstance(e, ParseError):
-            self.dropped["parse"] += 1
-        else:
-            self.dropped["other"] += 1
+        """SRTCP packet bytes -> RTCP compound bytes; refusals are counted likewise."""
+        return self._engine.unprotect_rtcp(srtcp_packet)
 
     # Test and diagnostic hooks: where a stream's index stands.
     def _set_tx_rtcp_index(self, ssrc, index):

@@ -13,7 +13,8 @@ from pylibsrtp._binding import ffi, lib
 
 from firmware.errors import ParseError
 from firmware.media.rtp import rtp_header_length
-from firmware.media.srtp import PROFILES, SrtpAuthError, SrtpError, SrtpReplayError, _rtcp_check
+from firmware.media.srtp import (
+    PROFILES, SrtpAuthError, SrtpError, SrtpReplayError, _rtcp_check, count_drop, new_drop_counts)
 
 _PROFILE_IDS = {
     "AES_CM_128_HMAC_SHA1_80": Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
@@ -47,6 +48,7 @@ class LibsrtpEngine:
         self._buf = ffi.new("unsigned char[]", MAX_PACKET + _TRAILER)
         self._view = ffi.buffer(self._buf)
         self._len = ffi.new("int *")
+        self.dropped = new_drop_counts()
 
     def _run(self, func, ctx, packet, what):
         n = len(packet)
@@ -57,32 +59,55 @@ class LibsrtpEngine:
         self._len[0] = n
         rc = func(ctx, self._buf, self._len)
         if rc:
-            if rc == _AUTH_FAIL:
-                raise SrtpAuthError("%s authentication tag mismatch (libsrtp)" % what)
-            if rc == _REPLAY_FAIL or rc == _REPLAY_OLD:
-                raise SrtpReplayError("%s replay check failed (libsrtp: %s)" % (what, ERRORS[rc]))
-            raise SrtpError("libsrtp failed on %s packet: %s"
-                            % (what, ERRORS[rc] if rc < len(ERRORS) else rc))
+            raise _error(rc, what)
         return self._view[0:self._len[0]]
 
     def protect(self, packet):
         rtp_header_length(packet)
         return self._run(lib.srtp_protect, self._tx, packet, "SRTP")
 
-    def unprotect(self, packet):
-        hlen = rtp_header_length(packet)
-        if len(packet) < hlen + self.rtp_tag:
-            raise ParseError("SRTP packet is shorter than its header and %d-byte tag"
-                             % self.rtp_tag, offset=hlen, field="auth tag")
-        return self._run(lib.srtp_unprotect, self._rx, packet, "SRTP")
-
     def protect_rtcp(self, packet):
         _rtcp_check(packet)
         return self._run(lib.srtp_protect_rtcp, self._tx, packet, "SRTCP")
 
+    # The receive paths are written out (no helper frame) because they are the hot ones.
+    def unprotect(self, packet):
+        try:
+            hlen = rtp_header_length(packet)
+            n = len(packet)
+            if n < hlen + self.rtp_tag:
+                raise ParseError("SRTP packet is shorter than its header and %d-byte tag"
+                                 % self.rtp_tag, offset=hlen, field="auth tag")
+            if n > MAX_PACKET:
+                raise ParseError("SRTP packet of %d bytes exceeds %d" % (n, MAX_PACKET),
+                                 offset=0, field="length")
+            ffi.memmove(self._buf, packet, n)
+            self._len[0] = n
+            rc = lib.srtp_unprotect(self._rx, self._buf, self._len)
+            if rc:
+                raise _error(rc, "SRTP")
+            return self._view[0:self._len[0]]
+        except Exception as e:
+            count_drop(self.dropped, e)
+            raise
+
     def unprotect_rtcp(self, packet):
-        if len(packet) < 8 + 4 + self.rtcp_tag:
-            raise ParseError("SRTCP packet is shorter than header, index and %d-byte tag"
-                             % self.rtcp_tag, offset=0, field="length")
-        _rtcp_check(packet)
-        return self._run(lib.srtp_unprotect_rtcp, self._rx, packet, "SRTCP")
+        try:
+            if len(packet) < 8 + 4 + self.rtcp_tag:
+                raise ParseError("SRTCP packet is shorter than header, index and %d-byte tag"
+                                 % self.rtcp_tag, offset=0, field="length")
+            _rtcp_check(packet)
+            return self._run(lib.srtp_unprotect_rtcp, self._rx, packet, "SRTCP")
+        except Exception as e:
+            count_drop(self.dropped, e)
+            raise
+
+
+def _error(rc, what):
+    """libsrtp's srtp_err_status_t as our typed errors."""
+    if rc == _AUTH_FAIL:
+        return SrtpAuthError("%s authentication tag mismatch (libsrtp)" % what)
+    if rc == _REPLAY_FAIL or rc == _REPLAY_OLD:
+        return SrtpReplayError("%s replay check failed (libsrtp: %s)" % (what, ERRORS[rc]))
+    return SrtpError("libsrtp failed on %s packet: %s"
+                     % (what, ERRORS[rc] if rc < len(ERRORS) else rc))
