@@ -1,8 +1,9 @@
 # The phone's component event payload: which component (name, version) a PCR 14 measurement is.
 #
-# Event type EV_EVENT_TAG (PFP §10.4.1, 0x6) carrying a TCG_PCClientTaggedEvent (PFP §10.4.2.2?
-# "taggedEventID u32, taggedEventDataSize u32, taggedEventData[]", little-endian). tpm2_eventlog 5.4
-# accepts it and prints the bytes. Our taggedEventID is PHONE_COMPONENT_TAG; its data is
+# Event type EV_EVENT_TAG (PFP §10.4.1, 0x6) carrying a TCG_PCClientTaggedEvent (the PFP's event
+# data for EV_EVENT_TAG: taggedEventID u32, taggedEventDataSize u32, taggedEventData[], little-endian;
+# the Linux EFI stub uses the same structure for its PCR 9 events). tpm2_eventlog 5.4 accepts it and
+# prints the bytes. Our taggedEventID is PHONE_COMPONENT_TAG; its data is
 #   "phone-component\0"  (16 bytes: lets a human spot it in a hex dump, and rejects foreign tags)
 #   u16 len + name (UTF-8, 1..255 bytes)
 #   u16 len + version (UTF-8, 1..255 bytes)
@@ -47,6 +48,24 @@ def component_or_none(data, base=0):
 def decode_component(data, base=0):
     """(name, version) from a payload made by encode_component; ParseError names offset and field.
     `base` is the payload's offset in the log, so offsets in errors are log offsets."""
+    # Fast path for well-formed payloads (one struct call); anything off goes to the careful path,
+    # which finds and names the problem.
+    n = len(data)
+    if n >= 30:
+        tag, size, magic, ln = struct.unpack_from("<II16sH", data, 0)
+        end = 26 + ln
+        if (tag == PHONE_COMPONENT_TAG and size == n - 8 and magic == COMPONENT_MAGIC
+                and 0 < ln <= MAX_NAME and end + 2 < n):
+            vl = struct.unpack_from("<H", data, end)[0]
+            if vl <= MAX_NAME and end + 2 + vl == n:
+                try:
+                    return data[26:end].decode("utf-8"), data[end + 2:n].decode("utf-8")
+                except UnicodeError:
+                    pass
+    return _decode_careful(data, base)
+
+
+def _decode_careful(data, base):
     n = len(data)
     if n < 8:
         raise ParseError("truncated tagged event", offset=base, field="TaggedEvent")

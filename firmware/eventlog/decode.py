@@ -20,8 +20,8 @@ def guid_str(raw):
 
 
 def efi_variable(data):
-    """UEFI_VARIABLE_DATA (PFP §10.4.4? / UEFI): GUID, u64 name length (chars), u64 data length,
-    UTF-16LE name, data. Returns (guid, name, data); ParseError if the lengths do not fit."""
+    """UEFI_VARIABLE_DATA (the PFP's event data for EV_EFI_VARIABLE_*): GUID, u64 name length
+    (UTF-16 code units), u64 data length, UTF-16LE name, data. Returns (guid, name, data); ParseError if the lengths do not fit."""
     if len(data) < 32:
         raise ParseError("UEFI_VARIABLE_DATA shorter than 32 bytes", offset=0,
                          field="UEFI_VARIABLE_DATA")
