@@ -28,7 +28,8 @@ def libsrtp_session(profile: str, key: bytes, salt: bytes, inbound: bool) -> Any
 
 
 def random_rtp(rng: random.Random, seq: int, ssrc: int) -> bytes:
-    """An RTP packet with random payload length and, sometimes, CSRCs and a header extension."""
+    """An RTP packet with random payload length and, sometimes, CSRCs, a header extension and
+    padding."""
     cc = rng.choice([0, 0, 0, 1, 3])
     ext = rng.random() < 0.3
     b0 = 0x80 | cc | (0x10 if ext else 0)
@@ -37,7 +38,11 @@ def random_rtp(rng: random.Random, seq: int, ssrc: int) -> bytes:
     if ext:
         words = rng.randrange(4)
         out += struct.pack("!HH", 0xBEDE, words) + rng.randbytes(4 * words)
-    return out + rng.randbytes(rng.choice([0, 1, 15, 16, 17, 160, rng.randrange(1200)]))
+    out += rng.randbytes(rng.choice([0, 1, 15, 16, 17, 160, rng.randrange(1200)]))
+    if rng.random() < 0.2:  # RFC 3550 §5.1 padding: encrypted and authenticated with the payload
+        pad = rng.randrange(1, 32)
+        out = bytes([out[0] | 0x20]) + out[1:] + bytes(pad - 1) + bytes([pad])
+    return out
 
 
 def random_rtcp(rng: random.Random, ssrc: int) -> bytes:
