@@ -92,7 +92,7 @@ PolicyPassword = Command("TPM2_PolicyPassword", C.TPM_CC_PolicyPassword, handles
 # Part 3 §23.19
 PolicyGetDigest = Command("TPM2_PolicyGetDigest", C.TPM_CC_PolicyGetDigest, handles=("policySession",),
                           response=(("policyDigest", S.TPM2B_DIGEST),))
-# Part 3 §23.? (TPM2_PolicyRestart)
+# Part 3 §11.2
 PolicyRestart = Command("TPM2_PolicyRestart", C.TPM_CC_PolicyRestart, handles=("sessionHandle",))
 # Part 3 §12.7
 Unseal = Command("TPM2_Unseal", C.TPM_CC_Unseal, handles=("itemHandle",), auth_handles=1,

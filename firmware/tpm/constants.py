@@ -149,3 +149,25 @@ MAX_PCR_SELECTIONS = 16  # banks in one TPML_PCR_SELECTION
 PCR_SELECT_MAX = 32  # bytes of PCR bitmap (256 PCRs)
 MAX_DIGESTS = 64  # entries in a TPML_DIGEST / TPML_DIGEST_VALUES
 MAX_SESSIONS = 3  # Part 1 §18.5: at most three sessions per command
+
+# TPM_RC base codes (Part 2 §6.6.3) live with their decoder; re-exported here for one import site.
+from firmware.tpm.errors import (  # noqa: E402,F401
+    TPM_RC_AUTH_FAIL,
+    TPM_RC_AUTH_MISSING,
+    TPM_RC_BAD_AUTH,
+    TPM_RC_COMMAND_CODE,
+    TPM_RC_HANDLE,
+    TPM_RC_INITIALIZE,
+    TPM_RC_LOCKOUT,
+    TPM_RC_OBJECT_MEMORY,
+    TPM_RC_PCR_CHANGED,
+    TPM_RC_POLICY,
+    TPM_RC_POLICY_FAIL,
+    TPM_RC_REFERENCE_H0,
+    TPM_RC_RETRY,
+    TPM_RC_SCHEME,
+    TPM_RC_SIZE,
+    TPM_RC_SUCCESS,
+    TPM_RC_SYMMETRIC,
+    TPM_RC_VALUE,
+)

@@ -67,6 +67,8 @@ def test_policy_digest_matches_host_and_tpm2_createpolicy(swtpm, tpm: Tpm, tmp_p
     assert tpm.policy_get_digest(s) == host
     tpm.policy_auth_value(s)
     assert tpm.policy_get_digest(s) == policy.seal_policy(expected, with_pin=True)
+    tpm.policy_restart(s)  # Part 3 §11.2: back to the empty digest
+    assert tpm.policy_get_digest(s) == policy.empty_digest()
     tpm.flush_context(s.handle)
     tpm.transport.close()  # type: ignore[attr-defined]
     pcrs_file = tmp_path / "pcrs.bin"
