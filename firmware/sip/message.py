@@ -648,21 +648,26 @@ def _parse_head(head):
         if line[0] in " \t":
             if not msg.headers:
                 raise SipParseError("continuation line before any header", offset=offset, field="header")
-            msg.headers[-1][1] = msg.headers[-1][1] + " " + _strip_ws(line)
+            _check_controls(line, msg.headers[-1][0], offset)
+            msg.headers[-1][1] = _strip_ws(msg.headers[-1][1] + " " + _strip_ws(line))
         else:
             name, colon, value = line.partition(":")
             name = _strip_ws(name)
             if not colon or not is_token(name):
                 raise SipParseError("malformed header line %r" % line[:40], offset=offset, field="header")
-            prev = ""
-            for ch in value:
-                # §25.1 quoted-pair may escape any octet but CR/LF (RFC 4475 §3.1.1.2)
-                if ord(ch) < 0x20 and ch != "\t" and prev != "\\":
-                    raise SipParseError("control character in header %s" % name, offset=offset, field=name)
-                prev = ch
+            _check_controls(value, name, offset)
             msg.headers.append([canonical_name(name), _strip_ws(value)])
         offset += len(line) + 2
     return msg
+
+
+def _check_controls(value, name, offset):
+    prev = ""
+    for ch in value:
+        # §25.1 quoted-pair may escape any octet but CR/LF (RFC 4475 §3.1.1.2)
+        if ord(ch) < 0x20 and ch != "\t" and prev != "\\":
+            raise SipParseError("control character in header %s" % name, offset=offset, field=name)
+        prev = ch
 
 
 def _parse_start_line(line):
