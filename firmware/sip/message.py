@@ -295,13 +295,6 @@ class AbsoluteUri:
         return self.scheme + ":" + self.rest
 
 
-def _is_hex(s):
-    for ch in s:
-        if ch not in "0123456789abcdefABCDEF":
-            return False
-    return True
-
-
 def parse_hostport(text, field):
     if not text:
         raise SipParseError("missing host", field=field)

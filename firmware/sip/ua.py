@@ -562,6 +562,18 @@ class UserAgent:
         call = Call(call_id, "in", None)
         call.invite = req
         call.invite_tx = tx
+        ctype = (req.get("Content-Type") or "").split(";")[0].strip().lower()
+        if not req.body:
+            # an offer-less INVITE would put our keys in the 2xx before we know the peer's: refuse
+            self._respond(tx, req, 488, "Not Acceptable Here", now)
+            self._events.append(CallEnded(call_id, 488, "INVITE without an SDP offer", "error"))
+            return
+        if ctype != "application/sdp":
+            r = self._response(req, 415, "Unsupported Media Type", _rand_hex(6))
+            r.add("Accept", "application/sdp")
+            tx.respond(r, now)
+            self._events.append(CallEnded(call_id, 415, "offer is %s, not SDP" % ctype[:40], "error"))
+            return
         try:
             offer = sdp.SessionDescription.parse(req.body)
             # Refuse insecure offers now, before the phone rings (RFC 3261 §13.3.1.3: 488).

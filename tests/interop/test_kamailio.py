@@ -256,3 +256,20 @@ def test_cancel_through_kamailio(kamailio: Kamailio) -> None:
         assert ea.status == 487 and ea.by == "local"
     finally:
         r.close()
+
+
+def test_crlf_keepalive_answered_on_the_registered_flow(kamailio: Kamailio) -> None:
+    """RFC 5626 §4.4.1: our CRLFCRLF pings on the TLS flow are answered with CRLF pongs, and the
+    registration stays up (no FlowFailed)."""
+    r = Runner()
+    try:
+        ua = _register(kamailio, "alice", "alicepw", r, keepalive_ms=150)
+        r.wait_for("alice", sipua.Registered)
+        deadline = time.monotonic() + 5
+        while ua.pongs < 3 and time.monotonic() < deadline:
+            r.step(50)
+        assert ua.pongs >= 3
+        assert not any(isinstance(e, sipua.FlowFailed) for e in r.events["alice"])
+        assert ua.registered
+    finally:
+        r.close()

@@ -142,9 +142,10 @@ class MiniProxy:
 class Net:
     """Delivers bytes between UA cores and the proxy until nothing moves."""
 
-    def __init__(self, proxy, uas):
+    def __init__(self, proxy, uas, drop=None):
         self.proxy = proxy
         self.uas = uas          # flow name -> UserAgent
+        self.drop = drop        # drop(sender, data) -> True to lose a datagram (unreliable tests)
         self.dropped = []
 
     def pump(self, now):
@@ -155,6 +156,9 @@ class Net:
                 ua = self.uas[name]
                 for data in ua.data_to_send():
                     moved = True
+                    if self.drop is not None and self.drop(name, data):
+                        self.dropped.append((name, data))
+                        continue
                     for flow, out in self.proxy.receive(name, data):
                         self.uas[flow].receive(out, now)
 
@@ -392,3 +396,70 @@ def test_malformed_input_answered_400_and_state_intact():
     a.hangup(cid, 2000)
     net.pump(2000)
     assert events(b)[0].reason == "remote hangup"
+
+
+def test_udp_retransmissions_recover_lost_invite_and_200():
+    # unreliable transport (insecure test mode: no SDES over UDP): timer A resends the lost
+    # INVITE, and the UAS resends its 2xx (RFC 3261 §13.3.1.4) until the ACK arrives
+    lost = {"INVITE": 1, "SIP/2.0 200": 1}
+
+    def drop(sender, data):
+        for k in lost:
+            if data.startswith(k.encode()) and (k != "INVITE" or b"Proxy-Authorization" in data) \
+                    and (k == "INVITE" or b"CSeq: 2 INVITE" in data) and lost[k]:
+                lost[k] -= 1
+                return True
+        return False
+
+    proxy = MiniProxy(USERS)
+    a = sipua.UserAgent(sipua.UaConfig("alice", REALM, "alicepw", "UDP", "10.0.0.1", 5060, insecure=True), 0)
+    b = sipua.UserAgent(sipua.UaConfig("bob", REALM, "bobpw", "UDP", "10.0.0.2", 5060, insecure=True), 0)
+    net = Net(proxy, {"alice": a, "bob": b}, drop)
+    a.register(0)
+    b.register(0)
+    net.pump(0)
+    events(a)
+    events(b)
+    plain = LocalMedia("10.0.0.1", 4000, suites=(), insecure=True)
+    cid = a.call("sip:bob@example.test", plain, 1000)
+    net.pump(1000)
+    assert events(b) == []                       # the authenticated INVITE was lost
+    net.run_until(1000, 1600)                    # timer A fires at +500 ms
+    assert [type(e).__name__ for e in events(b)] == ["IncomingCall"]
+    b.answer(cid, LocalMedia("10.0.0.2", 5000, suites=(), insecure=True), 1600)
+    net.pump(1600)
+    assert [type(e).__name__ for e in events(a)] == ["CallRinging"]   # the 200 OK was lost
+    net.run_until(1600, 2200)                    # 2xx retransmitted after T1
+    ea = events(a)
+    assert [type(e).__name__ for e in ea] == ["CallAnswered"] and not ea[0].media.secure
+    assert b.calls[cid].invite_tx.acked
+    assert [k for k, v in lost.items() if v] == [] and len(net.dropped) == 2
+
+
+def _raw_invite(body, ctype="application/sdp"):
+    head = ("INVITE sip:bob@10.0.0.2:40002;transport=tls SIP/2.0\r\n"
+            "Via: SIP/2.0/TLS proxy.test;branch=z9hG4bKraw1\r\n"
+            "Max-Forwards: 69\r\nFrom: <sip:mallory@example.test>;tag=m1\r\n"
+            "To: <sip:bob@example.test>\r\nCall-ID: raw-1\r\nCSeq: 1 INVITE\r\n"
+            "Contact: <sip:mallory@192.0.2.66>\r\n")
+    if ctype:
+        head += "Content-Type: %s\r\n" % ctype
+    return (head + "Content-Length: %d\r\n\r\n" % len(body)).encode() + body
+
+
+def test_offerless_or_non_sdp_invite_refused():
+    proxy, a, b, net = _registered()
+    b.receive(_raw_invite(b""), 100)
+    out = b.data_to_send()
+    assert out[0].startswith(b"SIP/2.0 488 Not Acceptable Here\r\n")
+    ev = events(b)
+    assert ev[0].status == 488 and ev[0].reason == "INVITE without an SDP offer"
+    b.receive(_raw_invite(b"hello", "text/plain").replace(b"raw-1", b"raw-2").replace(b"Kraw1", b"Kraw2"), 200)
+    resp = parse_message(b.data_to_send()[0], True)
+    assert resp.status == 415 and resp.get("Accept") == "application/sdp"
+    assert events(b)[0].reason == "offer is text/plain, not SDP"
+    # a corrupt SDP offer is a 400 with the parser's reason
+    b.receive(_raw_invite(b"v=0\r\nbogus\r\n").replace(b"raw-1", b"raw-3").replace(b"Kraw1", b"Kraw3"), 300)
+    resp = parse_message(b.data_to_send()[0], True)
+    assert resp.status == 400 and "<type>=<value>" in resp.reason
+    assert b.calls == {} and b.registered
