@@ -6,7 +6,7 @@ from firmware.tpm.client import Tpm
 from firmware.tpm.session import SessionError
 from tests.unit.firmware import tpm_replay_data as D
 from tests.unit.firmware.check import raises, unhex
-from tests.unit.firmware.tpm_replay_scenario import counter_random, run_scenario
+from tests.unit.firmware.tpm_replay_scenario import SALTED_SECRET, SECRET, counter_random, run_scenario
 
 
 class ReplayTransport:
@@ -42,18 +42,29 @@ def test_replay_byte_exact():
     assert result["policy"] == result["expected_policy"]  # PolicyGetDigest == host computation
 
 
-def test_capture_includes_a_retried_command():
-    # swtpm answered the first Unseal with TPM_RC_RETRY (0x922); the client sent it again with a
-    # fresh nonce and the replay shows both attempts.
-    unseals = [(c, r) for c, r in D.EXCHANGE if c[12:20] == "0000015e"]
-    assert len(unseals) == 2 and unseals[0][1].endswith("00000922")
-    assert unseals[0][0] != unseals[1][0]
+def test_retried_commands_get_fresh_nonces():
+    # swtpm may answer TPM_RC_RETRY (0x922); the client then sends the command again with a fresh
+    # caller nonce (the capture committed here has such a retry on the first Unseal).
+    for i, (c, r) in enumerate(D.EXCHANGE):
+        if r.endswith("00000922"):
+            nxt = D.EXCHANGE[i + 1][0]
+            assert nxt[12:20] == c[12:20] and nxt != c
+
+
+def test_salted_secret_never_in_clear():
+    # Create went through a salted session with the decrypt attribute, Unseal with encrypt.
+    assert unhex(D.RESULT["salted_secret"]) == SALTED_SECRET
+    wire = "".join(c + r for c, r in D.EXCHANGE)
+    for i in range(len(SALTED_SECRET) - 6):
+        assert SALTED_SECRET[i:i + 6].hex() not in wire
+    # control: the first, unsalted seal and unseal carried their secret in clear
+    assert SECRET.hex() in wire
 
 
 def test_forged_unseal_response_is_rejected():
     # Flip one byte of the unsealed data in the TPM's answer: the response HMAC (rpHash, Part 1
     # §19.6.10) no longer verifies and the forged secret is never returned.
-    idx = [i for i, (c, _) in enumerate(D.EXCHANGE) if c[12:20] == "0000015e"][-1]
+    idx = [i for i, (c, r) in enumerate(D.EXCHANGE) if c[12:20] == "0000015e" and r[12:20] == "00000000"][-1]
 
     def tamper(i, rsp):
         if i != idx:
