@@ -16,7 +16,7 @@ class ParseError(ValueError):
             where += " field " + str(field)
         if offset is not None:
             where += " at offset %d" % offset
-        ValueError.__init__(self, message + (" (" + where.strip() + ")" if where else ""))
+        super().__init__(message + (" (" + where.strip() + ")" if where else ""))
 
 
 class TransportError(OSError):

@@ -129,6 +129,11 @@ class Aes:
             self._algorithms = algorithms
             self._modes = modes
             self._enc = Cipher(algorithms.AES(self.key), modes.ECB()).encryptor()
+            # Key schedules built once per key: per-packet construction dominated SRTP's cost.
+            self._alg = algorithms.AES(self.key)
+            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+            self._gcm_ctx = AESGCM(self.key)
 
     def encrypt_block(self, block):
         if len(block) != 16:
@@ -140,7 +145,7 @@ class Aes:
     def ctr(self, counter_block, data):
         """AES-CTR keystream XOR, counter = the full 128-bit block incremented mod 2^128."""
         if self._enc is not None:
-            c = self._Cipher(self._algorithms.AES(self.key), self._modes.CTR(bytes(counter_block)))
+            c = self._Cipher(self._alg, self._modes.CTR(bytes(counter_block)))
             return c.encryptor().update(bytes(data))
         out = bytearray(len(data))
         ctr = int.from_bytes(counter_block, "big")
@@ -177,11 +182,8 @@ class Aes:
     # GCM (NIST SP 800-38D) is used by SRTP AEAD_AES_128_GCM (RFC 7714).
     def gcm_encrypt(self, iv, plaintext, aad, tag_len=16):
         """Returns ciphertext || tag."""
-        if self._enc is not None:
-            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-            if tag_len == 16:
-                return AESGCM(self.key).encrypt(bytes(iv), bytes(plaintext), bytes(aad))
+        if self._enc is not None and tag_len == 16:
+            return self._gcm_ctx.encrypt(bytes(iv), bytes(plaintext), bytes(aad))
         ct, tag = self._gcm(iv, plaintext, aad, True)
         return ct + tag[:tag_len]
 
@@ -191,10 +193,9 @@ class Aes:
             raise AuthenticationError("GCM input shorter than its tag")
         if self._enc is not None and tag_len == 16:
             from cryptography.exceptions import InvalidTag
-            from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
             try:
-                return AESGCM(self.key).decrypt(bytes(iv), bytes(data), bytes(aad))
+                return self._gcm_ctx.decrypt(bytes(iv), bytes(data), bytes(aad))
             except InvalidTag:
                 raise AuthenticationError("GCM authentication tag mismatch")
         ct, tag = data[:-tag_len], data[-tag_len:]
@@ -204,22 +205,25 @@ class Aes:
         return pt
 
     def _gcm(self, iv, data, aad, encrypting):
-        h = int.from_bytes(self.encrypt_block(b"\x00" * 16), "big")
+        table = getattr(self, "_ghash_tab", None)
+        if table is None:
+            h = int.from_bytes(self.encrypt_block(b"\x00" * 16), "big")
+            table = self._ghash_tab = _ghash_table(h)
         if len(iv) == 12:
             j0 = bytes(iv) + b"\x00\x00\x00\x01"
         else:
-            j0 = _ghash(h, b"", bytes(iv))
-        inc = (int.from_bytes(j0, "big") & ~0xFFFFFFFF) | ((int.from_bytes(j0[12:], "big") + 1) & 0xFFFFFFFF)
+            j0 = _ghash(0, b"", bytes(iv), table)
         # CTR in GCM increments only the low 32 bits (SP 800-38D §6.2 inc32).
+        j0_int = int.from_bytes(j0, "big")
+        ctr = (j0_int & ~0xFFFFFFFF) | ((j0_int + 1) & 0xFFFFFFFF)
         out = bytearray()
-        ctr = inc
         for i in range(0, len(data), 16):
             ks = self.encrypt_block(ctr.to_bytes(16, "big"))
             out.extend(_xor(data[i:i + 16], ks))
             ctr = (ctr & ~0xFFFFFFFF) | ((ctr + 1) & 0xFFFFFFFF)
         out = bytes(out)
         ct = out if encrypting else bytes(data)
-        s = _ghash(h, bytes(aad), ct)
+        s = _ghash(0, bytes(aad), ct, table)
         tag = _xor(self.encrypt_block(j0), s)
         return out, tag
 
@@ -232,6 +236,7 @@ _R = 0xE1 << 120
 
 
 def _gf_mult(x, y):
+    # Bitwise GF(2^128) multiply (SP 800-38D §6.3); used only to build the table below.
     z = 0
     v = y
     for i in range(127, -1, -1):
@@ -241,7 +246,41 @@ def _gf_mult(x, y):
     return z
 
 
-def _ghash(h, aad, ct):
+def _ghash_table(h):
+    """Per-key 4-bit table (32 nibble positions x 16 values): multiplying by H becomes 32 lookups
+    instead of 128 shift/xor rounds, which is what makes GCM usable on MicroPython."""
+    v = []
+    cur = h
+    for _ in range(128):
+        v.append(cur)
+        cur = (cur >> 1) ^ _R if cur & 1 else cur >> 1
+    table = []
+    for j in range(32):
+        row = [0] * 16
+        for nib in range(1, 16):
+            acc = 0
+            for b in range(4):
+                if (nib >> b) & 1:
+                    acc ^= v[127 - (4 * j + b)]
+            row[nib] = acc
+        table.append(row)
+    return table
+
+
+def _gf_mult_table(x, table):
+    z = 0
+    j = 0
+    while x:
+        z ^= table[j][x & 15]
+        x >>= 4
+        j += 1
+    return z
+
+
+def _ghash(h, aad, ct, table=None):
+    if table is None:
+        table = _ghash_table(h)
+
     def blocks(b):
         for i in range(0, len(b), 16):
             chunk = b[i:i + 16]
@@ -249,9 +288,9 @@ def _ghash(h, aad, ct):
 
     y = 0
     for blk in blocks(aad):
-        y = _gf_mult(y ^ int.from_bytes(blk, "big"), h)
+        y = _gf_mult_table(y ^ int.from_bytes(blk, "big"), table)
     for blk in blocks(ct):
-        y = _gf_mult(y ^ int.from_bytes(blk, "big"), h)
+        y = _gf_mult_table(y ^ int.from_bytes(blk, "big"), table)
     lens = (len(aad) * 8).to_bytes(8, "big") + (len(ct) * 8).to_bytes(8, "big")
-    y = _gf_mult(y ^ int.from_bytes(lens, "big"), h)
+    y = _gf_mult_table(y ^ int.from_bytes(lens, "big"), table)
     return y.to_bytes(16, "big")

@@ -102,3 +102,28 @@ def test_bad_inputs():
     assert not compat.constant_time_equal(b"ab", b"ac")
     assert not compat.constant_time_equal(b"ab", b"abc")
     assert len(compat.random_bytes(16)) == 16
+
+
+def test_gcm_table_multiply_matches_bitwise():
+    # the 4-bit table path must equal the SP 800-38D bitwise multiply for arbitrary operands
+    h = 0x66E94BD4EF8A2C3B884CFA59CA342B2E
+    table = compat._ghash_table(h)
+    for x in (0, 1, 1 << 127, 0x0388DACE60B6A392F328C2B971B2FE78, (1 << 128) - 1, 0x1234 << 77):
+        assert compat._gf_mult_table(x, table) == compat._gf_mult(x, h)
+
+
+def test_aes_gcm_non_96_bit_iv():
+    # GCM spec Test Case 6: 60-byte IV goes through GHASH to form J0
+    aes = compat.Aes(unhex("feffe9928665731c6d6a8f9467308308"))
+    iv = unhex(
+        "9313225df88406e555909c5aff5269aa6a7a9538534f7da1e4c303d2a318a728"
+        "c3c0c95156809539fcf0e2429a6b525416aedbf5a0de6a57a637b39b")
+    pt = unhex(
+        "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+        "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39")
+    aad = unhex("feedfacedeadbeeffeedfacedeadbeefabaddad2")
+    c, t = aes._gcm(iv, pt, aad, True)
+    assert c == unhex(
+        "8ce24998625615b603a033aca13fb894be9112a5c3a211a8ba262a3cca7e2ca7"
+        "01e4a9a4fba43c90ccdcb281d48c7c6fd62875d2aca417034c34aee5")
+    assert t == unhex("619cc5aefffe0bfa462af43c1699d050")
