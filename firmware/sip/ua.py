@@ -124,6 +124,7 @@ class Call:
         self.remote = None
         self.ack = None             # ACK bytes for the 2xx (resent on 2xx retransmission)
         self.cancel_pending = False
+        self.provisional = False
         self.auth_tries = 0
         self.answer_sdp = None
 
@@ -221,7 +222,7 @@ class UserAgent:
             self._send_bye(call, now)
             self._end(call, 200, "local hangup", "local")
         elif call.state in ("calling", "early"):
-            if call.state == "early":
+            if call.provisional:
                 self._send_cancel(call, now)
             else:
                 call.cancel_pending = True   # §9.1: CANCEL only after a provisional response
@@ -716,6 +717,7 @@ class UserAgent:
             return
         code = resp.status
         if code < 200:
+            call.provisional = True          # any 1xx, 100 Trying included, allows CANCEL (§9.1)
             if code > 100 and call.state == "calling":
                 call.state = "early"
                 if code in (180, 183):
@@ -748,9 +750,10 @@ class UserAgent:
                                              str(old.uri)))
                 req.body = old.body
                 call.invite = req
+                call.provisional = False     # a new INVITE transaction: CANCEL waits for its 1xx
                 call.invite_tx = self._start_client(req, now)
                 return
-        if call.state == "cancelling" and code == 487:
+        if call.state == "cancelling":
             self._end(call, 487, "cancelled", "local")
         else:
             self._end(call, code, resp.reason, "remote")

@@ -463,3 +463,20 @@ def test_offerless_or_non_sdp_invite_refused():
     resp = parse_message(b.data_to_send()[0], True)
     assert resp.status == 400 and "<type>=<value>" in resp.reason
     assert b.calls == {} and b.registered
+
+
+def test_hangup_before_any_provisional_defers_cancel():
+    # RFC 3261 §9.1: no CANCEL before a provisional response; it goes out once the 180 arrives
+    proxy, a, b, net = _registered()
+    proxy.challenge_invite = False
+    cid = a.call("sip:bob@example.test", LocalMedia("10.0.0.1", 4000), 1000)
+    a.hangup(cid, 1000)
+    sent = a.data_to_send()
+    assert [d[:6] for d in sent] == [b"INVITE"]
+    for flow, out in proxy.receive("alice", sent[0]):   # deliver what was sent, then run on
+        net.uas[flow].receive(out, 1000)
+    net.pump(1000)
+    eb, ea = events(b), events(a)
+    assert [type(e).__name__ for e in eb] == ["IncomingCall", "CallEnded"] and eb[1].status == 487
+    assert len(ea) == 1 and ea[0].status == 487 and ea[0].by == "local"
+    assert len(_reqs(proxy, "CANCEL")) == 1
