@@ -74,6 +74,18 @@ class Runner:
         self.parts[name] = (ua, flow)
         self.events[name] = []
 
+    def reconnect(self, name, flow):
+        """Replace a broken flow (NAT rebinding, server restart): the UA forgets the old one and
+        registers again from the new local address, so calls reach it over the new connection."""
+        ua, old = self.parts[name]
+        old.close()
+        now = now_ms()
+        ua.connection_lost(now)
+        ua.config.local_host = flow.local_host
+        ua.config.local_port = flow.local_port
+        self.parts[name] = (ua, flow)
+        ua.register(now)
+
     def step(self, max_wait_ms):
         now = now_ms()
         for name, (ua, flow) in self.parts.items():

@@ -340,7 +340,7 @@ class UserAgent:
             resp.add("Via", v)
         resp.add("From", req.get("From"))
         to = req.get("To")
-        if to_tag and status > 100 and ";tag=" not in to.replace(" ", "").lower():
+        if to_tag and status > 100 and NameAddr.parse(to, "To").tag is None:
             to = to + ";tag=" + to_tag
         resp.add("To", to)
         resp.add("Call-ID", req.call_id)

@@ -273,3 +273,26 @@ def test_crlf_keepalive_answered_on_the_registered_flow(kamailio: Kamailio) -> N
         assert ua.registered
     finally:
         r.close()
+
+
+def test_new_flow_after_connection_loss_receives_calls(kamailio: Kamailio) -> None:
+    """A phone behind NAT whose TLS connection broke reconnects and re-registers; Kamailio then
+    delivers the next call over the new connection (handle_lost_tcp + fix_nated_register)."""
+    r = Runner()
+    try:
+        alice = _register(kamailio, "alice", "alicepw", r)
+        _register(kamailio, "bob", "bobpw", r)
+        r.wait_for("alice", sipua.Registered)
+        r.wait_for("bob", sipua.Registered)
+        old_port = alice.config.local_port
+        r.reconnect("alice", TlsFlow("127.0.0.1", kamailio.tls_port, kamailio.ca))
+        assert alice.config.local_port != old_port and not alice.registered
+        r.wait_for("alice", sipua.Registered)
+        bob = r.parts["bob"][0]
+        cid = bob.call("sip:alice@127.0.0.1", LocalMedia("127.0.0.1", 40010), now_ms())
+        inc = r.wait_for("alice", sipua.IncomingCall, timeout_s=10)
+        assert inc.call_id == cid
+        alice.reject(cid, now_ms())
+        assert r.wait_for("bob", sipua.CallEnded).status == 486
+    finally:
+        r.close()
