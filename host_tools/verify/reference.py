@@ -49,7 +49,8 @@ def parse_pcr_values(obj: Any, where: str) -> dict[str, dict[int, bytes]]:
             raise InputError("%s: bank %s must map PCR index to hex" % (where, bank))
         bank_out: dict[int, bytes] = {}
         for key, value in values.items():
-            if not isinstance(key, str) or not key.isdigit() or not 0 <= int(key) <= 23:
+            if (not isinstance(key, str) or not key.isascii() or not key.isdigit()
+                    or not 0 <= int(key) <= 23):
                 raise InputError("%s: %s PCR index %r is not 0..23" % (where, bank, key))
             raw = _hex(value, size, "%s: %s PCR %s" % (where, bank, key))
             bank_out[int(key)] = raw

@@ -46,7 +46,7 @@ def render(report: Report, verbose: bool = False) -> str:
             where = ""
             if e.log is not None:
                 where = " [%s event %d, PCR %s]" % (e.log, e.number or 0, e.pcr)
-            untrusted = "" if e.trusted else " (UNVERIFIED: its PCR did not replay)"
+            untrusted = "" if e.trusted else " (UNVERIFIED: its PCR was not confirmed by replay)"
             lines.append("  %-12s %s %s%s%s" % (e.status, e.name, version, where, untrusted))
             for problem in e.problems:
                 lines.append("      " + problem)

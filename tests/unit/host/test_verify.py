@@ -354,3 +354,33 @@ def test_all_banks_and_bank_selection(capsys: pytest.CaptureFixture[str], tmp_pa
     assert rc == 0, out
     rc, out, err = run(capsys, paths, "--banks", "md5")
     assert rc == 2 and "--banks 'md5'" in err
+
+
+def test_wrong_bank_sha1_value_in_sha256_slot(capsys: pytest.CaptureFixture[str],
+                                              tmp_path: Path) -> None:
+    # A two-bank phone log where one event's sha256 slot holds the sha1 digest (zero-padded): it
+    # parses (sizes come from the header) but cannot replay to the TPM's sha256 PCR 14.
+    import hashlib
+
+    from firmware.eventlog.parser import parse_log
+
+    banks = ("sha1", "sha256")
+    phone = phone_log(COMPS, banks)
+    pcrs = actual_pcrs(phone)  # the sha256-only TPM: compares the sha256 bank
+    paths = write_device(tmp_path / "dev", phone, pcrs, reference(COMPS, pcrs))
+    ev = parse_log(phone).events[0]  # type: ignore[no-untyped-call]
+    slot = ev.offset + 12 + 2 + 20 + 2
+    data = bytearray(phone)
+    assert bytes(data[slot:slot + 32]) == hashlib.sha256(COMPS[0][2]).digest()
+    data[slot:slot + 32] = hashlib.sha1(COMPS[0][2]).digest() + b"\x00" * 12
+    paths["phone"].write_bytes(bytes(data))
+    rc, out, _ = run(capsys, paths)
+    assert rc == 1 and "replay does not match the TPM for PCRs: sha256:14" in out
+    assert "differs      component-00 1.0.0" in out and "UNVERIFIED" in out
+    # the two TPMT_HA algorithm IDs swapped: sizes no longer line up with the header -> bad input
+    data = bytearray(phone)
+    struct.pack_into("<H", data, ev.offset + 12, 0x000B)
+    struct.pack_into("<H", data, ev.offset + 12 + 2 + 20, 0x0004)
+    paths["phone"].write_bytes(bytes(data))
+    rc, out, err = run(capsys, paths)
+    assert rc == 2 and str(paths["phone"]) in err and "at offset" in err
