@@ -21,7 +21,8 @@ def guid_str(raw):
 
 def efi_variable(data):
     """UEFI_VARIABLE_DATA (the PFP's event data for EV_EFI_VARIABLE_*): GUID, u64 name length
-    (UTF-16 code units), u64 data length, UTF-16LE name, data. Returns (guid, name, data); ParseError if the lengths do not fit."""
+    (UTF-16 code units), u64 data length, UTF-16LE name, data. Returns (guid, name, data);
+    ParseError if the lengths do not fit."""
     if len(data) < 32:
         raise ParseError("UEFI_VARIABLE_DATA shorter than 32 bytes", offset=0,
                          field="UEFI_VARIABLE_DATA")

@@ -1,5 +1,6 @@
 # Event types of the TCG PC Client Platform Firmware Profile (PFP) spec, §10.4.1 ("Event Types"),
-# under their spec names. (PFP section numbers in this package follow revision 1.05.) Values not listed here are still parsed: they stay opaque events.
+# under their spec names. (PFP section numbers in this package follow revision 1.05.) Values not
+# listed here are still parsed: they stay opaque events.
 
 EV_PREBOOT_CERT = 0x00000000
 EV_POST_CODE = 0x00000001

@@ -141,7 +141,7 @@ def test_measured_after_separator_and_unclosed(capsys: pytest.CaptureFixture[str
     phone = phone_log(COMPS)
     from firmware.eventlog.writer import measure_component
 
-    _, late = measure_component("late", "1", b"late", ("sha256",))
+    _, late = measure_component("late", "1", b"late", ("sha256",))  # type: ignore[no-untyped-call]
     device["phone"].write_bytes(phone + late)
     device["pcrs"].write_text(json.dumps(actual_pcrs(phone + late)))
     rc, out, _ = run(capsys, device)

@@ -26,12 +26,12 @@ def components(n: int = 20) -> list[Component]:
 
 def phone_log(comps: Sequence[Component], banks: Sequence[str] = ("sha256",),
               close: bool = True) -> bytes:
-    log = PhoneLog(tuple(banks))
+    log = PhoneLog(tuple(banks))  # type: ignore[no-untyped-call]
     for name, version, data in comps:
-        log.add_component(name, version, data)
+        log.add_component(name, version, data)  # type: ignore[no-untyped-call]
     if close:
-        log.close()
-    return bytes(log.to_bytes())
+        log.close()  # type: ignore[no-untyped-call]
+    return bytes(log.to_bytes())  # type: ignore[no-untyped-call]
 
 
 def pcr14(phone: bytes) -> dict[str, bytes]:
