@@ -29,6 +29,10 @@ class Dialog:
         for h in response.get_all("Record-Route"):
             rr.extend(split_list(h, "Record-Route"))
         rr.reverse()   # §12.1.2: the UAC takes Record-Route in reverse order
+        if response.to.tag is None:
+            from firmware.sip.message import SipParseError
+
+            raise SipParseError("2xx to INVITE without a To tag", field="To")
         return cls(request.call_id, local_tag, response.to.tag, _strip_tag(request.get("From")),
                    _strip_tag(response.get("To")), _contact_uri(response), rr, request.cseq.seq,
                    None, request.uri.scheme == "sips")

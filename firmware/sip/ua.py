@@ -569,6 +569,15 @@ class UserAgent:
             self._respond(tx, req, 488, "Not Acceptable Here", now)
             self._events.append(CallEnded(call_id, 488, "INVITE without an SDP offer", "error"))
             return
+        try:
+            contacts = req.contacts()
+        except SipParseError:
+            contacts = []
+        if len(contacts) != 1 or not isinstance(contacts[0].uri, SipUri) or req.from_.tag is None:
+            # §8.1.1.8 / §12.1.1: a dialog needs the caller's single SIP Contact and From tag
+            self._respond(tx, req, 400, "Bad Request: INVITE needs one SIP Contact and a From tag", now)
+            self._events.append(MessageRejected("INVITE without one SIP Contact or From tag", 400))
+            return
         if ctype != "application/sdp":
             r = self._response(req, 415, "Unsupported Media Type", _rand_hex(6))
             r.add("Accept", "application/sdp")
@@ -759,7 +768,13 @@ class UserAgent:
             self._end(call, code, resp.reason, "remote")
 
     def _on_invite_2xx(self, call, resp, now):
-        call.dialog = Dialog.from_uac(call.invite, resp, call.local_tag)
+        try:
+            call.dialog = Dialog.from_uac(call.invite, resp, call.local_tag)
+        except SipParseError as e:
+            # without one SIP Contact (and a To tag) there is no dialog to ACK or BYE in
+            self._events.append(MessageRejected(str(e)))
+            self._end(call, 502, "unusable 2xx: %s" % e.reason, "error")
+            return
         ack = call.dialog.create_request("ACK", call.invite.cseq.seq)
         ack.headers.insert(0, ["Via", self._via()])
         call.ack = ack.serialize()

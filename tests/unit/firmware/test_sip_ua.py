@@ -480,3 +480,23 @@ def test_hangup_before_any_provisional_defers_cancel():
     assert [type(e).__name__ for e in eb] == ["IncomingCall", "CallEnded"] and eb[1].status == 487
     assert len(ea) == 1 and ea[0].status == 487 and ea[0].by == "local"
     assert len(_reqs(proxy, "CANCEL")) == 1
+
+
+def test_invite_without_contact_refused_and_2xx_without_contact_ends_call():
+    proxy, a, b, net = _registered()
+    raw = _raw_invite(b"v=0\r\n").replace(b"Contact: <sip:mallory@192.0.2.66>\r\n", b"")
+    b.receive(raw, 100)
+    resp = parse_message(b.data_to_send()[0], True)
+    assert resp.status == 400 and "Contact" in resp.reason
+    assert isinstance(events(b)[0], sipua.MessageRejected) and b.calls == {}
+    # a 2xx without Contact cannot make a dialog: the call ends with a reason, nothing hangs
+    cid = _call(a, b, net)
+    b.answer(cid, LocalMedia("10.0.0.2", 5000), 1100)
+    ok = [d for d in b.data_to_send() if d.startswith(b"SIP/2.0 200")][0]
+    ok = b"\r\n".join(ln for ln in ok.split(b"\r\n") if not ln.startswith(b"Contact:"))
+    # strip the proxy's Via so the response goes straight to alice's transaction
+    ok = b"\r\n".join(ln for ln in ok.split(b"\r\n") if b"proxy.test;branch" not in ln)
+    a.receive(ok, 1200)
+    ea = events(a)
+    assert [type(e).__name__ for e in ea] == ["MessageRejected", "CallEnded"]
+    assert ea[1].status == 502 and "Contact" in ea[1].reason and a.calls == {}
