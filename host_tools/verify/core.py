@@ -14,7 +14,7 @@ from firmware.errors import ParseError
 from firmware.eventlog.types import EV_EVENT_TAG, EV_NO_ACTION, EV_SEPARATOR
 from host_tools.verify._fw import (ParsedLog, component_or_none, event_type_name, initial_value,
                                    parse_log, replay)
-from host_tools.verify.reference import InputError, Reference
+from host_tools.verify.reference import KNOWN_BANK_SIZES, InputError, Reference
 
 PcrValues = dict[str, dict[int, bytes]]
 
@@ -148,7 +148,7 @@ def compare_pcrs(logs: Sequence[NamedLog], actual: PcrValues, reference: Referen
     for bank in sorted(set(actual) | set(expected)):
         act = actual.get(bank, {})
         exp = expected.get(bank, {})
-        size = len(next(iter(act.values()))) if act else len(next(iter(exp.values())))
+        size = KNOWN_BANK_SIZES[bank]  # banks were validated when the inputs were loaded
         for pcr in sorted(set(act) | set(exp)):
             if only is not None and pcr not in only:
                 continue

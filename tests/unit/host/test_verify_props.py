@@ -80,3 +80,12 @@ def test_good_inputs_verify(tmp_path: Path) -> None:
     report = verify([parse_named("phone.log", PHONE)], actual, parse_reference(GOOD_REF, "r"),
                     {14})
     assert report.ok
+
+
+def test_reference_with_empty_bank() -> None:
+    # found by test_mutated_reference: a bank with no PCRs must not crash the comparison
+    ref = json.loads(json.dumps(GOOD_REF))
+    ref["pcrs"] = {"sha1": {}}
+    actual = parse_pcr_values(GOOD_PCRS, "pcrs.json")
+    report = verify([parse_named("phone.log", PHONE)], actual, parse_reference(ref, "r"), {14})
+    assert report.ok
