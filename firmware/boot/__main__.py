@@ -1,0 +1,247 @@
+# python3 -m firmware.boot: the stage loader's I/O, run by the initramfs /init as PID 1 (CPython).
+#
+#   firmware partition --read--> stage.measure_and_verify --extend--> /dev/tpmrm0 (PCR 14)
+#                                        |
+#            /run/phone (tmpfs): logs/phone.bin, logs/firmware.bin, state.json, app/, etc/
+#                                        |
+#   verified: start the phone application from the bundle (python3 -m firmware.console with the
+#             bundle's code on PYTHONPATH) as uid/gid PHONE_UID, no supplementary groups;
+#   refused:  start the console from the initramfs' own code instead (measured in PCR 9/11), which
+#             reports the refusal and serves the logs, so the host can still verify the device.
+#
+# As PID 1 this process must never exit (the kernel would panic): it supervises the console and
+# powers the machine off when the console asks (exit status 80) or keeps failing.
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from firmware.boot import stage, ustar
+from firmware.boot.signature import load_public_key
+
+RUN_DIR = "/run/phone"
+TPM_DEVICE = "/dev/tpmrm0"
+FIRMWARE_LOG = "/sys/kernel/security/tpm0/binary_bios_measurements"
+# Where the image puts the vendor's Ed25519 public key (inside the initramfs, so it is covered by
+# the PCR 9/11 measurement of the initrd; never on the firmware partition an attacker can write).
+VENDOR_KEY_PATHS = ("/opt/phone/vendor-pubkey.pem", "/etc/phone/vendor-pubkey.pem")
+INITRAMFS_CODE = "/opt/phone"
+PHONE_UID = 1000  # dedicated unprivileged user and group of the phone application
+PHONE_GID = 1000
+EXIT_POWEROFF = 80
+MAX_RESTARTS = 5
+CODE_COMPONENTS = ("phone-app", "sip-media")  # ustar archives of firmware/ code
+SUPPORTED_BANKS = ("sha1", "sha256", "sha384", "sha512")
+T0 = time.monotonic()
+
+
+def say(msg):
+    sys.stdout.write("boot: [%5.1f s] %s\n" % (time.monotonic() - T0, msg))
+    sys.stdout.flush()
+
+
+def read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def write_file(path, data, mode=0o444):
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+def run(cmd):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        raise OSError("%s failed (%d): %s" % (" ".join(cmd), p.returncode,
+                                               p.stdout.decode(errors="replace").strip()))
+
+
+def read_partition():
+    dev = os.environ.get("PHONE_FW_DEV", "")
+    if not dev or dev.endswith("/missing"):
+        raise OSError("no firmware partition (GPT name phone-fw) found")
+    return read_file(dev)
+
+
+def vendor_key():
+    for path in VENDOR_KEY_PATHS:
+        if os.path.exists(path):
+            return path, load_public_key(read_file(path))
+    return None, None
+
+
+def open_tpm(timeout=5.0):
+    from firmware.tpm.client import Tpm
+    from firmware.tpm.transport_dev import DeviceTransport
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(TPM_DEVICE):
+        if time.monotonic() > deadline:
+            raise OSError("%s did not appear" % TPM_DEVICE)
+        time.sleep(0.05)
+    return Tpm(DeviceTransport(TPM_DEVICE))
+
+
+def safe_member_path(name):
+    parts = name.split("/")
+    if not name.startswith("firmware/") or any(p in ("", ".", "..") for p in parts):
+        raise ValueError("unsafe path %r in code component" % name)
+    return name
+
+
+def install(outcome, root):
+    """Write the verified components under root: code archives into app/, others into etc/."""
+    app, etc = root + "/app", root + "/etc"
+    for name, data in outcome.components:
+        if name in CODE_COMPONENTS:
+            for member, body in ustar.parse(data):
+                rel = safe_member_path(member)
+                d = app + "/" + rel.rpartition("/")[0]
+                os.makedirs(d, mode=0o755, exist_ok=True)
+                write_file(app + "/" + rel, body)
+        else:
+            os.makedirs(etc, mode=0o755, exist_ok=True)
+            write_file(etc + "/" + name, data)
+
+
+def measure():
+    """Measure and verify the bundle; returns the Outcome (state refused on any failure)."""
+    try:
+        image = read_partition()
+    except OSError as e:
+        say("cannot read the firmware partition: %s" % e)
+        image = b""
+    try:
+        key_path, verify = vendor_key()
+    except Exception as e:  # noqa: BLE001  any key problem: fail closed, still measure
+        say("vendor key unusable: %s: %s" % (e.__class__.__name__, e))
+        key_path, verify = None, None
+    if verify is None:
+        say("no usable vendor public key: every bundle counts as unsigned")
+    tpm = open_tpm()
+    active = tpm.pcr_banks()
+    banks = tuple(b for b in SUPPORTED_BANKS if b in active) or ("sha256",)
+
+    def extend(pcr, digests):
+        tpm.pcr_extend(pcr, digests)
+
+    outcome = stage.measure_and_verify(image, extend, verify, banks=banks)
+    for name, version, digests in outcome.measured:
+        say("measured %s %s into PCR %d: sha256 %s" % (name, version, outcome.log.pcr,
+                                                         digests.get("sha256", b"").hex()))
+    say("PCR %d closed with a separator (%s); nothing more is measured"
+        % (outcome.log.pcr, "+".join(banks)))
+    return outcome
+
+
+def prepare_run_dir():
+    os.makedirs(RUN_DIR, exist_ok=True)
+    try:
+        run(["mount", "-t", "tmpfs", "-o", "mode=0755,nosuid,nodev", "tmpfs", RUN_DIR])
+    except OSError as e:
+        say("tmpfs on %s: %s (using the initramfs)" % (RUN_DIR, e))
+    os.makedirs(RUN_DIR + "/logs", mode=0o755, exist_ok=True)
+
+
+def save_logs(outcome):
+    if outcome is not None and outcome.log is not None:
+        write_file(RUN_DIR + "/logs/phone.bin", outcome.log.to_bytes())
+    try:
+        write_file(RUN_DIR + "/logs/firmware.bin", read_file(FIRMWARE_LOG))
+    except OSError as e:
+        say("firmware event log unavailable: %s" % e)
+
+
+def save_state(outcome, state, reason):
+    st = outcome.to_json() if outcome is not None else {"components": []}
+    st["bundle_state"] = st.get("state")
+    st["state"] = state
+    st["reason"] = reason
+    write_file(RUN_DIR + "/state.json", json.dumps(st, sort_keys=True).encode())
+
+
+def grant_tpm():
+    # The phone needs the TPM (PCR reads now, unsealing later) but not root: give it the
+    # resource-managed device only. /dev/tpm0 (raw, no resource manager) stays root's.
+    try:
+        os.chown(TPM_DEVICE, PHONE_UID, PHONE_GID)
+        os.chmod(TPM_DEVICE, 0o600)
+    except OSError as e:
+        say("cannot hand %s to the phone user: %s" % (TPM_DEVICE, e))
+
+
+def start_console(pythonpath):
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": pythonpath, "PYTHONDONTWRITEBYTECODE": "1",
+           "HOME": "/tmp", "PHONE_RUN_DIR": RUN_DIR, "PHONE_TPM": TPM_DEVICE,
+           "LANG": "C.UTF-8"}
+    kw = {}
+    if os.getuid() == 0:
+        kw = {"user": PHONE_UID, "group": PHONE_GID, "extra_groups": []}
+    return subprocess.Popen([sys.executable, "-m", "firmware.console"], env=env, cwd="/",
+                            close_fds=True, **kw)
+
+
+def power_off():
+    say("powering off")
+    try:
+        os.sync()
+    except AttributeError:
+        pass
+    if os.getpid() != 1:
+        sys.exit(0)
+    while True:  # PID 1 must not return
+        subprocess.run(["poweroff", "-f"])
+        time.sleep(1)
+
+
+def main():
+    say("stage loader started (pid %d)" % os.getpid())
+    prepare_run_dir()
+    outcome = None
+    state, reason = "refused", None
+    try:
+        outcome = measure()
+        reason = outcome.reason
+        if outcome.state == stage.STATE_VERIFIED:
+            install(outcome, RUN_DIR)
+            state = "running"
+            say("bundle %s verified (anti-rollback counter %d)" % (
+                outcome.manifest["bundle_version"], outcome.manifest["anti_rollback_counter"]))
+    except Exception as e:  # TPM or storage failure: fail closed, keep a console for diagnosis
+        reason = "stage loader failed: %s: %s" % (e.__class__.__name__, e)
+    if state != "running":
+        say("REFUSED: %s" % reason)
+    save_logs(outcome)
+    save_state(outcome, state, reason)
+    grant_tpm()
+    if state == "running":
+        pythonpath = RUN_DIR + "/app"
+    elif os.path.exists(INITRAMFS_CODE + "/firmware/console/__init__.py"):
+        pythonpath = INITRAMFS_CODE
+        say("starting the recovery console from the initramfs")
+    else:
+        say("no recovery console in this image")
+        power_off()
+    say("starting the phone console as uid %d" % PHONE_UID)
+    restarts = 0
+    while True:
+        rc = start_console(pythonpath).wait()
+        if rc == EXIT_POWEROFF:
+            power_off()
+        restarts += 1
+        say("console exited with status %s" % rc)
+        if restarts > MAX_RESTARTS:
+            say("console keeps failing")
+            power_off()
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BaseException as e:  # never let PID 1 die with a traceback: the kernel would panic
+        say("fatal: %s: %s" % (e.__class__.__name__, e))
+        power_off()

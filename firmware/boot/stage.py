@@ -1,0 +1,171 @@
+# The stage loader's decision, sans-I/O: measure first, verify second, decide last.
+#
+# 1. Split the bundle (a ustar archive) into manifest.json, manifest.sig and the components.
+# 2. Measure every component found, in the order found, into PCR 14: one EV_EVENT_TAG per
+#    component in the phone log (firmware.eventlog.PhoneLog) and the same digests extended into the
+#    TPM through `extend(pcr, {bank: digest})`; then the separator. This happens before any check,
+#    so a bundle that is refused still leaves an exact record of what was on the flash, and nothing
+#    is measured after the separator (the log refuses it).
+# 3. Verify: the signature over the manifest with the vendor key, then that the components found
+#    are exactly the signed ones (names, order, sizes, SHA-256), the board and the anti-rollback
+#    counter. The first failure is the reason the bundle is refused; it names the component.
+#
+# The manifest's version strings label the events before the signature is checked: they are only
+# labels (a verifier compares them with reference.json); the digests are what the PCR commits to.
+
+from firmware import compat
+from firmware.boot import manifest as manifest_mod
+from firmware.boot import ustar
+from firmware.errors import ParseError
+from firmware.eventlog.writer import PHONE_PCR, PhoneLog
+
+MANIFEST_NAME = "manifest.json"
+SIGNATURE_NAME = "manifest.sig"
+UNLISTED = "unlisted"  # version label of a component the manifest does not name
+STATE_VERIFIED = "verified"
+STATE_REFUSED = "refused"
+MAX_LABEL = 255
+
+
+class Outcome:
+    """What the loader found, measured and decided. `components` holds (name, bytes) of what was
+    found; only when `state == STATE_VERIFIED` may any of it be started."""
+
+    def __init__(self):
+        self.state = STATE_REFUSED
+        self.reason = None
+        self.manifest = None
+        self.components = []
+        self.measured = []  # (name, version, {bank: digest}) in extend order
+        self.log = None     # the PhoneLog, closed
+
+    def to_json(self):
+        comps = []
+        for name, version, digests in self.measured:
+            entry = {"name": name, "version": version}
+            for bank in digests:
+                entry[bank] = digests[bank].hex()
+            comps.append(entry)
+        out = {"state": self.state, "components": comps, "reason": self.reason}
+        if self.manifest is not None:
+            out["bundle_version"] = self.manifest["bundle_version"]
+            out["anti_rollback_counter"] = self.manifest["anti_rollback_counter"]
+            out["board"] = self.manifest["board"]
+        return out
+
+
+def _label(text):
+    raw = text.encode("utf-8")
+    if len(raw) <= MAX_LABEL:
+        return text
+    return raw[:MAX_LABEL].decode("utf-8", "ignore") or "?"
+
+
+def split(image):
+    """(manifest bytes or None, signature or None, [(name, bytes)], archive error or None).
+    manifest.json and manifest.sig count only as the archive's leading members (the layout
+    host_tools/image/bundle.py writes); anywhere else they are components like any other."""
+    members, err = ustar.scan(image)
+    man = sig = None
+    comps = []
+    for name, data in members:
+        if name == MANIFEST_NAME and man is None and sig is None and not comps:
+            man = data
+        elif name == SIGNATURE_NAME and man is not None and sig is None and not comps:
+            sig = data
+        else:
+            comps.append((name, data))
+    return man, sig, comps, err
+
+
+def measure_and_verify(image, extend, verify_signature, banks=("sha256",), board=None,
+                       min_counter=0):
+    """Measure `image` (the firmware partition's bytes) into PCR 14, then verify it.
+    `verify_signature(manifest_bytes, signature) -> bool` checks with the vendor key; None means no
+    key is available (every bundle is then unsigned). Exceptions from `extend` propagate: the TPM
+    failed and the caller must refuse to start anything."""
+    out = Outcome()
+    man_bytes, sig, comps, archive_err = split(image)
+    out.components = comps
+    untrusted = None
+    manifest_err = None
+    if man_bytes is not None:
+        try:
+            untrusted = manifest_mod.parse(man_bytes)
+        except ParseError as e:
+            manifest_err = e
+    versions = {}
+    if untrusted is not None:
+        for c in untrusted["components"]:
+            versions[c["name"]] = c["version"]
+
+    log = PhoneLog(banks)
+    out.log = log
+    for name, data in comps:
+        label = _label(name)
+        version = versions.get(name, UNLISTED)
+        digests = log.add_component(label, version, data)
+        extend(log.pcr, digests)
+        out.measured.append((label, version, digests))
+    extend(log.pcr, log.close())
+
+    out.reason = _verify(man_bytes, sig, comps, archive_err, untrusted, manifest_err,
+                         verify_signature, board, min_counter)
+    if out.reason is None:
+        out.state = STATE_VERIFIED
+        out.manifest = untrusted
+    elif untrusted is not None and out.reason.startswith("anti-rollback"):
+        out.manifest = untrusted  # signed, only too old: show which version was refused
+    return out
+
+
+def _verify(man_bytes, sig, comps, archive_err, manifest, manifest_err, verify_signature, board,
+            min_counter):
+    """None when the bundle may run, else the reason (one line naming what is wrong)."""
+    if archive_err is not None:
+        return "bundle archive malformed: %s" % archive_err
+    if man_bytes is None:
+        return "unsigned bundle: no %s at the start of the archive" % MANIFEST_NAME
+    if sig is None:
+        return "unsigned bundle: no %s after the manifest" % SIGNATURE_NAME
+    if verify_signature is None:
+        return "no vendor public key in this loader: cannot verify the bundle"
+    try:
+        ok = verify_signature(man_bytes, sig)
+    except Exception as e:  # fail closed on any verifier problem
+        return "signature check failed: %s" % e
+    if ok is not True:
+        return "manifest signature does not verify with the vendor key"
+    if manifest_err is not None:
+        return "signed manifest malformed: %s" % manifest_err
+    if board is not None and manifest["board"] != board:
+        return "bundle is for board %r, this is %r" % (manifest["board"], board)
+    if manifest["anti_rollback_counter"] < min_counter:
+        return "anti-rollback: bundle counter %d is below this device's %d" % (
+            manifest["anti_rollback_counter"], min_counter)
+    signed = manifest["components"]
+    signed_names = [c["name"] for c in signed]
+    found_names = [n for n, _ in comps]
+    seen = {}
+    for n in found_names:
+        if n in seen:
+            return "component %r appears twice in the bundle" % n
+        seen[n] = True
+        if n not in signed_names:
+            return "component %r is not in the signed manifest" % n
+    for n in signed_names:
+        if n not in seen:
+            return "component %r of the signed manifest is missing" % n
+    if found_names != signed_names:
+        return "components out of order: found %s, signed %s" % (
+            ",".join(found_names), ",".join(signed_names))
+    for (name, data), entry in zip(comps, signed):
+        if entry["pcr"] != PHONE_PCR:
+            return "component %r: manifest asks for PCR %d, this loader measures into %d" % (
+                name, entry["pcr"], PHONE_PCR)
+        if len(data) != entry["size"]:
+            return "component %r: %d bytes, the signed manifest says %d" % (
+                name, len(data), entry["size"])
+        if not compat.constant_time_equal(compat.sha256(data), entry["sha256"]):
+            return "component %r: sha256 differs from the signed manifest" % name
+    return None

@@ -1,0 +1,74 @@
+# The console's view of the real device: the state file the stage loader wrote, the TPM through
+# the kernel's resource manager, the firmware's event log and the phone's own log. All paths come
+# from the constructor so tests and other boards can point elsewhere.
+
+import json
+
+FIRMWARE_LOG = "/sys/kernel/security/tpm0/binary_bios_measurements"
+RUN_DIR = "/run/phone"
+TPM_DEVICE = "/dev/tpmrm0"
+PHONE_PCR = 14
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+class PhoneDevice:
+    def __init__(self, run_dir=RUN_DIR, tpm_device=TPM_DEVICE, firmware_log=FIRMWARE_LOG):
+        self.run_dir = run_dir
+        self.tpm_device = tpm_device
+        self.firmware_log_path = firmware_log
+        self._tpm = None
+
+    def _state(self):
+        try:
+            return json.loads(_read(self.run_dir + "/state.json"))
+        except (OSError, ValueError) as e:
+            return {"state": "unknown", "reason": "no stage-loader state: %s" % e}
+
+    def tpm(self):
+        if self._tpm is None:
+            from firmware.tpm.client import Tpm
+            from firmware.tpm.transport import open_uri
+            self._tpm = Tpm(open_uri(self.tpm_device))
+        return self._tpm
+
+    def status(self):
+        st = self._state()
+        out = {
+            "state": st.get("state", "unknown"),
+            "image_version": st.get("bundle_version"),
+            "components": st.get("components", []),
+        }
+        if st.get("reason"):
+            out["reason"] = st["reason"]
+        try:
+            out["pcr14"] = self.tpm().pcr_read_all("sha256", [PHONE_PCR])[PHONE_PCR].hex()
+        except Exception as e:
+            out["pcr14"] = None
+            out["pcr14_error"] = str(e)
+        # Sealing and SIP registration are later stages of the product; say why they are off.
+        out["unsealed"] = False
+        out["unsealed_reason"] = "no sealed credentials provisioned on this device yet"
+        out["registered"] = False
+        out["registered_reason"] = "SIP account not unsealed"
+        return out
+
+    def pcrs(self, bank):
+        return self.tpm().pcr_read_all(bank)
+
+    def firmware_log(self):
+        # securityfs gives the file mode 0440 root: the unprivileged phone reads the copy the
+        # stage loader made at boot (the firmware log does not change after ExitBootServices).
+        try:
+            return _read(self.firmware_log_path)
+        except OSError:
+            return _read(self.run_dir + "/logs/firmware.bin")
+
+    def phone_log(self):
+        return _read(self.run_dir + "/logs/phone.bin")
+
+    def shutdown_tpm(self):
+        self.tpm().shutdown(clear=True)

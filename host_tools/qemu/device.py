@@ -1,0 +1,308 @@
+"""One emulated phone: per-device state, swtpm + QEMU processes, the booted console.
+
+A device NAME keeps its state under ``build/devices/NAME/`` so it behaves like one physical
+phone across boots::
+
+    tpm/            swtpm state (the phone's TPM: NV, seeds, DA counter survive reboots)
+    OVMF_VARS.fd    its UEFI variables (copy of OVMF_VARS_4M.fd)
+    disk.img        its flash: a copy of build/<board>/disk.img made on first use
+    console.log     everything the serial console printed in the last boot
+    qemu.log        QEMU's own stderr of the last boot
+
+``Device(name).boot()`` is a context manager: it starts swtpm and QEMU, waits for the console
+prompt and yields a ``host_tools.console.Console``; on exit it powers the phone off through the
+console (TPM2_Shutdown first) and stops whatever still runs by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Callable, Iterator
+
+from serial import SerialException
+
+from host_tools.console import Console, ConsoleError, open_port
+from host_tools.swtpm_proc import Swtpm, free_tcp_port, stop_process
+
+REPO = Path(__file__).resolve().parents[2]
+BOARD = "qemu-x86_64"
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+QEMU = "qemu-system-x86_64"
+DISK_NAME = "disk.img"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_PTY_RE = re.compile(r"char device redirected to (/dev/pts/\d+) \(label ser0\)")
+
+
+class DeviceError(RuntimeError):
+    """The device cannot be prepared or started; QEMU died (message carries its stderr)."""
+
+
+@dataclass
+class DeviceConfig:
+    board: str = BOARD
+    build_dir: Path | None = None    # default <repo>/build/<board>
+    devices_dir: Path | None = None  # default <repo>/build/devices
+    memory_mb: int = 512
+    kvm: bool = False                # KVM is broken on our machines: opt-in only (DESIGN.md)
+    network: bool = False
+    extra_qemu_args: list[str] = field(default_factory=list)
+
+
+class Device:
+    def __init__(self, name: str, config: DeviceConfig | None = None) -> None:
+        if not _NAME_RE.match(name):
+            raise DeviceError(f"bad device name {name!r} (letters, digits, _.-; at most 64)")
+        self.name = name
+        self.config = config or DeviceConfig()
+        self.build_dir = self.config.build_dir or REPO / "build" / self.config.board
+        self.dir = (self.config.devices_dir or REPO / "build" / "devices") / name
+        self.tpm_dir = self.dir / "tpm"
+        self.vars = self.dir / "OVMF_VARS.fd"
+        self.disk = self.dir / DISK_NAME
+        self.console_log = self.dir / "console.log"
+        self.qemu_log = self.dir / "qemu.log"
+        self._lock: IO[bytes] | None = None
+
+    # --- state ----------------------------------------------------------------------------
+
+    @property
+    def image(self) -> Path:
+        return self.build_dir / DISK_NAME
+
+    def prepare(self, reflash: bool = False) -> list[str]:
+        """Create the device's state on first use (or re-copy the image with *reflash*).
+        Returns notes for the user (e.g. that the flash is older than the built image)."""
+        notes = []
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.tpm_dir.mkdir(exist_ok=True)
+        if not self.vars.exists():
+            shutil.copyfile(OVMF_VARS, self.vars)
+        if reflash or not self.disk.exists():
+            if not self.image.is_file():
+                raise DeviceError(f"no image {self.image}: run `make image` first")
+            tmp = self.disk.with_suffix(".tmp")
+            shutil.copyfile(self.image, tmp)
+            os.replace(tmp, self.disk)
+            notes.append(f"flashed {self.image} to {self.disk}")
+        elif self.image.is_file() and self.image.stat().st_mtime > self.disk.stat().st_mtime:
+            notes.append(f"note: {self.image} is newer than this device's flash; "
+                         "use --reflash to boot the new image")
+        return notes
+
+    def lock(self) -> None:
+        """One QEMU per device: its TPM state and flash are not shareable."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        f = (self.dir / "lock").open("wb")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise DeviceError(f"device {self.name} is already running") from None
+        self._lock = f
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    # --- QEMU -----------------------------------------------------------------------------
+
+    def qemu_command(self, tpm_args: list[str], serial_chardev: str) -> list[str]:
+        accel = "kvm" if self.config.kvm else "tcg"
+        cmd = [QEMU, "-machine", "q35", "-accel", accel, "-m", str(self.config.memory_mb),
+               "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+               "-chardev", f"{serial_chardev},logfile={self.console_log}",
+               "-serial", "chardev:ser0",
+               "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+               "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
+               "-drive", f"if=virtio,format=raw,file={self.disk}",
+               *tpm_args]
+        if self.config.network:
+            # An empty romfile keeps iPXE's option ROM out of PCR 2 (DESIGN.md).
+            cmd += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile="]
+        else:
+            cmd += ["-nic", "none"]
+        return cmd + self.config.extra_qemu_args
+
+    @contextlib.contextmanager
+    def running(self, console: str = "tcp") -> Iterator["Running"]:
+        """Start swtpm and QEMU and yield a Running; both are stopped by PID on exit, whatever
+        happened.  The serial line is
+
+        * ``"tcp"``: a TCP socket QEMU holds the machine for until this driver has connected
+          (``wait=on``), so nothing the phone prints is lost; ``Running.console`` is connected;
+        * ``"tcp-external"``: a TCP socket for another tool (``wait=off``);
+        * ``"pty"``: a pseudo-terminal for another tool (``Running.target`` is its path).
+        """
+        if console not in ("tcp", "tcp-external", "pty"):
+            raise DeviceError(f"console must be tcp, tcp-external or pty, not {console!r}")
+        self.lock()
+        try:
+            self.prepare()
+            with Swtpm(self.tpm_dir, self.dir) as tpm:
+                port = free_tcp_port() if console != "pty" else 0
+                wait = "on" if console == "tcp" else "off"
+                chardev = (f"socket,id=ser0,host=127.0.0.1,port={port},server=on,wait={wait}"
+                           if console != "pty" else "pty,id=ser0")
+                cmd = self.qemu_command(tpm.qemu_args(), chardev)
+                self.console_log.unlink(missing_ok=True)
+                with self.qemu_log.open("wb") as err:
+                    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+                run = Running(self, proc, tpm, time.monotonic())
+                try:
+                    if console == "pty":
+                        run.target = run.wait_pty()
+                    else:
+                        run.target = f"socket://127.0.0.1:{port}"
+                        if console == "tcp":
+                            run.console = run.connect_retry()
+                        else:
+                            run.wait_listening(port)
+                    yield run
+                finally:
+                    run.stop()
+        finally:
+            self.unlock()
+
+    @contextlib.contextmanager
+    def boot(self, timeout: float = 240.0,
+             progress: Callable[[float, str], None] | None = None) -> Iterator[Console]:
+        """Boot and yield the console at its first prompt; power off cleanly on exit."""
+        with self.running("tcp") as run:
+            con = run.console
+            assert con is not None
+            try:
+                run.wait_prompt(con, timeout, progress)
+                yield con
+            finally:
+                run.shutdown(con)
+
+
+class Running:
+    """A started QEMU (+ swtpm) of one device."""
+
+    def __init__(self, device: Device, proc: subprocess.Popen[bytes], tpm: Swtpm,
+                 started: float) -> None:
+        self.device = device
+        self.proc = proc
+        self.tpm = tpm
+        self.started = started
+        self.target = ""  # pyserial URL or pty path of the console
+        self.console: Console | None = None
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    def qemu_output(self) -> str:
+        try:
+            return self.device.qemu_log.read_text(errors="replace").strip()
+        except OSError:
+            return ""
+
+    def check_alive(self) -> None:
+        """Raise DeviceError with QEMU's stderr if QEMU has exited."""
+        rc = self.proc.poll()
+        if rc is not None:
+            raise DeviceError(f"QEMU exited with status {rc} after {self.elapsed():.1f} s: "
+                              f"{self.qemu_output()[-2000:] or '(no output)'}")
+
+    def wait_listening(self, port: int, timeout: float = 30.0) -> None:
+        """Wait until QEMU's console socket accepts (``wait=off``: probing costs nothing)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise DeviceError(f"QEMU never listened on 127.0.0.1:{port}: {self.qemu_output()}")
+
+    def connect_retry(self, timeout: float = 30.0,
+                      on_text: Callable[[str], None] | None = None) -> Console:
+        """Connect the console driver as soon as QEMU listens (it then starts the machine)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            try:
+                return Console(open_port(self.target), on_text)
+            except (OSError, SerialException) as e:
+                if time.monotonic() > deadline:
+                    raise DeviceError(f"cannot connect to {self.target}: {e}; "
+                                      f"{self.qemu_output()}") from None
+                time.sleep(0.05)
+
+    def wait_pty(self, timeout: float = 30.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive()
+            m = _PTY_RE.search(self.qemu_output())
+            if m:
+                return m.group(1)
+            time.sleep(0.05)
+        raise DeviceError(f"QEMU did not report its pty: {self.qemu_output()}")
+
+    def wait_prompt(self, con: Console, timeout: float,
+                    progress: Callable[[float, str], None] | None = None) -> float:
+        def tick() -> None:
+            if progress is not None:
+                progress(self.elapsed(), con.last_line())
+        return con.wait_prompt(timeout, alive=self.check_alive, tick=tick)
+
+    def shutdown(self, con: Console | None, timeout: float = 30.0) -> None:
+        """Clean power-off through the console when QEMU still runs; then stop by PID."""
+        try:
+            if con is not None and self.proc.poll() is None:
+                try:
+                    con.poweroff(timeout)
+                except (ConsoleError, OSError):
+                    pass
+                try:
+                    self.proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            if con is not None:
+                con.close()
+            self.stop()
+
+    def stop(self) -> None:
+        stop_process(self.proc, 5.0)
+        self.tpm.stop()
+
+
+def stderr_progress(name: str) -> Callable[[float, str], None]:
+    """A progress display on stderr: one rewritten line on a terminal, a line per 5 s otherwise."""
+    tty = sys.stderr.isatty()
+    state = {"printed": -5.0}
+
+    def show(elapsed: float, last: str) -> None:
+        width = shutil.get_terminal_size((100, 20)).columns
+        line = f"[{name}] booting {elapsed:5.1f} s | {last}"
+        if tty:
+            sys.stderr.write("\r" + line[:width - 1].ljust(width - 1))
+            sys.stderr.flush()
+        elif elapsed - state["printed"] >= 5.0:
+            state["printed"] = elapsed
+            sys.stderr.write(line[:160] + "\n")
+
+    return show
+
+
+def clear_progress() -> None:
+    if sys.stderr.isatty():
+        width = shutil.get_terminal_size((100, 20)).columns
+        sys.stderr.write("\r" + " " * (width - 1) + "\r")
+        sys.stderr.flush()
