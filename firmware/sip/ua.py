@@ -15,6 +15,7 @@ from firmware.sip.transaction import T1, ClientTransaction, ServerTransaction
 
 RELIABLE = ("TLS", "TCP")
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+SUPPORTED = ()   # option tags this UAS implements when a request Requires them (none yet)
 
 
 # --- events --------------------------------------------------------------------------------------
@@ -541,6 +542,20 @@ class UserAgent:
             return
         tx = ServerTransaction(req, self.reliable, now, self.config.t1)
         self.server_txs.append(tx)
+        if not isinstance(req.uri, SipUri):
+            # §8.2.2.1 (RFC 4475 §3.3.3): a scheme we cannot route on
+            self._respond(tx, req, 416, "Unsupported URI Scheme", now)
+            return
+        required = []
+        for v in req.get_all("Require"):
+            required.extend([x.strip() for x in v.split(",") if x.strip()])
+        unsupported = [x for x in required if x.lower() not in SUPPORTED]
+        if unsupported:
+            # §8.2.2.3 (RFC 4475 §3.3.7): refuse extensions we do not implement
+            r = self._response(req, 420, "Bad Extension", _rand_hex(6))
+            r.add("Unsupported", ", ".join(unsupported))
+            tx.respond(r, now)
+            return
         to_tag = req.to.tag
         if to_tag is not None:
             self._in_dialog(req, tx, now)

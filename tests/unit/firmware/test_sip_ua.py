@@ -500,3 +500,32 @@ def test_invite_without_contact_refused_and_2xx_without_contact_ends_call():
     ea = events(a)
     assert [type(e).__name__ for e in ea] == ["MessageRejected", "CallEnded"]
     assert ea[1].status == 502 and "Contact" in ea[1].reason and a.calls == {}
+
+
+def test_rfc4475_semantic_cases_answered_by_the_uas():
+    # RFC 4475 §3.3 cases a UAS answers (our messages in tests/data/sip/torture/semantic)
+    from tests.unit.firmware.test_sip_message import _load
+    proxy, a, b, net = _registered()
+    expect = {"insuf.sip": b"SIP/2.0 400 ", "unkscm.sip": b"SIP/2.0 416 Unsupported URI Scheme",
+              "bext01.sip": b"SIP/2.0 420 Bad Extension", "multi01.sip": b"SIP/2.0 400 ",
+              "mcl01.sip": None}
+    for name in sorted(expect):
+        raw = _load("semantic", name)
+        if name == "mcl01.sip":
+            # two Content-Lengths cannot frame a stream; as a datagram it is a 400
+            u = sipua.UserAgent(sipua.UaConfig("carol", REALM, "x", "UDP", "10.0.0.3", 5060), 0)
+            u.receive(raw, 10)
+            out = u.data_to_send()
+            assert out[0].startswith(b"SIP/2.0 400 Bad Request: 2 Content-Length"), out
+            continue
+        b.receive(raw, 10)
+        out = b.data_to_send()
+        if name == "insuf.sip":
+            # From/To/Call-ID missing: a 400 cannot be addressed, the request is only logged
+            assert out == [] and isinstance(events(b)[0], sipua.MessageRejected)
+            continue
+        assert out and out[0].startswith(expect[name]), (name, out)
+        if name == "bext01.sip":
+            r = parse_message(out[0], True)
+            assert r.get("Unsupported") == "nothingSupportsThis, nothingSupportsThisEither"
+    assert b.registered and b.calls == {}
