@@ -14,7 +14,7 @@ from typing import Any, Callable, NoReturn, Sequence, cast
 
 from host_tools.verify.core import NamedLog, PcrValues, Report, parse_named, verify
 from host_tools.verify.reference import (KNOWN_BANK_SIZES, InputError, Reference, load_pcrs,
-                                         load_reference)
+                                         load_reference, restrict_banks)
 from host_tools.verify.report import render
 
 EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> tuple[int, str]:
     banks = parse_banks(args.banks)
     reference: Reference | None = None
     if args.reference is not None:
-        reference = load_reference(args.reference)
+        reference = restrict_banks(load_reference(args.reference), banks)
     if args.fleet is not None:
         from host_tools.verify.fleet import verify_fleet
 

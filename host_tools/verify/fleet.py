@@ -12,7 +12,8 @@ import json
 from pathlib import Path
 
 from host_tools.verify.core import verify
-from host_tools.verify.reference import InputError, Reference, load_pcrs, load_reference
+from host_tools.verify.reference import (InputError, Reference, load_pcrs, load_reference,
+                                         restrict_banks)
 from host_tools.verify.report import summary_line
 
 FIRMWARE_LOG = "binary_bios_measurements"
@@ -38,7 +39,7 @@ def verify_device(device: Path, reference: Reference | None, only: set[int] | No
         actual = select_banks(load_pcrs(device / "pcrs.json"), banks, str(device / "pcrs.json"))
         ref = reference
         if (device / "reference.json").is_file():
-            ref = load_reference(device / "reference.json")
+            ref = restrict_banks(load_reference(device / "reference.json"), banks)
         report = verify(logs, actual, ref, only)
     except InputError as e:
         return 2, "ERROR " + str(e), {"device": device.name, "result": "error", "error": str(e)}

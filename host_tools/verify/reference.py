@@ -7,7 +7,7 @@ partially used, because a silently ignored field would weaken the check.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,13 @@ def parse_reference(obj: Any, where: str) -> Reference:
                                     _hex(c.get("sha256"), 32, what + ".sha256"), pcr))
     pcrs = parse_pcr_values(obj.get("pcrs", {}), where + ": pcrs")
     return Reference(SCHEMA_VERSION, board, image_version, tuple(components), pcrs)
+
+
+def restrict_banks(reference: Reference | None, banks: set[str] | None) -> Reference | None:
+    """The reference with expected PCR values only for `banks` (what --banks compares)."""
+    if reference is None or banks is None:
+        return reference
+    return replace(reference, pcrs={b: v for b, v in reference.pcrs.items() if b in banks})
 
 
 def load_json(path: Path) -> Any:
