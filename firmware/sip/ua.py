@@ -232,6 +232,19 @@ class UserAgent:
             self.reject(call_id, now, 603, "Decline")
         self._collect(now)
 
+    def status(self):
+        """What a console shows: registration and, per call, state, peer and protection.
+        `locked` (encrypted media over TLS signalling) is what the user's padlock shows; the I/O
+        layer only opens TLS flows whose server certificate verified."""
+        calls = []
+        for call in self.calls.values():
+            suite = call.media.suite if call.media is not None else None
+            calls.append({"call_id": call.call_id, "state": call.state, "direction": call.direction,
+                          "peer": call.remote, "suite": suite,
+                          "locked": suite is not None and self.signalling_secure})
+        return {"registered": self.registered, "aor": self.aor, "expires": self.reg_expires,
+                "transport": self.config.transport, "calls": calls}
+
     def connection_lost(self, now):
         """The transport flow broke: registration is gone until register() succeeds again."""
         self.registered = False

@@ -291,6 +291,11 @@ def test_invite_answer_ack_bye():
     assert ma.tx_key == mb.rx_key and ma.rx_key == mb.tx_key and ma.tx_salt == mb.rx_salt
     assert (ma.remote_address, ma.remote_port) == ("10.0.0.2", 5000)
     assert (mb.remote_address, mb.remote_port) == ("10.0.0.1", 4000)
+    st = a.status()
+    assert st["registered"] and st["aor"] == "sip:alice@example.test" and st["transport"] == "TLS"
+    assert st["calls"] == [{"call_id": cid, "state": "connected", "direction": "out",
+                            "peer": "sip:bob@example.test", "suite": "AEAD_AES_128_GCM", "locked": True}]
+    assert b.status()["calls"][0]["peer"] == "sip:alice@example.test"
     # the ACK for the 2xx reached bob and carried the route set from Record-Route
     acks = _reqs(proxy, "ACK")
     assert acks and acks[-1].get("Route") == "<sip:proxy.test;lr>"
