@@ -42,16 +42,7 @@ class SipParseError(ParseError):
     """A SIP message or header value is malformed; `status` is what a UAS answers with."""
 
     def __init__(self, message, offset=None, field=None, status=400):
-        # Same text as ParseError builds; ParseError.__init__ calls ValueError.__init__(self, ..),
-        # which MicroPython lacks, so the base is initialised through super() here.
-        self.offset = offset
-        self.field = field
-        where = ""
-        if field is not None:
-            where += " field " + str(field)
-        if offset is not None:
-            where += " at offset %d" % offset
-        super(ParseError, self).__init__(message + (" (" + where.strip() + ")" if where else ""))
+        ParseError.__init__(self, message, offset=offset, field=field)
         self.status = status
         self.reason = message
 
