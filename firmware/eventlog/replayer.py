@@ -24,24 +24,13 @@ def initial_value(bank_size, pcr, startup_locality=None):
     return b"\x00" * bank_size
 
 
-def _hash_function(name):
-    """data -> digest for bank `name`, with the per-call lookups of compat.digest done once.
-    CPython hash objects can be copied, which skips the constructor lookup on every extend;
-    MicroPython's cannot, so there each call goes through compat.digest."""
+def _copyable_hash(name):
+    """A hash object whose copy() makes fresh ones (CPython), or None (MicroPython's hash objects
+    cannot be copied). Copying skips compat.digest's constructor lookup on every extend."""
     proto = compat.new_hash(name)
-    copy = getattr(proto, "copy", None)
-    if copy is None:
-        digest = compat.digest
-
-        def fn(data):
-            return digest(name, data)
-        return fn
-
-    def fn(data):
-        h = copy()
-        h.update(data)
-        return h.digest()
-    return fn
+    if getattr(proto, "copy", None) is None:
+        return None
+    return proto
 
 
 _RESET_CACHE = {}
@@ -71,13 +60,23 @@ def replay(log, banks=None):
             if banks is not None:
                 raise compat.UnsupportedAlgorithm("cannot replay bank %s" % name)
             continue
-        h = _hash_function(name)
         pcrs = dict(_reset_values(size))
         if locality:
             pcrs[0] = initial_value(size, 0, locality)
-        for ev in measured:
-            i = ev.pcr
-            pcrs[i] = h(pcrs[i] + ev.digest_values[pos])
+        proto = _copyable_hash(name)
+        if proto is None:
+            digest = compat.digest
+            for ev in measured:
+                i = ev.pcr
+                pcrs[i] = digest(name, pcrs[i] + ev.digest_values[pos])
+        else:
+            copy = proto.copy
+            for ev in measured:
+                i = ev.pcr
+                h = copy()
+                h.update(pcrs[i])
+                h.update(ev.digest_values[pos])
+                pcrs[i] = h.digest()
         out[name] = pcrs
     return out
 
