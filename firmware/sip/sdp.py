@@ -172,7 +172,9 @@ _B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 
 
 class Crypto:
-    def __init__(self, tag, suite, key, salt, lifetime=None, mki=None, mki_length=None):
+    def __init__(self, tag, suite, key, salt, lifetime=None, mki=None, mki_length=None,
+                 session_params=None):
+        self.session_params = session_params or []
         self.tag = tag
         self.suite = suite
         self.key = key
@@ -227,7 +229,15 @@ class Crypto:
                 raise SdpError("%s needs %d octets of key||salt, got %d" % (suite, klen + slen, len(raw)),
                                field=f)
             key, salt = raw[:klen], raw[klen:]
-        return cls(int(tag_text), suite, key, salt, lifetime, mki, mki_len)
+        return cls(int(tag_text), suite, key, salt, lifetime, mki, mki_len, parts[3:])
+
+    def weakened(self):
+        """RFC 4568 §6.3: UNENCRYPTED_SRTP/SRTCP, UNAUTHENTICATED_SRTP, KDR, FEC_ORDER change how
+        the keys protect media; only the window-size hint (WSH) leaves protection as we run it."""
+        for p in self.session_params:
+            if not p.startswith("WSH="):
+                return True
+        return False
 
     def __str__(self):
         b64 = binascii.b2a_base64(self.key + self.salt).decode().strip()
@@ -388,7 +398,7 @@ def create_answer(offer, local, signalling_secure):
                     c = Crypto.parse(v)
                 except SdpError:
                     continue    # RFC 4568 §7.1.1: ignore crypto lines we cannot use
-                if c.key is None or c.mki is not None or c.suite not in local.suites:
+                if c.key is None or c.mki is not None or c.suite not in local.suites or c.weakened():
                     continue
                 if c.suite not in offered:
                     offered[c.suite] = c
@@ -436,6 +446,8 @@ def accept_answer(answer, offered, local, signalling_secure):
         for o in offered:
             if o.tag == c.tag:
                 mine = o
+        if c.weakened():
+            raise NegotiationError("answer's a=crypto weakens protection: %s" % " ".join(c.session_params)[:60])
         if mine is None or mine.suite != c.suite or c.key is None or c.mki is not None:
             raise NegotiationError("answer's crypto does not match an offered tag and suite")
         return MediaParams(remote_addr, m.port, pt, te, c.suite, mine.key, mine.salt, c.key, c.salt)

@@ -122,3 +122,24 @@ def test_malformed_sdp_is_typed():
     assert "<type>=<value>" in str(e)
     e = raises(SdpError, SessionDescription.parse, b"\xff")
     assert "UTF-8" in str(e)
+
+
+def test_session_params_that_weaken_protection_are_not_chosen():
+    # RFC 4568 §6.3: an offer line with UNENCRYPTED_SRTP is skipped; WSH alone is fine
+    weak = OFFER.replace("a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:%s|2^20" % KEY30,
+                         "a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:%s|2^20 UNENCRYPTED_SRTP" % KEY30)
+    weak = weak.replace("a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:%s" % KEY30,
+                        "a=crypto:3 AES_CM_128_HMAC_SHA1_32 inline:%s WSH=64" % KEY30)
+    _, mp = sdp.create_answer(weak, LocalMedia("192.0.2.9", 40000), True)
+    assert mp.suite == "AES_CM_128_HMAC_SHA1_32"
+    c = Crypto.parse("3 AES_CM_128_HMAC_SHA1_32 inline:%s UNENCRYPTED_SRTCP KDR=1" % KEY30)
+    assert c.session_params == ["UNENCRYPTED_SRTCP", "KDR=1"] and c.weakened()
+    # and an answer that weakens the chosen line is refused by the offerer
+    a = LocalMedia("192.0.2.1", 4000)
+    offer, offered = sdp.create_offer(a, True)
+    answer, _ = sdp.create_answer(offer, LocalMedia("192.0.2.2", 5000), True)
+    text = answer.serialize().decode()
+    line = [ln for ln in text.split("\r\n") if ln.startswith("a=crypto:")][0]
+    bad = text.replace(line, line + " UNAUTHENTICATED_SRTP")
+    e = raises(NegotiationError, sdp.accept_answer, bad, offered, a, True)
+    assert str(e) == "answer's a=crypto weakens protection: UNAUTHENTICATED_SRTP"
