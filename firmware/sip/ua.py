@@ -176,6 +176,7 @@ class UserAgent:
     def call(self, target, local_media, now):
         """Start an outgoing call to `target` (a SIP URI text); returns the Call-ID."""
         uri = SipUri.parse(target, "target")
+        self._check_mode(local_media)
         call = Call(_rand_hex(12), "out", local_media)
         call.remote = str(uri)
         body, call.offered = sdp.create_offer(local_media, self.signalling_secure)
@@ -191,6 +192,7 @@ class UserAgent:
 
     def answer(self, call_id, local_media, now):
         call = self._call(call_id, "incoming")
+        self._check_mode(local_media)
         try:
             body, media = sdp.create_answer(call.invite.body, local_media, self.signalling_secure)
         except (sdp.NegotiationError, sdp.SdpError) as e:
@@ -231,6 +233,11 @@ class UserAgent:
         elif call.state == "incoming":
             self.reject(call_id, now, 603, "Decline")
         self._collect(now)
+
+    def _check_mode(self, local_media):
+        # the insecure test mode is a property of the whole UA, never of one call's media
+        if local_media.insecure and not self.config.insecure:
+            raise ValueError("insecure media needs UaConfig(insecure=True) (test mode)")
 
     def status(self):
         """What a console shows: registration and, per call, state, peer and protection.

@@ -356,7 +356,11 @@ def test_sdes_refused_over_udp_and_insecure_offer_refused():
     assert "not TLS" in str(e)
     # a plain RTP offer arriving at bob is refused with 488 before ringing
     proxy, a, b, net = _registered()
-    cid = a.call("sip:bob@example.test", LocalMedia("10.0.0.1", 4000, suites=(), insecure=True), 1000)
+    plain = LocalMedia("10.0.0.1", 4000, suites=(), insecure=True)
+    e = raises(ValueError, a.call, "sip:bob@example.test", plain, 1000)
+    assert "UaConfig(insecure=True)" in str(e) and a.calls == {}
+    a.config.insecure = True          # alice is a test peer; bob stays in secure mode
+    cid = a.call("sip:bob@example.test", plain, 1000)
     net.pump(1000)
     ea, eb = events(a), events(b)
     assert len(eb) == 1 and isinstance(eb[0], sipua.CallEnded) and eb[0].status == 488
