@@ -1,5 +1,8 @@
 """Run every benchmark module bench/bench_*.py (its main()), in name order, or only those named:
-    PYTHONPATH=. python -m bench [verify ...]"""
+    PYTHONPATH=. python -m bench [verify ...]
+
+A benchmark fails when its main() raises or returns a non-zero int; other return values (None, a
+dict of results) count as success. A failing benchmark does not stop the others."""
 
 from __future__ import annotations
 
@@ -22,11 +25,17 @@ def main(argv: list[str]) -> int:
     for name in names:
         print("== %s" % name, flush=True)
         start = time.monotonic()
-        module = importlib.import_module("bench." + name)
-        rc = module.main()
+        try:
+            module = importlib.import_module("bench." + name)
+            rc = module.main()
+        except (Exception, SystemExit) as e:
+            print("== %s FAILED: %s: %s" % (name, type(e).__name__, e), flush=True)
+            failed += 1
+            continue
+        bad = isinstance(rc, int) and not isinstance(rc, bool) and rc != 0
         print("== %s done in %.1f s%s" % (name, time.monotonic() - start,
-                                         "" if not rc else " (exit %s)" % rc), flush=True)
-        failed += 1 if rc else 0
+                                         " (exit %d)" % rc if bad else ""), flush=True)
+        failed += 1 if bad else 0
     return 1 if failed else 0
 
 
