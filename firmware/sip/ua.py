@@ -536,6 +536,11 @@ class UserAgent:
         self._events.append(MessageRejected(str(err), status))
 
     def _on_response(self, resp, now):
+        if len(resp.get_all("Via")) != 1:
+            # §8.1.3.3: a response for this UA carries exactly our one Via; others were misrouted
+            self.rejected += 1
+            self._events.append(MessageRejected("response with %d Via values dropped" % len(resp.get_all("Via"))))
+            return
         for tx in self.client_txs:
             if tx.matches(resp):
                 tx.receive_response(resp, now)

@@ -538,3 +538,21 @@ def test_rfc4475_semantic_cases_answered_by_the_uas():
             r = parse_message(out[0], True)
             assert r.get("Unsupported") == "nothingSupportsThis, nothingSupportsThisEither"
     assert b.registered and b.calls == {}
+
+
+def test_response_with_extra_via_is_dropped():
+    # RFC 3261 §8.1.3.3: more than one Via in a response means it was not meant for this UA
+    proxy, a, b, net = _setup()
+    a.register(0)
+    reg = a.data_to_send()[0]
+    req = parse_message(reg, True)
+    r = Response(401, "Unauthorized")
+    r.add("Via", "SIP/2.0/TLS other.example;branch=z9hG4bKx")
+    r.add("Via", req.get("Via"))
+    for h in ("From", "To", "Call-ID", "CSeq"):
+        r.add(h, req.get(h))
+    r.add("WWW-Authenticate", 'Digest realm="example.test", nonce="n"')
+    a.receive(r.serialize(), 10)
+    assert a.data_to_send() == []            # no authenticated retry was triggered
+    ev = events(a)
+    assert len(ev) == 1 and ev[0].reason == "response with 2 Via values dropped"
