@@ -15,7 +15,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from firmware.sip import digest
+from firmware.sip import digest, sdp
 from firmware.sip.message import SipParseError, StreamFramer, parse_message
 from firmware.sip.sdp import Crypto, SdpError, SessionDescription
 from tests.unit.firmware import test_sip_sdp, test_sip_ua
@@ -155,3 +155,27 @@ def _reframe(data: bytes) -> bytes:
     lines = [ln for ln in head.split(b"\r\n")
              if not ln.lower().startswith((b"content-length", b"l:", b"l :"))]
     return b"\r\n".join(lines) + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
+SUITE_LISTS = st.lists(st.sampled_from(list(sdp.PREFERENCE)), min_size=1, max_size=3, unique=True)
+CODEC_LISTS = st.lists(st.sampled_from([0, 8]), min_size=1, max_size=2, unique=True)
+
+
+@FAST
+@given(SUITE_LISTS, SUITE_LISTS, CODEC_LISTS, CODEC_LISTS)
+def test_offer_answer_picks_strongest_common_suite(sa: list[str], sb: list[str], ca: list[int],
+                                                   cb: list[int]) -> None:
+    a = LocalMedia("192.0.2.1", 4000, suites=tuple(sa), codecs=tuple(ca))
+    b = LocalMedia("192.0.2.2", 5000, suites=tuple(sb), codecs=tuple(cb))
+    offer, offered = sdp.create_offer(a, True)
+    common = [s for s in sdp.PREFERENCE if s in sa and s in sb]
+    shared_codecs = [c for c in ca if c in cb]
+    try:
+        answer, mb = sdp.create_answer(offer.serialize(), b, True)
+    except sdp.NegotiationError:
+        assert not common or not shared_codecs
+        return
+    assert common and mb.suite == common[0] and mb.payload_type == shared_codecs[0]
+    ma = sdp.accept_answer(answer.serialize(), offered, a, True)
+    assert (ma.suite, ma.tx_key, ma.tx_salt, ma.rx_key, ma.rx_salt) == \
+        (mb.suite, mb.rx_key, mb.rx_salt, mb.tx_key, mb.tx_salt)
