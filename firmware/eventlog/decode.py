@@ -9,6 +9,8 @@ from firmware.eventlog.component import decode_component, is_component
 
 _VARIABLE_TYPES = (T.EV_EFI_VARIABLE_DRIVER_CONFIG, T.EV_EFI_VARIABLE_BOOT,
                    T.EV_EFI_VARIABLE_BOOT2, T.EV_EFI_VARIABLE_AUTHORITY)
+_IMAGE_TYPES = (T.EV_EFI_BOOT_SERVICES_APPLICATION, T.EV_EFI_BOOT_SERVICES_DRIVER,
+                T.EV_EFI_RUNTIME_SERVICES_DRIVER)
 _STRING_TYPES = (T.EV_EFI_ACTION, T.EV_IPL, T.EV_ACTION, T.EV_POST_CODE, T.EV_S_CRTM_VERSION)
 
 
@@ -36,6 +38,27 @@ def efi_variable(data):
     return guid_str(data[0:16]), name, value
 
 
+def firmware_blob(data):
+    """UEFI_PLATFORM_FIRMWARE_BLOB (EV_EFI_PLATFORM_FIRMWARE_BLOB): (BlobBase, BlobLength)."""
+    if len(data) != 16:
+        raise ParseError("UEFI_PLATFORM_FIRMWARE_BLOB must be 16 bytes, got %d" % len(data),
+                         offset=0, field="UEFI_PLATFORM_FIRMWARE_BLOB")
+    return struct.unpack_from("<QQ", data, 0)
+
+
+def image_load(data):
+    """UEFI_IMAGE_LOAD_EVENT (EV_EFI_BOOT_SERVICES_*/RUNTIME_SERVICES_DRIVER): (location, length,
+    link-time address, device path bytes)."""
+    if len(data) < 32:
+        raise ParseError("UEFI_IMAGE_LOAD_EVENT shorter than 32 bytes", offset=0,
+                         field="UEFI_IMAGE_LOAD_EVENT")
+    location, length, link, path_len = struct.unpack_from("<QQQQ", data, 0)
+    if path_len != len(data) - 32:
+        raise ParseError("LengthOfDevicePath %d but %d bytes follow" % (path_len, len(data) - 32),
+                         offset=24, field="UEFI_IMAGE_LOAD_EVENT.LengthOfDevicePath")
+    return location, length, link, data[32:]
+
+
 def _printable(raw):
     out = []
     for b in raw:
@@ -57,6 +80,12 @@ def describe(event_type, data):
         if event_type in _VARIABLE_TYPES:
             guid, name, value = efi_variable(data)
             return "variable %s %s (%d bytes)" % (guid, name, len(value))
+        if event_type == T.EV_EFI_PLATFORM_FIRMWARE_BLOB:
+            base, length = firmware_blob(data)
+            return "firmware blob at 0x%x, 0x%x bytes" % (base, length)
+        if event_type in _IMAGE_TYPES:
+            location, length, _link, path = image_load(data)
+            return "image at 0x%x, %d bytes, device path %d bytes" % (location, length, len(path))
         if event_type == T.EV_EVENT_TAG and is_component(data):
             name, version = decode_component(data)
             return "component %s %s" % (name, version)

@@ -198,3 +198,12 @@ def test_parsed_log_is_unverified_type():
     log = parse_log(_log())
     assert isinstance(log, ParsedLog)
     assert log.size == len(_log())
+
+
+def test_image_and_blob_decoders_reject_bad_lengths():
+    from firmware.eventlog.decode import firmware_blob, image_load
+
+    assert raises(ParseError, firmware_blob, b"\x00" * 15).field == "UEFI_PLATFORM_FIRMWARE_BLOB"
+    e = raises(ParseError, image_load, struct.pack("<QQQQ", 0, 0, 0, 5) + b"\x00" * 4)
+    assert e.field == "UEFI_IMAGE_LOAD_EVENT.LengthOfDevicePath" and e.offset == 24
+    assert describe(T.EV_EFI_BOOT_SERVICES_APPLICATION, b"\x00" * 8).startswith("undecodable")

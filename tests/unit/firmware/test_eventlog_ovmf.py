@@ -64,3 +64,21 @@ def test_ovmf_known_events():
     # the Linux EFI stub's tagged events in PCR 9 (load options, then the initrd)
     assert [e.type for e in log.events if e.pcr == 9] == [T.EV_EVENT_TAG, T.EV_EVENT_TAG]
     assert log.events[21].data.endswith(b"Linux initrd\x00")
+
+
+def test_ovmf_payload_decoders():
+    # Values as tpm2_eventlog 5.4 decodes the same events (BlobBase/BlobLength, ImageLocation...).
+    from firmware.eventlog.decode import firmware_blob, image_load
+
+    data, _ = _load("ovmf")
+    log = parse_log(data)
+    assert firmware_blob(log.events[1].data) == (0x820000, 0xE0000)
+    assert firmware_blob(log.events[2].data) == (0x900000, 0xC00000)
+    assert log.events[1].describe() == "firmware blob at 0x820000, 0xe0000 bytes"
+    app = log.events[9]
+    assert app.type == T.EV_EFI_BOOT_SERVICES_APPLICATION
+    location, length, link, path = image_load(app.data)
+    assert (location, length, link, len(path)) == (0x1C8FD018, 14186432, 0, 42)
+    assert path.hex() == ("0403140072f728144ab61e44b8c39ebdd7f893c7040412006b00650072006e0065006c"
+                          "0000007fff0400")
+    assert app.describe() == "image at 0x1c8fd018, 14186432 bytes, device path 42 bytes"
