@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, Callable, cast
 
 from firmware.eventlog import component as _component
+from firmware.eventlog import decode as _decode
 from firmware.eventlog import parser as _parser
 from firmware.eventlog import replayer as _replay
 from firmware.eventlog import types as _types
@@ -18,3 +19,4 @@ component_or_none = cast(Callable[[bytes, int], tuple[str, str] | None],
                          _component.component_or_none)
 decode_component = cast(Callable[[bytes, int], tuple[str, str]], _component.decode_component)
 event_type_name = cast(Callable[[int], str], _types.event_type_name)
+describe = cast(Callable[[int, bytes], str], _decode.describe)

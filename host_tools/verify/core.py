@@ -12,8 +12,8 @@ from typing import Any, Sequence
 
 from firmware.errors import ParseError
 from firmware.eventlog.types import EV_EVENT_TAG, EV_NO_ACTION, EV_SEPARATOR
-from host_tools.verify._fw import (ParsedLog, component_or_none, event_type_name, initial_value,
-                                   parse_log, replay)
+from host_tools.verify._fw import (ParsedLog, component_or_none, describe, event_type_name,
+                                   initial_value, parse_log, replay)
 from host_tools.verify.reference import KNOWN_BANK_SIZES, InputError, Reference
 
 PcrValues = dict[str, dict[int, bytes]]
@@ -83,6 +83,9 @@ class Report:
     pcrs: list[PcrResult]
     events: list[EventResult]
     notes: list[str]
+    # For each PCR whose replay failed: what the logs claim was measured there (unverified), so a
+    # user can see which events the TPM's value does not support.
+    claimed: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -98,7 +101,8 @@ class Report:
         return {"result": "ok" if self.ok else "mismatch",
                 "replay_failed_pcrs": sorted({p.pcr for p in self.replay_failures}),
                 "pcrs": [p.to_json() for p in self.pcrs],
-                "events": [e.to_json() for e in self.events], "notes": self.notes}
+                "events": [e.to_json() for e in self.events], "notes": self.notes,
+                "claimed_events": {str(k): v for k, v in sorted(self.claimed.items())}}
 
 
 def _hex(b: bytes | None) -> str | None:
@@ -311,7 +315,20 @@ def verify(logs: Sequence[NamedLog], actual: PcrValues, reference: Reference | N
         for e in events:
             if e.pcr is not None and not e.trusted and e.pcr not in failed:
                 e.problems.append("PCR %d not checked against TPM values" % e.pcr)
-    return Report(pcrs, events, notes)
+    return Report(pcrs, events, notes, claimed_events(logs, failed))
+
+
+def claimed_events(logs: Sequence[NamedLog], pcrs: set[int]) -> dict[int, list[dict[str, Any]]]:
+    """The (unverified) events the logs list in `pcrs`, described for the report."""
+    out: dict[int, list[dict[str, Any]]] = {}
+    for nl in logs:
+        for ev in nl.log.events:
+            if ev.pcr in pcrs and ev.type != EV_NO_ACTION:
+                out.setdefault(ev.pcr, []).append({
+                    "log": nl.name, "event": ev.number, "type": event_type_name(ev.type),
+                    "description": describe(ev.type, ev.data),
+                    "digests": {b: d.hex() for b, d in ev.digests.items()}})
+    return out
 
 
 def verify_bytes(logs: Sequence[tuple[str, bytes]], actual: PcrValues,

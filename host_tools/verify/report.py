@@ -25,6 +25,12 @@ def render(report: Report, verbose: bool = False) -> str:
     if failed:
         lines.append("replay does not match the TPM for PCRs: " + ", ".join(
             "%s:%d" % bp for bp in failed) + " (their events are not trusted)")
+    for pcr, claims in sorted(report.claimed.items()):
+        lines.append("  PCR %d: the logs claim %d event(s), not supported by the TPM's value:" % (
+            pcr, len(claims)))
+        for c in claims:
+            lines.append("    %s event %d %s: %s" % (c["log"], c["event"], c["type"],
+                                                   c["description"]))
     lines.append("PCRs (bank index: status; replayed / actual / expected):")
     for p in report.pcrs:
         if p.status == OK and not verbose and p.expected is None:

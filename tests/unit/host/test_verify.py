@@ -175,6 +175,13 @@ def test_changed_digest_in_firmware_log(capsys: pytest.CaptureFixture[str],
     device["firmware"].write_bytes(bytes(data))
     rc, report = run_json(capsys, device)
     assert rc == 1 and report["replay_failed_pcrs"] == [7]
+    claims = report["claimed_events"]["7"]
+    assert [c["event"] for c in claims] == [4, 5, 6, 7, 8, 9]
+    assert claims[0]["type"] == "EV_EFI_VARIABLE_DRIVER_CONFIG"
+    rc, out, _ = run(capsys, device)
+    assert "PCR 7: the logs claim 6 event(s), not supported by the TPM's value:" in out
+    assert "event 4 EV_EFI_VARIABLE_DRIVER_CONFIG: variable 8be4df61-93ca-11d2-aa0d-00e098032b8c " \
+        "SecureBoot (1 bytes)" in out
 
 
 def test_unexplained_pcr(capsys: pytest.CaptureFixture[str], device: dict[str, Path]) -> None:
