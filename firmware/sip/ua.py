@@ -397,8 +397,8 @@ class UserAgent:
                                 self._reg_tag, self._reg_cseq)
         req.add("Contact", self._contact(self._reg_wanted))
         req.add("Expires", str(self._reg_wanted))
-        if self.reliable:
-            req.add("Supported", "outbound, path")
+        # No "Supported: outbound": full RFC 5626 needs +sip.instance/reg-id, which this UA does not
+        # send; flow reuse rests on ;alias (RFC 5923), rport and the registrar's NAT handling.
         if authorization is not None:
             req.add(authorization[0], authorization[1])
         self._reg_tx = self._start_client(req, now)
