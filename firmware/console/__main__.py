@@ -4,27 +4,8 @@
 import os
 import sys
 
-from firmware.console.core import ACTION_POWEROFF, PROMPT, Console
+from firmware.console.loop import serve
 from firmware.console.phone import PhoneDevice
-
-EXIT_POWEROFF = 80
-
-
-def serve(device, stdin, stdout):
-    console = Console(device)
-    stdout.write(("\n" + PROMPT).encode())
-    stdout.flush()
-    while True:
-        line = stdin.readline()
-        if not line:
-            return 0  # end of input: the caller decides (the loader restarts us)
-        text, action = console.handle(line)
-        stdout.write(text.encode())
-        if action == ACTION_POWEROFF:
-            stdout.flush()
-            return EXIT_POWEROFF
-        stdout.write(PROMPT.encode())
-        stdout.flush()
 
 
 def main():

@@ -167,10 +167,10 @@ class Console:
             return "error: unknown bank %r (one of %s)\n" % (
                 _short(bank), ", ".join(sorted(compat.DIGEST_SIZES))), ACTION_NONE
         values = self.device.pcrs(bank)
-        out = {}
-        for idx in sorted(values):
-            out[str(idx)] = bytes(values[idx]).hex()
-        return _json({bank: out}) + "\n", ACTION_NONE
+        # Built by hand so the PCRs come in numeric order on every runtime (MicroPython's dicts
+        # do not keep insertion order).
+        items = ['"%d":"%s"' % (idx, bytes(values[idx]).hex()) for idx in sorted(values)]
+        return '{"%s":{%s}}\n' % (bank, ",".join(items)), ACTION_NONE
 
     def _log(self, args):
         which = args[0] if args else "all"
