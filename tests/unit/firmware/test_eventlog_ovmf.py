@@ -11,10 +11,14 @@ from firmware.eventlog import types as T
 NOT_IN_FIRMWARE_LOG = (10,)
 
 
+# tests/data relative to this file, so the tests do not depend on the working directory
+_DATA = __file__.rsplit("/", 3)[0] + "/data/" if "/" in __file__ else "tests/data/"
+
+
 def _load(name):
-    with open("tests/data/%s/binary_bios_measurements" % name, "rb") as f:
+    with open(_DATA + name + "/binary_bios_measurements", "rb") as f:
         data = f.read()
-    with open("tests/data/%s/pcrs.json" % name) as f:
+    with open(_DATA + name + "/pcrs.json") as f:
         pcrs = json.load(f)
     return data, pcrs
 
