@@ -1,9 +1,13 @@
 #!/bin/sh
 # /init of the qemu-x86_64 initramfs (busybox sh).  Brings up the kernel interfaces the stage
 # loader needs, loads the virtio modules, finds the phone partitions by GPT partition name and
-# hands over to `python3 -m firmware.boot`.  Until the stage loader exists in the image it prints
-# the TPM's PCRs and the firmware event log between markers (a development check the image
-# tests read) and drops to a shell on the console.
+# hands over to `python3 -m firmware.boot`.  Without a stage loader in the image it drops to a
+# shell on the console.
+#
+# Development check (host_tools.image.bootcheck): when QEMU is started with
+# `-fw_cfg name=opt/org.trustedphone/pcrdump,string=1`, /init first prints the TPM's sha256 PCRs
+# and the firmware event log (base64) between marker lines.  fw_cfg is outside everything that
+# is measured into the policy PCRs, so the same image is checked that users boot.
 /bin/busybox --install -s
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 mkdir -p /proc /sys /dev /run /tmp
@@ -31,19 +35,23 @@ PHONE_DATA_DEV=$(find_part phone-data)
 export PHONE_FW_DEV="/dev/${PHONE_FW_DEV:-missing}" PHONE_DATA_DEV="/dev/${PHONE_DATA_DEV:-missing}"
 echo "init: firmware partition $PHONE_FW_DEV, data partition $PHONE_DATA_DEV"
 
+if [ "$(cat /sys/firmware/qemu_fw_cfg/by_name/opt/org.trustedphone/pcrdump/raw 2>/dev/null)" = 1 ]
+then
+  echo "init: development PCR dump (fw_cfg opt/org.trustedphone/pcrdump)"
+  echo "-----BEGIN PCRS-----"
+  for f in /sys/class/tpm/tpm0/pcr-sha256/*; do
+    echo "sha256 ${f##*/} $(cat "$f")"
+  done
+  echo "-----END PCRS-----"
+  echo "-----BEGIN EVENTLOG-----"
+  base64 /sys/kernel/security/tpm0/binary_bios_measurements
+  echo "-----END EVENTLOG-----"
+fi
+
 export PYTHONPATH=/opt/phone PYTHONDONTWRITEBYTECODE=1 HOME=/tmp
-if [ -e /opt/phone/firmware/boot/__init__.py ] || [ -e /opt/phone/firmware/boot.py ]; then
+if [ -e /opt/phone/firmware/boot/__main__.py ]; then
   echo "init: starting stage loader (python3 -m firmware.boot)"
   exec python3 -m firmware.boot
 fi
-
-echo "init: firmware.boot is not in this image; PCR dump follows, then a shell on the console"
-echo "-----BEGIN PCRS-----"
-for f in /sys/class/tpm/tpm0/pcr-sha256/*; do
-  echo "sha256 ${f##*/} $(cat "$f")"
-done
-echo "-----END PCRS-----"
-echo "-----BEGIN EVENTLOG-----"
-base64 /sys/kernel/security/tpm0/binary_bios_measurements
-echo "-----END EVENTLOG-----"
+echo "init: firmware.boot is not in this image: shell on the console"
 exec setsid cttyhack sh

@@ -1,9 +1,11 @@
 """Development check: boot a built disk once under QEMU and read back PCRs and the event log.
 
-Needs the placeholder /init (no ``firmware.boot`` in the image): it prints the sha256 PCRs and
-the firmware event log (base64) between markers, then opens a shell on the console, to which
-this sends ``poweroff -f``.  The full runner with per-device state is ``host_tools.qemu``; this
-only exists so the image tests can compare predicted with measured PCRs.
+QEMU gets ``-fw_cfg name=opt/org.trustedphone/pcrdump,string=1``, so the image's /init prints
+the sha256 PCRs and the firmware event log (base64) between markers before it starts the stage
+loader (fw_cfg is not measured into the policy PCRs: the image checked is the one users boot).
+If the stage loader then brings up the phone console, its ``pcrs`` command gives the PCRs after
+PCR 14 was closed.  The full runner with per-device state is ``host_tools.qemu``; this only
+exists so the image tests can compare predicted with measured PCRs.
 
     python -m host_tools.image.bootcheck build/qemu-x86_64
 """
@@ -26,6 +28,8 @@ from host_tools.swtpm_proc import Swtpm, stop_process
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+FW_CFG_SWITCH = "name=opt/org.trustedphone/pcrdump,string=1"
+CONSOLE_PROMPT = "phone> "
 PCRS_BEGIN, PCRS_END = "-----BEGIN PCRS-----", "-----END PCRS-----"
 LOG_BEGIN, LOG_END = "-----BEGIN EVENTLOG-----", "-----END EVENTLOG-----"
 
@@ -36,10 +40,11 @@ class BootError(RuntimeError):
 
 @dataclass(frozen=True)
 class BootDump:
-    pcrs: dict[int, bytes]  # sha256 bank
+    pcrs: dict[int, bytes]  # sha256 bank, read by /init before the stage loader ran
     eventlog: bytes
     console: str
     seconds_to_dump: float
+    pcrs_after_stage: dict[int, bytes] | None  # from the phone console, None if it never came
 
 
 def _between(text: str, begin: str, end: str) -> list[str]:
@@ -62,10 +67,21 @@ def qemu_command(disk: Path, vars_copy: Path, tpm_args: list[str], memory_mb: in
             "-nodefaults", "-display", "none", "-serial", "stdio", "-nic", "none",
             "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
             "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
-            "-drive", f"if=virtio,format=raw,file={disk}", *tpm_args]
+            "-drive", f"if=virtio,format=raw,file={disk}", "-fw_cfg", FW_CFG_SWITCH, *tpm_args]
 
 
-def boot_and_dump(disk: Path, memory_mb: int = 512, timeout: float = 300.0) -> BootDump:
+def parse_console_pcrs(answer: str) -> dict[int, bytes]:
+    """The phone console's ``pcrs`` answer: one JSON object {"sha256": {"N": hex}}."""
+    for line in answer.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            obj = json.loads(line)
+            return {int(k): bytes.fromhex(v) for k, v in obj["sha256"].items()}
+    raise BootError(f"no JSON in the console's pcrs answer: {answer[-2000:]!r}")
+
+
+def boot_and_dump(disk: Path, memory_mb: int = 512, timeout: float = 300.0,
+                  stage_timeout: float = 180.0) -> BootDump:
     """Boot a throw-away copy of *disk* with a fresh swtpm; return what /init printed."""
     with tempfile.TemporaryDirectory(prefix="bootcheck-") as tmp:
         work = Path(tmp)
@@ -91,41 +107,58 @@ def boot_and_dump(disk: Path, memory_mb: int = 512, timeout: float = 300.0) -> B
 
             thread = threading.Thread(target=reader, daemon=True)
             thread.start()
-            try:
-                seen = 0.0
+            def text() -> str:
+                return b"".join(chunks).decode(errors="replace")
+
+            def wait_for(marker: str, start: int, limit: float) -> int:
+                deadline = time.monotonic() + limit
                 while True:
-                    text = b"".join(chunks).decode(errors="replace")
-                    if LOG_END in text:
-                        seen = time.monotonic() - t0
-                        break
+                    pos = text().find(marker, start)
+                    if pos >= 0:
+                        return pos
                     if proc.poll() is not None:
-                        raise BootError(f"QEMU exited with {proc.returncode}:\n{text[-4000:]}")
-                    if time.monotonic() - t0 > timeout:
-                        raise BootError(f"no PCR dump after {timeout} s:\n{text[-4000:]}")
+                        return -1
+                    if time.monotonic() > deadline:
+                        raise BootError(f"no {marker!r} after {limit} s:\n{text()[-4000:]}")
                     time.sleep(0.2)
+
+            try:
+                end = wait_for(LOG_END, 0, timeout)
+                if end < 0:
+                    raise BootError(f"QEMU exited with {proc.returncode} before the PCR dump:"
+                                    f"\n{text()[-4000:]}")
+                seen = time.monotonic() - t0
+                after: dict[int, bytes] | None = None
                 assert proc.stdin is not None
-                proc.stdin.write(b"poweroff -f\n")
-                proc.stdin.flush()
+                prompt = wait_for(CONSOLE_PROMPT, end, stage_timeout)
+                if prompt >= 0:
+                    proc.stdin.write(b"pcrs\n")
+                    proc.stdin.flush()
+                    answer = wait_for(CONSOLE_PROMPT, prompt + len(CONSOLE_PROMPT), 60)
+                    after = parse_console_pcrs(text()[prompt + len(CONSOLE_PROMPT):answer])
+                    proc.stdin.write(b"poweroff\n")
+                    proc.stdin.flush()
                 try:
-                    proc.wait(timeout=60)
+                    proc.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     pass
             finally:
                 stop_process(proc, 5.0)
                 thread.join(timeout=5)
-            text = b"".join(chunks).decode(errors="replace")
-    pcrs, log = parse_console(text)
-    return BootDump(pcrs, log, text, seen)
+            console = text()
+    pcrs, log = parse_console(console)
+    return BootDump(pcrs, log, console, seen, after)
 
 
-def compare(reference: dict[str, object], dump: BootDump, pcrs: list[int]) -> list[str]:
+def compare(reference: dict[str, object], measured: dict[int, bytes], pcrs: list[int]
+            ) -> list[str]:
     """Lines naming each PCR whose prediction differs from what the TPM holds."""
     predicted = reference["pcrs"]
     assert isinstance(predicted, dict)
     out = []
     for p in pcrs:
         want = predicted["sha256"].get(str(p))
-        got = dump.pcrs.get(p)
+        got = measured.get(p)
         if got is None or want != got.hex():
             out.append(f"PCR {p}: predicted {want}, TPM has {got.hex() if got else None}")
     return out
@@ -135,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     ap = argparse.ArgumentParser(prog="python -m host_tools.image.bootcheck")
     ap.add_argument("build_dir", type=Path)
-    ap.add_argument("--pcrs", default="4,7,9,11")
+    ap.add_argument("--pcrs", default="4,5,7,9,11,14")
     ap.add_argument("--save-log", type=Path, help="write the firmware event log here")
     ap.add_argument("--save-console", type=Path)
     args = ap.parse_args(argv)
@@ -146,7 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.save_console:
         args.save_console.write_text(dump.console)
     print(f"bootcheck: PCR dump after {dump.seconds_to_dump:.1f} s")
-    bad = compare(reference, dump, [int(p) for p in args.pcrs.split(",")])
+    wanted = [int(p) for p in args.pcrs.split(",")]
+    bad = compare(reference, dump.pcrs, [p for p in wanted if p != 14])
+    if 14 in wanted:
+        if dump.pcrs_after_stage is None:
+            bad.append("PCR 14: the phone console never came up to read it")
+        else:
+            bad += compare(reference, dump.pcrs_after_stage, [14])
     for line in bad:
         print("bootcheck: " + line)
     for p, v in sorted(dump.pcrs.items()):

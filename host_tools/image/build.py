@@ -167,9 +167,12 @@ def build(opts: BuildOptions) -> BuildResult:
     tree = userland.python_tree(root, cache)
     lap("userland")
     kmods = modules.resolve(kernel.modules_dir)
-    fw_files = initramfs.firmware_files(repo, _strlist(desc.get("initramfs_firmware"),
-                                                       "initramfs_firmware"))
-    initrd = initramfs.build(tree, kmods, (bdir / "init.sh").read_bytes(), fw_files)
+    fw_spec = _dict(desc, "initramfs_firmware")
+    fw_files = initramfs.firmware_files(
+        repo, _strlist(fw_spec.get("firmware"), "initramfs_firmware.firmware"),
+        tuple(_strlist(fw_spec.get("exclude", []), "initramfs_firmware.exclude")))
+    initrd = initramfs.build(tree, kmods, (bdir / "init.sh").read_bytes(), fw_files,
+                             {initramfs.VENDOR_KEY_PATH: bundle.public_pem(key)})
     (out / "initrd.img").write_bytes(initrd)
     lap("initramfs")
 

@@ -8,25 +8,29 @@ from host_tools.cpio_newc import CpioArchive
 from host_tools.image import modules, userland
 
 FIRMWARE_ROOT = "opt/phone"  # on PYTHONPATH in /init
+# firmware.boot reads the vendor key from here: inside the initramfs, so it is covered by the
+# UKI's measurements (PCR 4, 9 and 11) and cannot be swapped without changing them.
+VENDOR_KEY_PATH = "opt/phone/vendor-pubkey.pem"
 PYC_TAG = "cpython-311"
 
 
-def firmware_files(repo: Path, packages: list[str]) -> list[tuple[Path, str]]:
-    """(source, image path) of the ``*.py`` files of the listed parts of ``firmware/``."""
+def firmware_files(repo: Path, packages: list[str], exclude: tuple[str, ...] = ()
+                   ) -> list[tuple[Path, str]]:
+    """(source, image path) of the ``*.py`` files of the listed parts of ``firmware/``
+    ("." is all of it), minus the *exclude* parts."""
     out: list[tuple[Path, str]] = []
+    skip = tuple("firmware/" + e for e in exclude)
     for part in packages:
-        p = repo / "firmware" / part
-        if p.is_file():
-            out.append((p, f"{FIRMWARE_ROOT}/firmware/{part}"))
-        elif p.is_dir():
-            for f in sorted(p.rglob("*.py")):
-                rel = f.relative_to(repo).as_posix()
+        p = repo / "firmware" if part == "." else repo / "firmware" / part
+        for f in ([p] if p.is_file() else sorted(p.rglob("*.py")) if p.is_dir() else []):
+            rel = f.relative_to(repo).as_posix()
+            if not any(rel == e or rel.startswith(e + "/") for e in skip):
                 out.append((f, f"{FIRMWARE_ROOT}/{rel}"))
-    return sorted(out, key=lambda x: x[1])
+    return sorted(set(out), key=lambda x: x[1])
 
 
 def build(tree: userland.Tree, kernel_modules: list[tuple[str, bytes]], init_script: bytes,
-          firmware: list[tuple[Path, str]]) -> bytes:
+          firmware: list[tuple[Path, str]], extra: dict[str, bytes] | None = None) -> bytes:
     """The gzip-compressed newc archive (mtime 0 everywhere, owner 0, sorted)."""
     arc = CpioArchive(mtime=0)
     for d in ("proc", "sys", "dev", "run", "tmp", "sbin", "usr/sbin", "mnt"):
@@ -46,5 +50,7 @@ def build(tree: userland.Tree, kernel_modules: list[tuple[str, bytes]], init_scr
         arc.add_file(dst, src.read_bytes())
         d, _, base = dst.rpartition("/")
         arc.add_file(f"{d}/__pycache__/{base[:-3]}.{PYC_TAG}.pyc", pyc)
+    for path, data in sorted((extra or {}).items()):
+        arc.add_file(path, data)
     arc.add_file("init", init_script, 0o755)
     return arc.to_gzip()

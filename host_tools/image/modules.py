@@ -10,8 +10,9 @@ import struct
 from pathlib import Path
 
 # What the phone needs from the cloud kernel that is not built in: the virtio PCI transport,
-# its disk (the firmware and data partitions), network and console.
-WANTED = ("virtio_pci", "virtio_blk", "virtio_net", "virtio_console")
+# its disk (the firmware and data partitions), network and console; qemu_fw_cfg lets /init read
+# the development-check switch (board/qemu-x86_64/init.sh).
+WANTED = ("virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "qemu_fw_cfg")
 
 
 class ModuleError(ValueError):

@@ -1,0 +1,181 @@
+"""The image build end to end: reproducibility, the bundle on the disk, the reference the
+verifier reads, predictions cross-checked with independent tools, and (slow) one real boot
+under QEMU + OVMF + swtpm comparing predicted with measured PCRs."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from firmware.eventlog import parse_log, replay as fw_replay
+from host_tools.image import bundle, disk, pe
+from host_tools.image.build import BuildOptions, BuildResult, build
+from host_tools.verify import load_reference
+
+REPO = Path(__file__).resolve().parents[2]
+BOARD = "qemu-x86_64"
+
+
+def _snapshot(dest: Path) -> Path:
+    """A frozen copy of the build inputs from the repo (others may edit firmware/ meanwhile)."""
+    for part in ("firmware", "board"):
+        shutil.copytree(REPO / part, dest / part,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dest
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("image-inputs")
+    return _snapshot(base / "repo"), base / "keys"
+
+
+def _build(inputs: tuple[Path, Path], out: Path, **kw: object) -> BuildResult:
+    repo, keys = inputs
+    return build(BuildOptions(board=BOARD, out=out, repo=repo, cache=REPO / "build" / "cache",
+                              keys=keys, **kw))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def first(inputs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
+    return _build(inputs, tmp_path_factory.mktemp("build-a"))
+
+
+def _keys(obj: object) -> set[str]:
+    if isinstance(obj, dict):
+        return set(obj) | {k for v in obj.values() for k in _keys(v)}
+    if isinstance(obj, list):
+        return {k for v in obj for k in _keys(v)}
+    return set()
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+OUTPUTS = ("disk.img", "reference.json", "BOOTX64.EFI", "initrd.img", "bundle.tar",
+           "vendor-pubkey.pem")
+
+
+def test_two_builds_are_byte_identical(first: BuildResult, inputs: tuple[Path, Path],
+                                       tmp_path: Path) -> None:
+    second = _build(inputs, tmp_path / "b")
+    for name in OUTPUTS:
+        assert _sha(first.out / name) == _sha(second.out / name), name
+
+
+def test_signing_key_is_bound_into_the_measured_initramfs(first: BuildResult,
+                                                         inputs: tuple[Path, Path],
+                                                         tmp_path: Path) -> None:
+    key = tmp_path / "prod.pem"
+    bundle.load_or_create_key(key, create=True)
+    other = _build(inputs, tmp_path / "c", signing_key=key)
+    a = json.loads((first.out / "reference.json").read_text())["pcrs"]["sha256"]
+    b = json.loads((other.out / "reference.json").read_text())["pcrs"]["sha256"]
+    # same components, so the same PCR 14; the stage loader's vendor key lives in the initramfs,
+    # so another key is another initramfs: PCR 4 (UKI), 9 (initrd) and 11 (.initrd) move
+    assert a["14"] == b["14"] and a["7"] == b["7"] and a["5"] == b["5"]
+    assert all(a[p] != b[p] for p in ("4", "9", "11"))
+    assert (first.out / "bundle/manifest.json").read_bytes() == \
+        (other.out / "bundle/manifest.json").read_bytes()
+    assert (first.out / "bundle/manifest.sig").read_bytes() != \
+        (other.out / "bundle/manifest.sig").read_bytes()
+    assert (other.out / "vendor-pubkey.pem").read_bytes() == bundle.public_pem(
+        bundle.load_or_create_key(key, create=False))
+
+
+def test_disk_holds_uki_and_signed_bundle(first: BuildResult) -> None:
+    data = first.disk.read_bytes()
+    sizes = json.loads((REPO / "board" / BOARD / "board.json").read_text())["partitions_mib"]
+    fw_off = disk.MIB + sizes["esp"] * disk.MIB
+    raw = data[fw_off:fw_off + sizes["phone-fw"] * disk.MIB]
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        names = tar.getnames()
+        manifest = tar.extractfile("manifest.json").read()  # type: ignore[union-attr]
+        sig = tar.extractfile("manifest.sig").read()  # type: ignore[union-attr]
+        comps = {n: tar.extractfile(n).read() for n in names[2:]}  # type: ignore[union-attr]
+    pub = load_pem_public_key((first.out / "vendor-pubkey.pem").read_bytes())
+    assert isinstance(pub, Ed25519PublicKey)
+    bundle.verify(pub, manifest, sig)
+    m = json.loads(manifest)
+    assert [c["name"] for c in m["components"]] == names[2:] == [
+        "phone-app", "sip-media", "device-config", "ca-bundle"]
+    for c in m["components"]:
+        assert hashlib.sha256(comps[c["name"]]).hexdigest() == c["sha256"]
+        assert len(comps[c["name"]]) == c["size"] and c["pcr"] == 14
+    assert b"BEGIN CERTIFICATE" in comps["ca-bundle"]
+    config = json.loads(comps["device-config"])
+    assert config["sip"]["registrar"] and config["account"]
+    assert not _keys(config) & {"password", "secret", "pin", "private_key", "ha1"}
+    # the ESP holds the UKI as the removable-media boot path
+    esp = first.out / "esp-check.img"
+    esp.write_bytes(data[disk.MIB:disk.MIB + sizes["esp"] * disk.MIB])
+    got = subprocess.run(["mtype", "-i", str(esp), "::/EFI/BOOT/BOOTX64.EFI"],
+                         env={"MTOOLS_SKIP_CHECK": "1", "PATH": "/usr/bin:/bin"},
+                         capture_output=True, check=True).stdout
+    esp.unlink()
+    assert got == (first.out / "BOOTX64.EFI").read_bytes()
+
+
+def test_reference_loads_in_verifier_and_matches_bundle(first: BuildResult) -> None:
+    ref = load_reference(first.out / "reference.json")
+    assert ref.board == BOARD
+    assert set(ref.pcrs["sha256"]) >= {4, 7, 9, 11, 14}
+    m = json.loads((first.out / "bundle/manifest.json").read_bytes())
+    assert [(c.name, c.sha256.hex(), c.pcr) for c in ref.components] == [
+        (c["name"], c["sha256"], c["pcr"]) for c in m["components"]]
+
+
+def test_pcr11_matches_systemd_measure_on_built_uki(first: BuildResult, tmp_path: Path) -> None:
+    img = pe.parse((first.out / "BOOTX64.EFI").read_bytes())
+    args = []
+    for name in (".linux", ".osrel", ".cmdline", ".initrd"):
+        (tmp_path / name[1:]).write_bytes(img.section_data(name))
+        args.append(f"--{name[1:]}={tmp_path / name[1:]}")
+    out = subprocess.run(["/usr/lib/systemd/systemd-measure", "calculate", *args, "--phase=",
+                          "--bank=sha256", "--json=short"], capture_output=True, text=True,
+                         check=True).stdout
+    ref = json.loads((first.out / "reference.json").read_text())
+    assert json.loads(out)["sha256"][0]["hash"] == ref["pcrs"]["sha256"]["11"]
+
+
+def test_uki_authenticode_matches_osslsigncode(first: BuildResult, tmp_path: Path) -> None:
+    from tests.unit.host.test_image_pe import osslsigncode_digest
+    uki = first.out / "BOOTX64.EFI"
+    _signed, oracle = osslsigncode_digest(uki, tmp_path)
+    data = uki.read_bytes()
+    assert pe.authenticode_digest(data + b"\0" * (-len(data) % 8)) == oracle
+    ref = json.loads((first.out / "reference.json").read_text())
+    assert ref["boot"]["uki_authenticode_sha256"] == pe.authenticode_digest(data).hex()
+
+
+@pytest.mark.slow
+def test_boot_measures_what_was_predicted(first: BuildResult, inputs: tuple[Path, Path]) -> None:
+    from host_tools.image.bootcheck import boot_and_dump, compare
+    ref = json.loads((first.out / "reference.json").read_text())
+    dump = boot_and_dump(first.disk)
+    assert compare(ref, dump.pcrs, [4, 5, 7, 9, 11]) == []
+    # the firmware log replays to the TPM's PCRs, and its events are the predicted ones
+    log = parse_log(dump.eventlog)
+    replayed = fw_replay(log, banks=("sha256",))["sha256"]
+    for pcr in (4, 5, 7, 9, 11):
+        assert replayed[pcr] == dump.pcrs[pcr], pcr
+        real = [(e.type_name, e.digest("sha256").hex()) for e in log.events if e.pcr == pcr]
+        want = [(e["type"], e["digest"]) for e in ref["events"] if e["pcr"] == pcr]
+        assert real == want, pcr
+    assert dump.pcrs[14] == b"\0" * 32  # read by /init: before the stage loader
+    assert "init: firmware partition /dev/vda2, data partition /dev/vda3" in dump.console
+    repo, _keys = inputs
+    if (repo / "firmware" / "boot" / "__main__.py").exists():
+        # the stage loader verified the bundle, closed PCR 14 and started the phone console
+        assert dump.pcrs_after_stage is not None, dump.console[-3000:]
+        assert compare(ref, dump.pcrs_after_stage, [4, 5, 7, 9, 11, 14]) == []
