@@ -244,35 +244,33 @@ def compare_events(logs: Sequence[NamedLog], reference: Reference,
                                            problems=["not a phone component event"]))
                 continue
             name, version = comp
-            r = EventResult(OK, name, version, pcr=ev.pcr, digest=digest, log=nl.name,
-                            number=ev.number, trusted=trusted)
-            results.append(r)
-            if ev.pcr in separated:
-                r.status = EXTRA
-                r.problems.append("measured after the separator in PCR %d" % ev.pcr)
-                continue
+            pcr = ev.pcr
             idx = ref_index.get(name)
-            if idx is None:
-                r.status = EXTRA
-                r.problems.append("not in the reference")
+            if pcr in separated or idx is None or name in seen:
+                r = EventResult(EXTRA, name, version, None, pcr, None, digest, None, nl.name,
+                                ev.number, trusted)
+                r.problems.append("measured after the separator in PCR %d" % pcr
+                                  if pcr in separated else "not in the reference"
+                                  if idx is None else "measured more than once")
+                results.append(r)
                 continue
-            if name in seen:
-                r.status = EXTRA
-                r.problems.append("measured more than once")
-                continue
-            seen[name] = r
             c = reference.components[idx]
-            r.expected_version, r.expected_pcr, r.expected_digest = c.version, c.pcr, c.sha256
+            r = EventResult(OK, name, version, c.version, pcr, c.pcr, digest, c.sha256, nl.name,
+                            ev.number, trusted)
+            results.append(r)
+            seen[name] = r
             if version != c.version:
                 r.problems.append("version %s, reference %s" % (version, c.version))
             if digest != c.sha256:
                 r.problems.append("sha256 %s, reference %s" % (digest.hex(), c.sha256.hex()))
-            if ev.pcr != c.pcr:
-                r.problems.append("PCR %d, reference %d" % (ev.pcr, c.pcr))
+            if pcr != c.pcr:
+                r.problems.append("PCR %d, reference %d" % (pcr, c.pcr))
             if r.problems:
                 r.status = DIFFERS
             matched.append((idx, r))
-    keep = _lis_positions([i for i, _ in matched])
+    order = [i for i, _ in matched]
+    # usually already in reference order (names are unique, so sorted means strictly increasing)
+    keep = set(range(len(order))) if order == sorted(order) else _lis_positions(order)
     for pos, (_idx, r) in enumerate(matched):
         if pos not in keep:
             r.problems.append("out of order")
