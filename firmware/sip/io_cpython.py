@@ -18,6 +18,8 @@ class TlsFlow:
         ctx.check_hostname = True
         ctx.verify_mode = ssl.CERT_REQUIRED
         raw = socket.create_connection((host, port), timeout=timeout)
+        # SIP messages are small writes answered at once: Nagle + delayed ACK would add ~40 ms
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             self.sock = ctx.wrap_socket(raw, server_hostname=server_hostname or host)
         except BaseException:
