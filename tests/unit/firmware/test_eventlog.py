@@ -207,3 +207,22 @@ def test_image_and_blob_decoders_reject_bad_lengths():
     e = raises(ParseError, image_load, struct.pack("<QQQQ", 0, 0, 0, 5) + b"\x00" * 4)
     assert e.field == "UEFI_IMAGE_LOAD_EVENT.LengthOfDevicePath" and e.offset == 24
     assert describe(T.EV_EFI_BOOT_SERVICES_APPLICATION, b"\x00" * 8).startswith("undecodable")
+
+
+def test_measure_component_and_add_measured_agree():
+    from firmware.eventlog import measure_component
+
+    digests, event = measure_component("app", "2.0", b"app bytes", ("sha1", "sha256"))
+    assert digests == {"sha1": compat.sha1(b"app bytes"), "sha256": compat.sha256(b"app bytes")}
+    a = PhoneLog(("sha1", "sha256"))
+    a.add_component("app", "2.0", b"app bytes")
+    b = PhoneLog(("sha1", "sha256"))
+    assert b.add_measured("app", "2.0", digests) == digests
+    assert a.to_bytes() == b.to_bytes() == spec_id_event(("sha1", "sha256")) + event
+    assert raises(ValueError, PhoneLog, ())
+    assert raises(ValueError, PhoneLog, ("md5",))
+    assert raises(ValueError, b.add_measured, "x", "1", {"sha1": b"\x00" * 19,
+                                                        "sha256": b"\x00" * 32})
+    b.close()
+    assert raises(ValueError, b.close)
+    assert raises(ValueError, b.add_measured, "x", "1", digests)
