@@ -12,6 +12,8 @@ APT_PACKAGES=(
   mtools dosfstools fdisk systemd-boot-efi systemd
   # test oracles: TCG structures and event logs
   tpm2-tools
+  # real SIP peers for interop tests
+  kamailio kamailio-tls-modules baresip-core
 )
 
 missing=()
