@@ -45,6 +45,7 @@ class BootDump:
     console: str
     seconds_to_dump: float
     pcrs_after_stage: dict[int, bytes] | None  # from the phone console, None if it never came
+    seconds_to_prompt: float | None  # QEMU start to the phone console's first prompt
 
 
 def _between(text: str, begin: str, end: str) -> list[str]:
@@ -129,9 +130,11 @@ def boot_and_dump(disk: Path, memory_mb: int = 512, timeout: float = 300.0,
                                     f"\n{text()[-4000:]}")
                 seen = time.monotonic() - t0
                 after: dict[int, bytes] | None = None
+                to_prompt: float | None = None
                 assert proc.stdin is not None
                 prompt = wait_for(CONSOLE_PROMPT, end, stage_timeout)
                 if prompt >= 0:
+                    to_prompt = time.monotonic() - t0
                     proc.stdin.write(b"pcrs\n")
                     proc.stdin.flush()
                     answer = wait_for(CONSOLE_PROMPT, prompt + len(CONSOLE_PROMPT), 60)
@@ -147,7 +150,7 @@ def boot_and_dump(disk: Path, memory_mb: int = 512, timeout: float = 300.0,
                 thread.join(timeout=5)
             console = text()
     pcrs, log = parse_console(console)
-    return BootDump(pcrs, log, console, seen, after)
+    return BootDump(pcrs, log, console, seen, after, to_prompt)
 
 
 def compare(reference: dict[str, object], measured: dict[int, bytes], pcrs: list[int]
@@ -178,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         args.save_log.write_bytes(dump.eventlog)
     if args.save_console:
         args.save_console.write_text(dump.console)
-    print(f"bootcheck: PCR dump after {dump.seconds_to_dump:.1f} s")
+    print(f"bootcheck: PCR dump after {dump.seconds_to_dump:.1f} s, phone prompt after "
+          + (f"{dump.seconds_to_prompt:.1f} s" if dump.seconds_to_prompt else "(none)"))
     wanted = [int(p) for p in args.pcrs.split(",")]
     bad = compare(reference, dump.pcrs, [p for p in wanted if p != 14])
     if 14 in wanted:
