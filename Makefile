@@ -6,16 +6,25 @@ BOARD ?= qemu-x86_64
 export PYTHONPATH := $(CURDIR)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: deps test test-unit test-micropython test-tpm bench typecheck clean
+.PHONY: deps image image-check test test-unit test-micropython test-tpm bench typecheck clean
 
 deps:
 	@bash host_tools/deps.sh
+
+# build/$(BOARD)/: GPT disk image (ESP with the UKI, signed phone bundle, data partition),
+# reference.json (predicted PCRs), vendor-pubkey.pem. Reproducible: same inputs, same bytes.
+image: deps
+	$(PY) -m host_tools.image --board $(BOARD) --out build/$(BOARD)
+
+# One boot of the built image: compares the PCRs it reads with reference.json.
+image-check: image
+	$(PY) -m host_tools.image.bootcheck build/$(BOARD)
 
 # Every test: pure unit tests (CPython and MicroPython), TPM tests on a real swtpm, system tests.
 test: deps
 	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) tests
 	$(VENV)/bin/micropython tests/mpy_run.py
-	$(PY) -m mypy --config-file tests/mypy.ini host_tools
+	$(PY) -m mypy --config-file tests/mypy.ini host_tools bench
 
 test-unit: deps
 	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) tests/unit
@@ -27,7 +36,7 @@ test-tpm: deps
 	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) tests/tpm
 
 typecheck: deps
-	$(PY) -m mypy --config-file tests/mypy.ini host_tools
+	$(PY) -m mypy --config-file tests/mypy.ini host_tools bench
 
 bench: deps
 	$(PY) -m bench

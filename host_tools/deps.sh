@@ -11,7 +11,7 @@ APT_PACKAGES=(
   qemu-system-x86 ovmf swtpm swtpm-tools busybox-static
   mtools dosfstools fdisk systemd-boot-efi systemd
   # test oracles: TCG structures and event logs
-  tpm2-tools
+  tpm2-tools osslsigncode
   # real SIP peers for interop tests
   kamailio kamailio-tls-modules baresip-core
 )
