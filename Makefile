@@ -24,7 +24,7 @@ image-check: image
 test: deps
 	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) tests
 	$(VENV)/bin/micropython tests/mpy_run.py
-	$(PY) -m mypy --config-file tests/mypy.ini host_tools bench
+	$(PY) -m mypy --config-file tests/mypy.ini host_tools
 
 test-unit: deps
 	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) tests/unit
@@ -36,7 +36,7 @@ test-tpm: deps
 	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) tests/tpm
 
 typecheck: deps
-	$(PY) -m mypy --config-file tests/mypy.ini host_tools bench
+	$(PY) -m mypy --config-file tests/mypy.ini host_tools
 
 bench: deps
 	$(PY) -m bench
