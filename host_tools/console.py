@@ -21,6 +21,8 @@ import base64
 import hashlib
 import json
 import re
+import select
+import termios
 import time
 from types import TracebackType
 from typing import Any, Callable
@@ -47,8 +49,9 @@ class ConsoleTimeout(ConsoleError):
 
 
 def open_port(target: str, timeout: float = 1.0) -> serial.SerialBase:
-    """A pyserial port for *target*: a pyserial URL (``socket://host:port``, ``rfc2217://...``,
-    ``loop://``) or a device path (``/dev/ttyUSB0``, a pty's ``/dev/pts/N``)."""
+    """A pyserial port for *target*: a pyserial URL (``socket://host:port``, ``rfc2217://...``)
+    or a device path (``/dev/ttyUSB0``, a pty's ``/dev/pts/N``).  pyserial discards input that
+    is pending when the port opens; ``Console.wait_prompt`` pokes the line for a fresh prompt."""
     if "://" in target:
         port: serial.SerialBase = serial.serial_for_url(target, timeout=timeout)
     else:
@@ -64,6 +67,7 @@ class SerialSpawn(pexpect.spawnbase.SpawnBase):  # type: ignore[misc]  # pexpect
         super().__init__(timeout=timeout, maxread=65536, encoding="utf-8",
                          codec_errors="replace")
         self.port = port
+        self.port.timeout = 0  # non-blocking reads; waiting is done with select()
         self.name = f"<serial {port.port}>"
         self.on_text = on_text
         self.closed = False
@@ -71,14 +75,13 @@ class SerialSpawn(pexpect.spawnbase.SpawnBase):  # type: ignore[misc]  # pexpect
     def read_nonblocking(self, size: int = 1, timeout: float | None = -1) -> str:
         if timeout == -1:
             timeout = self.timeout
-        self.port.timeout = timeout
         try:
-            data: bytes = self.port.read(1)
-            if data:
-                waiting = self.port.in_waiting
-                if waiting:
-                    data += self.port.read(min(waiting, size))
-        except (serial.SerialException, OSError) as e:
+            # Wait with select() on the port's descriptor, then take whatever arrived: pyserial's
+            # in_waiting on socket:// only says "something", so a blocking read(size) would
+            # wait for all *size* bytes.
+            ready, _, _ = select.select([self.port.fileno()], [], [], timeout)
+            data: bytes = self.port.read(size) if ready else b""
+        except (serial.SerialException, OSError, termios.error) as e:
             self.flag_eof = True
             raise pexpect.EOF(f"serial line closed: {e}") from None
         if not data:
@@ -92,8 +95,15 @@ class SerialSpawn(pexpect.spawnbase.SpawnBase):  # type: ignore[misc]  # pexpect
     def send(self, s: str | bytes) -> int:
         b = s.encode() if isinstance(s, str) else s
         self._log(b.decode(errors="replace"), "send")
-        n: int | None = self.port.write(b)
-        self.port.flush()
+        try:
+            n: int | None = self.port.write(b)
+        except (serial.SerialException, OSError) as e:
+            self.flag_eof = True
+            raise pexpect.EOF(f"serial line closed: {e}") from None
+        try:
+            self.port.flush()
+        except (serial.SerialException, OSError, termios.error):
+            pass  # the far end hung up after taking the bytes (e.g. a pty after poweroff)
         return n if n is not None else len(b)
 
     def sendline(self, s: str = "") -> int:
@@ -170,7 +180,10 @@ class Console:
             if tick is not None:
                 tick()
             if time.monotonic() - last_poke > POKE_INTERVAL:
-                self.spawn.sendline("")
+                try:
+                    self.spawn.sendline("")
+                except pexpect.EOF as e:
+                    raise ConsoleError(f"console closed before the prompt: {e}") from None
                 last_poke = time.monotonic()
 
     def command(self, line: str, timeout: float = 60.0) -> str:
@@ -179,8 +192,8 @@ class Console:
         if "\n" in line or "\r" in line:
             raise ValueError("a console command is one line")
         self._drain()
-        self.spawn.sendline(line)
         try:
+            self.spawn.sendline(line)
             self.spawn.expect_exact(PROMPT, timeout=timeout)
         except pexpect.TIMEOUT:
             raise ConsoleTimeout(f"no answer to {line!r} within {timeout:.0f} s; got "
@@ -241,7 +254,10 @@ class Console:
         """Ask the phone to shut its TPM down and power off; returns its last words.  The line
         closes (QEMU exits) or goes quiet; both count as done."""
         self._drain()
-        self.spawn.sendline("poweroff")
+        try:
+            self.spawn.sendline("poweroff")
+        except pexpect.EOF:
+            return ""  # already gone
         try:
             self.spawn.expect(["powering off", pexpect.EOF], timeout=timeout)
         except pexpect.TIMEOUT:
