@@ -3,6 +3,7 @@
 # from the constructor so tests and other boards can point elsewhere.
 
 import json
+import os
 
 FIRMWARE_LOG = "/sys/kernel/security/tpm0/binary_bios_measurements"
 RUN_DIR = "/run/phone"
@@ -44,6 +45,9 @@ class PhoneDevice:
         }
         if st.get("reason"):
             out["reason"] = st["reason"]
+        getuid = getattr(os, "getuid", None)
+        if getuid is not None:
+            out["uid"] = getuid()  # the stage loader drops root before starting the phone
         try:
             out["pcr14"] = self.tpm().pcr_read_all("sha256", [PHONE_PCR])[PHONE_PCR].hex()
         except Exception as e:
