@@ -1,0 +1,192 @@
+# Thin CPython I/O for the phone core: the verified TLS flow from firmware.sip.io_cpython (TCP_NODELAY
+# set there), one UDP socket pair for RTP/RTCP, and a select() loop that feeds PhoneApp bytes and
+# time. Nothing about SIP or media is decided here.
+
+import select
+import socket
+import time
+
+from firmware.phone.app import PhoneApp
+from firmware.sip.io_cpython import TlsFlow, now_ms
+from firmware.sip.ua import UaConfig, UserAgent  # noqa: F401  (re-exported for callers)
+
+
+def bind_media_pair(host, tries=100):
+    """Two UDP sockets on an even port P (RTP) and P+1 (RTCP), RFC 3550 §11."""
+    for _ in range(tries):
+        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            rtp.bind((host, 0))
+            port = rtp.getsockname()[1]
+            if port % 2 or port >= 65535:
+                rtp.close()
+                continue
+            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                rtcp.bind((host, port + 1))
+            except OSError:
+                rtcp.close()
+                rtp.close()
+                continue
+        except BaseException:
+            rtp.close()
+            raise
+        rtp.setblocking(False)
+        rtcp.setblocking(False)
+        return rtp, rtcp
+    raise OSError("no free even/odd UDP port pair on %s" % host)
+
+
+class PhoneIo:
+    """One phone: a PhoneApp with its TLS flow and media sockets. Events collect in `events`."""
+
+    def __init__(self, app, flow, rtp_sock, rtcp_sock):
+        self.app = app
+        self.flow = flow
+        self.rtp = rtp_sock
+        self.rtcp = rtcp_sock
+        self.events = []
+
+    @classmethod
+    def open(cls, config, server, port, cafile, media_host="127.0.0.1", server_hostname=None,
+             **app_kw):
+        """Connect the TLS flow (certificate and host name verified, else ssl raises), bind the
+        media ports and build the PhoneApp. `config` is a UaConfig; its local address is set from
+        the flow."""
+        flow = TlsFlow(server, port, cafile, server_hostname)
+        try:
+            rtp, rtcp = bind_media_pair(media_host)
+        except BaseException:
+            flow.close()
+            raise
+        config.local_host = flow.local_host
+        config.local_port = flow.local_port
+        app = PhoneApp(config, media_host, rtp.getsockname()[1], now_ms(), tls_verified=True,
+                       **app_kw)
+        return cls(app, flow, rtp, rtcp)
+
+    def reconnect(self, flow):
+        """A new verified flow after the old one broke: register again over it."""
+        self.flow.close()
+        now = now_ms()
+        self.app.connection_lost(now)
+        self.flow = flow
+        self.app.flow_up(flow.local_host, flow.local_port, True)
+        self.app.register(now)
+
+    def sockets(self):
+        out = [self.rtp, self.rtcp]
+        if not self.flow.closed:
+            out.append(self.flow)
+        return out
+
+    def flush(self):
+        for data in self.app.sip_to_send():
+            if not self.flow.closed:
+                self.flow.send(data)
+        for kind, data, addr in self.app.datagrams_to_send():
+            sock = self.rtcp if kind == "rtcp" else self.rtp
+            try:
+                sock.sendto(data, addr)
+            except OSError as e:
+                # ICMP port unreachable from an earlier datagram, a full buffer: media is lossy
+                self.app.log("media: send to %s:%d failed: %s" % (addr[0], addr[1], e))
+
+    def handle_ready(self, ready, now):
+        app = self.app
+        if self.flow in ready or (not self.flow.closed and self.flow.pending()):
+            data = self.flow.recv()
+            if data:
+                app.receive_sip(data, now)
+            elif data == b"":
+                app.connection_lost(now)
+        for sock, is_rtcp in ((self.rtp, False), (self.rtcp, True)):
+            if sock not in ready:
+                continue
+            for _ in range(64):   # drain what is queued, bounded so one socket cannot starve
+                try:
+                    data, addr = sock.recvfrom(2048)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    break   # ICMP errors surface here on Linux; nothing to read
+                app.receive_media(data, addr, now, is_rtcp)
+        t = app.get_timer()
+        if t is not None and t <= now:
+            app.handle_timer(now)
+        while True:
+            e = app.next_event()
+            if e is None:
+                break
+            self.events.append(e)
+        self.flush()
+
+    def close(self):
+        for s in (self.rtp, self.rtcp):
+            s.close()
+        self.flow.close()
+
+
+class PhoneLoop:
+    """A select() loop over any number of phones (one on the device, two in tests)."""
+
+    def __init__(self, *phones):
+        self.phones = list(phones)
+        self.hooks = []     # callables(now) run every step (tests: feed a tone, read audio)
+
+    def add(self, phone):
+        self.phones.append(phone)
+        return phone
+
+    def step(self, max_wait_ms=200):
+        for p in self.phones:
+            p.flush()
+        now = now_ms()
+        wait = max_wait_ms
+        for p in self.phones:
+            t = p.app.get_timer()
+            if t is not None:
+                wait = min(wait, t - now)
+        wait = max(0, wait)
+        socks = []
+        for p in self.phones:
+            socks.extend(p.sockets())
+        pending = [p.flow for p in self.phones if not p.flow.closed and p.flow.pending()]
+        if pending:
+            ready = pending
+        else:
+            ready = select.select(socks, [], [], wait / 1000.0)[0] if socks else []
+        now = now_ms()
+        for p in self.phones:
+            p.handle_ready(ready, now)
+        for h in self.hooks:
+            h(now)
+
+    def run_until(self, cond, timeout_s=10.0, what="condition"):
+        deadline = time.monotonic() + timeout_s
+        while not cond():
+            if time.monotonic() > deadline:
+                raise TimeoutError("%s not reached within %.1f s" % (what, timeout_s))
+            self.step(50)
+
+    def run_for(self, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.step(min(50, max(0, (end - time.monotonic()) * 1000)))
+
+    def wait_event(self, phone, kind, timeout_s=10.0):
+        """Run until `phone` reports an event of class `kind`; return it (others stay queued)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for e in phone.events:
+                if isinstance(e, kind):
+                    phone.events.remove(e)
+                    return e
+            if time.monotonic() > deadline:
+                raise TimeoutError("no %s within %.1f s; events %r"
+                                   % (kind.__name__, timeout_s, phone.events))
+            self.step(50)
+
+    def close(self):
+        for p in self.phones:
+            p.close()
