@@ -110,3 +110,9 @@ def swtpm() -> Iterator[SwtpmProcess]:
 @pytest.fixture
 def fresh_swtpm() -> Iterator[SwtpmProcess]:
     yield from _run_swtpm()
+
+
+@pytest.fixture(scope="module")
+def module_swtpm() -> Iterator[SwtpmProcess]:
+    """A TPM of its own for one test module (tests that reboot it or provision it once)."""
+    yield from _run_swtpm()

@@ -11,6 +11,7 @@ from firmware.tpm.ecdh import ecdh_p256
 from firmware.tpm.errors import TPM_RC_INITIALIZE, TpmError
 from firmware.tpm.kdf import kdfe
 from firmware.tpm.marshal import Reader, Writer
+from firmware.tpm.nv import nv_name, parse_nv_public
 from firmware.tpm.public import object_name, parse_public
 from firmware.tpm.session import PasswordSession, Session, SessionError, session_key
 
@@ -130,6 +131,11 @@ class Tpm:
             name = self._names.get(handle)
             if name is None:
                 name = self.read_public(handle)["name"]
+            return name
+        if handle >> 24 == C.TPM_HT_NV_INDEX:
+            name = self._names.get(handle)
+            if name is None:
+                name = self.nv_read_public(handle)["name"]
             return name
         return handle.to_bytes(4, "big")
 
@@ -344,11 +350,102 @@ class Tpm:
         session.auth_value_needed = False
         session.password_needed = False
 
+    def policy_nv(self, session, nv_index, operand_b, operation, offset=0, auth_handle=None,
+                  auth=b"", auth_session=None):
+        """TPM2_PolicyNV (Part 3 §23.9): the policy holds only if `operation`(NV data at `offset`,
+        operand_b) is true. Reading the index needs its authorization (by default the index itself
+        with `auth`, through a password session unless `auth_session` is given)."""
+        if auth_handle is None:
+            auth_handle = nv_index
+        self.execute(K.PolicyNV, (auth_handle, nv_index, session.handle),
+                     {"operandB": operand_b, "offset": offset, "operation": operation},
+                     [auth_session] if auth_session else (), [auth])
+
+    def policy_authorize(self, session, approved_policy, policy_ref, key_name, ticket):
+        """TPM2_PolicyAuthorize (Part 3 §23.16): if the session's digest equals `approved_policy`
+        and `ticket` (from verify_signature) proves the key named `key_name` signed
+        H(approved_policy || policy_ref), the digest becomes the PolicyAuthorize value."""
+        self.execute(K.PolicyAuthorize, (session.handle,),
+                     {"approvedPolicy": approved_policy, "policyRef": policy_ref, "keySign": key_name,
+                      "checkTicket": ticket})
+
     def unseal(self, handle, session=None, auth=b"", extra_sessions=()):
         """TPM2_Unseal. Use a salted session with TPMA_SESSION_ENCRYPT so the secret is encrypted
         on the wire."""
         sessions = [session or PasswordSession()] + list(extra_sessions)
         return self.execute(K.Unseal, (handle,), sessions=sessions, auths=[auth])["outData"]
+
+    # --- external keys and signatures ---------------------------------------------------------
+
+    def load_external(self, public_bytes, hierarchy=C.TPM_RH_OWNER):
+        """TPM2_LoadExternal of a public key alone (Part 3 §12.3) -> handle. `hierarchy` OWNER
+        (not NULL) so verify_signature returns a ticket PolicyAuthorize accepts (§23.16)."""
+        out = self.execute(K.LoadExternal, params={"inPrivate": b"", "inPublic": public_bytes,
+                                                   "hierarchy": hierarchy})
+        h = out["objectHandle"]
+        if object_name(public_bytes) != out["name"]:
+            raise ParseError("external key's name does not match its public area", field="name")
+        self._names[h] = out["name"]
+        return h
+
+    def verify_signature(self, key_handle, digest, signature):
+        """TPM2_VerifySignature (Part 3 §20.1) -> TPMT_TK_VERIFIED ticket dict; a bad signature
+        is a TpmError (TPM_RC_SIGNATURE)."""
+        ticket = self.execute(K.VerifySignature, (key_handle,),
+                              {"digest": digest, "signature": signature})["validation"]
+        if ticket["tag"] != C.TPM_ST_VERIFIED:
+            raise ParseError("ticket tag 0x%04x is not TPM_ST_VERIFIED" % ticket["tag"], field="validation.tag")
+        return ticket
+
+    # --- NV storage ------------------------------------------------------------------------------
+
+    def nv_define_space(self, public_bytes, auth=b"", owner_auth=b"", session=None):
+        """TPM2_NV_DefineSpace (Part 3 §31.3) in the owner hierarchy; `public_bytes` from nv.nv_public."""
+        self.execute(K.NV_DefineSpace, (C.TPM_RH_OWNER,), {"auth": auth, "publicInfo": public_bytes},
+                     [session] if session else (), [owner_auth])
+
+    def nv_undefine_space(self, nv_index, owner_auth=b"", session=None):
+        self.execute(K.NV_UndefineSpace, (C.TPM_RH_OWNER, nv_index), sessions=[session] if session else (),
+                     auths=[owner_auth])
+        self._names.pop(nv_index, None)
+
+    def nv_read_public(self, nv_index):
+        """TPM2_NV_ReadPublic -> dict public (TPMS_NV_PUBLIC bytes), name, parsed."""
+        out = self.execute(K.NV_ReadPublic, (nv_index,))
+        if nv_name(out["nvPublic"]) != out["nvName"]:
+            raise ParseError("NV name does not match nvPublic", field="nvName")
+        parsed = parse_nv_public(out["nvPublic"])
+        if parsed["nvIndex"] != nv_index:
+            raise ParseError("asked for index 0x%08x, got 0x%08x" % (nv_index, parsed["nvIndex"]),
+                             field="nvPublic.nvIndex")
+        self._names[nv_index] = out["nvName"]
+        return {"public": out["nvPublic"], "name": out["nvName"], "parsed": parsed}
+
+    def _nv_write(self, cmd, nv_index, params, auth, session, auth_handle):
+        # the first write sets TPMA_NV_WRITTEN, which changes the index's Name: forget the cached one
+        self.execute(cmd, (nv_index if auth_handle is None else auth_handle, nv_index), params,
+                     [session] if session else (), [auth])
+        self._names.pop(nv_index, None)
+
+    def nv_increment(self, nv_index, auth=b"", session=None, auth_handle=None):
+        """TPM2_NV_Increment of a TPM_NT_COUNTER index (Part 3 §31.8)."""
+        self._nv_write(K.NV_Increment, nv_index, {}, auth, session, auth_handle)
+
+    def nv_set_bits(self, nv_index, bits, auth=b"", session=None, auth_handle=None):
+        """TPM2_NV_SetBits of a TPM_NT_BITS index (Part 3 §31.10): ORs `bits` in; bits never clear."""
+        self._nv_write(K.NV_SetBits, nv_index, {"bits": bits}, auth, session, auth_handle)
+
+    def nv_read(self, nv_index, size, offset=0, auth=b"", session=None, auth_handle=None):
+        """TPM2_NV_Read (Part 3 §31.13) of `size` bytes at `offset`."""
+        data = self.execute(K.NV_Read, (nv_index if auth_handle is None else auth_handle, nv_index),
+                            {"size": size, "offset": offset}, [session] if session else (), [auth])["data"]
+        if len(data) != size:
+            raise ParseError("asked for %d NV bytes, got %d" % (size, len(data)), field="data")
+        return data
+
+    def nv_read_u64(self, nv_index, auth=b""):
+        """A counter or bit field index as an integer (8 bytes, big-endian, Part 1 §37.2.4)."""
+        return int.from_bytes(self.nv_read(nv_index, 8, 0, auth), "big")
 
     # --- attestation ---------------------------------------------------------------------------
 

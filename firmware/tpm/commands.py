@@ -110,6 +110,42 @@ DictionaryAttackParameters = Command("TPM2_DictionaryAttackParameters", C.TPM_CC
                                      params=(("newMaxTries", S.U32), ("newRecoveryTime", S.U32),
                                              ("lockoutRecovery", S.U32)))
 
+# Part 3 §31.3: the index's authValue is the first parameter, so it can travel encrypted.
+NV_DefineSpace = Command("TPM2_NV_DefineSpace", C.TPM_CC_NV_DefineSpace, handles=("authHandle",),
+                         auth_handles=1, params=(("auth", S.TPM2B_AUTH), ("publicInfo", S.TPM2B_NV_PUBLIC)))
+# Part 3 §31.4
+NV_UndefineSpace = Command("TPM2_NV_UndefineSpace", C.TPM_CC_NV_UndefineSpace,
+                           handles=("authHandle", "nvIndex"), auth_handles=1)
+# Part 3 §31.6
+NV_ReadPublic = Command("TPM2_NV_ReadPublic", C.TPM_CC_NV_ReadPublic, handles=("nvIndex",),
+                        response=(("nvPublic", S.TPM2B_NV_PUBLIC), ("nvName", S.TPM2B_NAME)))
+# Part 3 §31.8
+NV_Increment = Command("TPM2_NV_Increment", C.TPM_CC_NV_Increment, handles=("authHandle", "nvIndex"),
+                       auth_handles=1)
+# Part 3 §31.10
+NV_SetBits = Command("TPM2_NV_SetBits", C.TPM_CC_NV_SetBits, handles=("authHandle", "nvIndex"),
+                     auth_handles=1, params=(("bits", S.U64),))
+# Part 3 §31.13
+NV_Read = Command("TPM2_NV_Read", C.TPM_CC_NV_Read, handles=("authHandle", "nvIndex"), auth_handles=1,
+                  params=(("size", S.U16), ("offset", S.U16)), response=(("data", S.TPM2B_MAX_NV_BUFFER),))
+# Part 3 §23.9: authorized by the index (or its owner); the policy session is the third handle.
+PolicyNV = Command("TPM2_PolicyNV", C.TPM_CC_PolicyNV, handles=("authHandle", "nvIndex", "policySession"),
+                   auth_handles=1, params=(("operandB", S.TPM2B_OPERAND), ("offset", S.U16),
+                                           ("operation", S.U16)))
+# Part 3 §12.3
+LoadExternal = Command("TPM2_LoadExternal", C.TPM_CC_LoadExternal, out_handles=("objectHandle",),
+                       params=(("inPrivate", S.TPM2B_SENSITIVE), ("inPublic", S.TPM2B_PUBLIC),
+                               ("hierarchy", S.U32)),
+                       response=(("name", S.TPM2B_NAME),))
+# Part 3 §20.1
+VerifySignature = Command("TPM2_VerifySignature", C.TPM_CC_VerifySignature, handles=("keyHandle",),
+                          params=(("digest", S.TPM2B_DIGEST), ("signature", S.SIGNATURE)),
+                          response=(("validation", S.TICKET),))
+# Part 3 §23.16
+PolicyAuthorize = Command("TPM2_PolicyAuthorize", C.TPM_CC_PolicyAuthorize, handles=("policySession",),
+                          params=(("approvedPolicy", S.TPM2B_DIGEST), ("policyRef", S.TPM2B_NONCE),
+                                  ("keySign", S.TPM2B_NAME), ("checkTicket", S.TICKET)))
+
 
 def marshal_params(cmd, values):
     """Parameter area bytes for `cmd` from a dict of parameter values."""

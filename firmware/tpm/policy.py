@@ -69,6 +69,20 @@ def policy_authorize(key_name, policy_ref=b"", prev=None, policy_hash="sha256"):
     return compat.digest(policy_hash, inner + policy_ref)
 
 
+def authorize_digest(approved_policy, policy_ref=b"", policy_hash="sha256"):
+    """Part 3 §23.16: aHash = H(approvedPolicy || policyRef), what the authorizing key signs."""
+    return compat.digest(policy_hash, approved_policy + policy_ref)
+
+
+def policy_nv(nv_name, operand_b, operation, offset=0, prev=None, policy_hash="sha256"):
+    """Part 3 §23.9: args = H(operandB || offset || operation); policyDigest' =
+    H(policyDigest || TPM_CC_PolicyNV || args || nvIndex.Name)."""
+    if prev is None:
+        prev = empty_digest(policy_hash)
+    args = compat.digest(policy_hash, bytes(operand_b) + offset.to_bytes(2, "big") + operation.to_bytes(2, "big"))
+    return compat.digest(policy_hash, prev + C.TPM_CC_PolicyNV.to_bytes(4, "big") + args + nv_name)
+
+
 def seal_policy(pcr_values, pcr_bank="sha256", with_pin=False):
     """The sealing policy of the design: PolicyPCR over the expected values, then PolicyAuthValue
     when the secret also needs the PIN. Sessions must run the same commands in the same order."""

@@ -46,6 +46,19 @@ def ak_template_ecc():
     return ecc_template(AK_ATTRIBUTES, scheme=(C.TPM_ALG_ECDSA, C.TPM_ALG_SHA256))
 
 
+# An outside verification key (loaded with LoadExternal: never fixedTPM): sign only, so the TPM
+# uses it to check signatures and nothing else.
+VERIFY_KEY_ATTRIBUTES = C.TPMA_OBJECT_USERWITHAUTH | C.TPMA_OBJECT_SIGN_ENCRYPT
+
+
+def ecc_verify_key_template(x, y):
+    """TPMT_PUBLIC of an external ECC P-256 ECDSA-SHA256 public key (x, y: 32-byte coordinates)."""
+    if len(x) != 32 or len(y) != 32:
+        raise ValueError("P-256 coordinates must be 32 bytes each, got %d and %d" % (len(x), len(y)))
+    return ecc_template(VERIFY_KEY_ATTRIBUTES, scheme=(C.TPM_ALG_ECDSA, C.TPM_ALG_SHA256),
+                        unique_x=x, unique_y=y)
+
+
 def sealed_template(auth_policy, with_auth_value=False, name_alg=C.TPM_ALG_SHA256):
     """TPMT_PUBLIC for a sealed data object (KEYEDHASH with a NULL scheme, Part 1 §27.3).
 

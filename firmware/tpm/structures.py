@@ -56,6 +56,11 @@ TPM2B_DATA = _Tpm2b()
 TPM2B_SENSITIVE_DATA = _Tpm2b(128)  # MAX_SYM_DATA in the reference implementation
 TPM2B_ENCRYPTED_SECRET = _Tpm2b()
 TPM2B_CREATION_DATA = _Tpm2b()
+TPM2B_AUTH = TPM2B_DIGEST
+TPM2B_NV_PUBLIC = _Tpm2b()  # value is the marshalled TPMS_NV_PUBLIC; see nv.py
+TPM2B_SENSITIVE = _Tpm2b()  # LoadExternal of a public key alone: empty
+TPM2B_OPERAND = TPM2B_DIGEST  # Part 2 §10.4.6: TPM2B_OPERAND is a TPM2B_DIGEST
+TPM2B_MAX_NV_BUFFER = _Tpm2b(2048)  # MAX_NV_BUFFER_SIZE of the reference implementation
 
 
 class _SensitiveCreate:

@@ -1,0 +1,118 @@
+# The boot hook the phone application calls once, after the stage loader's PCR 14 separator:
+#
+#     from firmware.secrets import hook
+#     status = hook.release_at_boot(tpm)          # dict: metadata only, safe to print
+#     ... status["unsealed"] is True, or False with status["reason"] (state "integrity-failed")
+#     hook.status_fields()                        # the same dict later (for the console's status)
+#     hook.credentials()                          # the Released object (None unless unsealed)
+#     hook.unlock(tpm, pin)                       # the PIN-bound user secret, on demand
+#
+# It reads the sealed store (store.py) from the data partition, the components this boot
+# measured from the stage loader's state file, and keeps the released secrets in RAM only.
+
+import json
+
+from firmware import compat
+from firmware.errors import ParseError
+from firmware.secrets import release as R
+from firmware.secrets import rollback, store
+
+RUN_DIR = "/run/phone"
+STORE_COPY = "sealed-store.bin"  # optional copy of the data partition's store in RUN_DIR
+
+_last = {"unsealed": False, "state": "locked", "reason": "credentials not released yet"}
+_released = None
+
+
+def _getenv(key):
+    try:
+        import os
+        return os.getenv(key)
+    except (ImportError, AttributeError):
+        return None
+
+
+def store_paths(run_dir=RUN_DIR):
+    """Where the store may be: a copy in run_dir (the stage loader may put it there), then the
+    data partition device the initramfs found (PHONE_DATA_DEV)."""
+    out = [run_dir + "/" + STORE_COPY]
+    dev = _getenv("PHONE_DATA_DEV")
+    if dev and not dev.endswith("/missing"):
+        out.append(dev)
+    return out
+
+
+def measured_components(run_dir=RUN_DIR):
+    """Components the stage loader measured this boot ([{name, version, sha256}]) or None."""
+    try:
+        with open(run_dir + "/state.json", "rb") as f:
+            st = json.loads(f.read())
+    except (OSError, ValueError):
+        return None
+    comps = st.get("components")
+    return comps if isinstance(comps, list) else None
+
+
+def load_store(paths):
+    errors = []
+    for p in paths:
+        try:
+            return store.read_file(p), None
+        except OSError as e:
+            errors.append("%s: %s" % (p, e))
+        except ParseError as e:
+            errors.append("%s: %s" % (p, e))
+    return None, "; ".join(errors) or "no store path"
+
+
+def release_at_boot(tpm, run_dir=RUN_DIR, paths=None, commit_rollback=True):
+    """Release the credentials that need no PIN. Returns the status dict (and keeps it)."""
+    global _last, _released
+    t0 = compat.monotonic_ms()
+    meta, err = load_store(paths if paths is not None else store_paths(run_dir))
+    if meta is None:
+        res = R.StoreFailure("no sealed credentials: %s" % err)
+    else:
+        res = R.release(tpm, meta, measured=measured_components(run_dir))
+    status = res.status()
+    if res.unsealed:
+        if _released is not None:
+            _released.wipe()
+        _released = res
+        if commit_rollback and res.version is not None:
+            try:
+                rollback.commit(tpm, res.version, meta["authorized"]["nv_index"])
+                status["rollback_committed"] = res.version
+            except Exception as e:  # the secrets are out; a failed commit only delays revocation
+                status["rollback_error"] = str(e)
+    status["release_ms"] = compat.monotonic_ms() - t0
+    _last = status
+    return status
+
+
+def unlock(tpm, pin, name="user-secret", run_dir=RUN_DIR, paths=None):
+    """Unseal a PIN-bound object; -> (Released or None, status dict). Wrong PINs count toward
+    the TPM's lockout; the PIN goes only into the session HMAC key, never on the wire."""
+    meta, err = load_store(paths if paths is not None else store_paths(run_dir))
+    if meta is None:
+        res = R.StoreFailure("no sealed credentials: %s" % err)
+    else:
+        res = R.release(tpm, meta, pin=pin, names=[name], measured=measured_components(run_dir))
+    return (res if res.unsealed else None), res.status()
+
+
+def status_fields():
+    return dict(_last)
+
+
+def credentials():
+    return _released
+
+
+def forget():
+    """Wipe the released credentials (before power-off)."""
+    global _released, _last
+    if _released is not None:
+        _released.wipe()
+        _released = None
+    _last = {"unsealed": False, "state": "locked", "reason": "credentials wiped"}

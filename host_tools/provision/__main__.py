@@ -1,0 +1,127 @@
+"""python -m host_tools.provision --device NAME [--board qemu-x86_64] [options]
+
+Starts the device's swtpm (its state under build/devices/NAME/tpm), provisions it (core.py),
+shuts the TPM down in order (an unclean stop could count as a failed PIN guess), and writes the
+sealed store into the data partition of the device's flash copy (build/devices/NAME/disk.img).
+Prints what it did; never a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from host_tools.provision import _fw, core, disk, inputs, reference
+from host_tools.swtpm_proc import Swtpm
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def board_da(board_dir: Path) -> core.DaParameters:
+    """DA parameters from board.json's optional "dictionary_attack" object, else 5 tries and 600 s."""
+    da = core.DaParameters()
+    try:
+        cfg = json.loads((board_dir / "board.json").read_text())
+    except (OSError, ValueError):
+        return da
+    d = cfg.get("dictionary_attack", {}) if isinstance(cfg, dict) else {}
+    if isinstance(d, dict):
+        for key, attr in (("max_tries", "max_tries"), ("recovery_time_s", "recovery_time"),
+                          ("lockout_recovery_s", "lockout_recovery")):
+            if isinstance(d.get(key), int):
+                setattr(da, attr, d[key])
+    return da
+
+
+def _read_pin(args: argparse.Namespace) -> bytes | None:
+    if args.pin_file:
+        pin = Path(args.pin_file).read_bytes().strip()
+    elif args.pin:
+        pin = args.pin.encode()
+    else:
+        return None
+    if not pin.isdigit() or not 4 <= len(pin) <= 16:
+        raise core.ProvisionError("the PIN must be 4..16 digits")
+    return pin
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m host_tools.provision", description=__doc__.split("\n")[0])
+    ap.add_argument("--device", required=True, help="device name (build/devices/NAME)")
+    ap.add_argument("--board", default="qemu-x86_64")
+    ap.add_argument("--build-dir", type=Path, help="default build/<board>")
+    ap.add_argument("--devices-dir", type=Path, help="default build/devices")
+    ap.add_argument("--reference", type=Path, help="default <build-dir>/reference.json")
+    ap.add_argument("--secrets", type=Path, help="provisioning input file (JSON); default: generate")
+    ap.add_argument("--pin", help="user PIN (visible in the process list: prefer --pin-file)")
+    ap.add_argument("--pin-file", help="file holding the user PIN")
+    ap.add_argument("--policy", choices=[_fw.POLICY_PCR, _fw.POLICY_AUTHORIZED], default=_fw.POLICY_AUTHORIZED,
+                    help="pcr: PolicyPCR to this image; authorized: PolicyAuthorize to the vendor "
+                         "policy key (updates without re-provisioning; default)")
+    ap.add_argument("--policy-key", type=Path, help="default build/keys/policy-signing-key.pem (created if missing)")
+    ap.add_argument("--nv-index", type=lambda s: int(s, 0), default=_fw.ROLLBACK_INDEX)
+    ap.add_argument("--max-tries", type=int)
+    ap.add_argument("--recovery-time", type=int, help="seconds")
+    ap.add_argument("--reflash", action="store_true", help="copy the built image to the device first")
+    args = ap.parse_args(argv)
+    try:
+        return _run(args)
+    except (core.ProvisionError, reference.ReferenceError, disk.DiskError, OSError) as e:
+        print(f"provision: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from host_tools.qemu.device import Device, DeviceConfig
+    from host_tools.update import policy_key
+
+    cfg = DeviceConfig(board=args.board, build_dir=args.build_dir, devices_dir=args.devices_dir)
+    dev = Device(args.device, cfg)
+    ref_path = args.reference or dev.build_dir / "reference.json"
+    ref = reference.load(ref_path)
+    if ref.board != args.board:
+        raise core.ProvisionError(f"{ref_path} is for board {ref.board}, not {args.board}")
+    pin = _read_pin(args)
+    secrets = inputs.read(args.secrets) if args.secrets else inputs.generate(args.device)
+    if core.USER_SECRET in secrets and pin is None:
+        raise core.ProvisionError("a user secret is sealed to a PIN: give --pin-file or --pin")
+    da = board_da(REPO / "board" / args.board)
+    if args.max_tries is not None:
+        da.max_tries = args.max_tries
+    if args.recovery_time is not None:
+        da.recovery_time = args.recovery_time
+    key = None
+    if args.policy == _fw.POLICY_AUTHORIZED:
+        key = policy_key.load_or_create(args.policy_key or REPO / policy_key.DEFAULT_KEY)
+    for note in dev.prepare(reflash=args.reflash):
+        print(note)
+    dev.lock()
+    try:
+        with Swtpm(dev.tpm_dir, dev.dir, server=True, tcp=True,
+                   extra_args=["--flags", "not-need-init"]) as sw:
+            assert sw.server_port is not None
+            t = _fw.SwtpmTransport("127.0.0.1", sw.server_port)
+            tpm = _fw.Tpm(t)
+            try:
+                tpm.startup(clear=True)
+                meta = core.provision(tpm, ref, secrets, pin, mode=args.policy, key=key, da=da)
+                tpm.shutdown(clear=True)  # orderly: the next power-on must not count a DA failure
+            finally:
+                t.close()
+        blob = _fw.pack(meta)
+        offset, size = disk.write_store(dev.disk, blob)
+    finally:
+        dev.unlock()
+        for k in list(secrets):
+            secrets[k] = b""
+    print(f"provisioned {args.device}: {', '.join(o['name'] for o in meta['objects'])} sealed "
+          f"({args.policy} policy, PCRs {','.join(map(str, ref.pcrs))} of image {ref.image_version}); "
+          f"DA {da.max_tries} tries / {da.recovery_time} s; store {len(blob)} bytes at offset "
+          f"{offset} of {dev.disk}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
