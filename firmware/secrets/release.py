@@ -184,6 +184,9 @@ def release(tpm, meta, pin=None, measured=None, names=None):
                 h = tpm.load(srk, bytes.fromhex(o["private"]), bytes.fromhex(o["public"]))
             except TpmError as e:
                 _wipe(out)
+                if e.warning:  # out of memory, retry, ...: a TPM condition, not the blob's fault
+                    return Failure("the TPM cannot load sealed object %s now (%s)" % (o["name"], e.name),
+                                   tpm_error=e)
                 return IntegrityFailure("the TPM cannot load sealed object %s (%s): sealed on another "
                                         "TPM or damaged" % (o["name"], e.name), tpm_error=e)
             try:
