@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-untyped-call"
 """Unseal benchmark (docs/BENCHMARKS.md, section "Unseal").
 
 The full salted policy unseal of the design, on ONE swtpm in one run, with our client
