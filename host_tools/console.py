@@ -131,6 +131,7 @@ class Console:
                 on_text(text)
 
         self.spawn = SerialSpawn(port, on_text=record)
+        self.prompt_seen = False  # the phone answered at least once: poweroff can work
 
     @classmethod
     def open(cls, target: str, on_text: Callable[[str], None] | None = None) -> "Console":
@@ -167,6 +168,7 @@ class Console:
                                      f"{self.last_line()!r}")
             try:
                 self.spawn.expect_exact(PROMPT, timeout=1.0)
+                self.prompt_seen = True
                 return time.monotonic() - t0
             except pexpect.TIMEOUT:
                 pass

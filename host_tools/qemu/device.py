@@ -264,7 +264,8 @@ class Running:
     def shutdown(self, con: Console | None, timeout: float = 30.0) -> None:
         """Clean power-off through the console when QEMU still runs; then stop by PID."""
         try:
-            if con is not None and self.proc.poll() is None:
+            # Only a phone that reached its prompt can power off; otherwise stop by PID at once.
+            if con is not None and con.prompt_seen and self.proc.poll() is None:
                 try:
                     con.poweroff(timeout)
                 except (ConsoleError, OSError):

@@ -100,3 +100,19 @@ def test_cli_exec_reports_qemu_failure(tmp_path: Path, capsys: pytest.CaptureFix
                    str(tmp_path / "devices"), "--exec", "status"])
     assert rc == cli.EXIT_QEMU
     assert "run `make image` first" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("qemu-system-x86_64") is None or shutil.which("swtpm") is None,
+                    reason="needs qemu-system-x86_64 and swtpm")
+def test_cli_exec_without_prompt_exits_3_and_stops_everything(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dev = make_device(tmp_path)  # a blank disk: OVMF runs, no phone ever answers
+    t0 = time.monotonic()
+    rc = cli.main(["--device", "blank", "--image-dir", str(dev.build_dir), "--devices-dir",
+                   str(tmp_path / "devices"), "--exec", "status", "--timeout", "2"])
+    assert rc == cli.EXIT_NO_PROMPT
+    assert time.monotonic() - t0 < 20
+    assert "no prompt 'phone> ' after 2 s" in capsys.readouterr().err
+    again = make_device(tmp_path, "blank")
+    again.lock()  # QEMU and swtpm are gone: the device is free again
+    again.unlock()
