@@ -3,9 +3,14 @@
 #     from firmware.secrets import hook
 #     status = hook.release_at_boot(tpm)          # dict: metadata only, safe to print
 #     ... status["unsealed"] is True, or False with status["reason"] (state "integrity-failed")
-#     hook.status_fields()                        # the same dict later (for the console's status)
+#     hook.merge_status(console_status_dict)      # fold it into the console's `status` answer
 #     hook.credentials()                          # the Released object (None unless unsealed)
 #     hook.unlock(tpm, pin)                       # the PIN-bound user secret, on demand
+#     hook.forget()                               # wipe before power-off
+#
+# and the stage loader (root, before dropping privileges) may call
+#     hook.copy_store(os.environ["PHONE_DATA_DEV"], "/run/phone")
+# so the unprivileged phone reads the store without access to the raw partition.
 #
 # It reads the sealed store (store.py) from the data partition, the components this boot
 # measured from the stage loader's state file, and keeps the released secrets in RAM only.
@@ -99,6 +104,45 @@ def unlock(tpm, pin, name="user-secret", run_dir=RUN_DIR, paths=None):
     else:
         res = R.release(tpm, meta, pin=pin, names=[name], measured=measured_components(run_dir))
     return (res if res.unsealed else None), res.status()
+
+
+def copy_store(device, run_dir=RUN_DIR):
+    """Copy the store (header + body only, after the header checks) from the data partition to
+    run_dir/sealed-store.bin, world-readable: nothing in it is secret. -> bytes copied."""
+    with open(device, "rb") as f:
+        head = f.read(store.HEADER_SIZE)
+        n = store.parse_header(head)
+        data = head + f.read(n)
+    path = run_dir + "/" + STORE_COPY
+    with open(path, "wb") as f:
+        f.write(data)
+    try:
+        import os
+        os.chmod(path, 0o444)
+    except (ImportError, AttributeError, OSError):
+        pass
+    return len(data)
+
+
+def merge_status(status):
+    """Fold the release result into the console's status dict (in place, and returned):
+    "unsealed", "unsealed_reason", "credentials_state", the diagnosis lists, "release_ms"; on a
+    policy refusal the device state becomes "integrity-failed" with the TPM's reason (a stage
+    loader refusal, state "refused", keeps its own state and reason)."""
+    last = _last
+    status["unsealed"] = bool(last.get("unsealed"))
+    status["credentials_state"] = last.get("state")
+    if last.get("unsealed"):
+        status.pop("unsealed_reason", None)
+    else:
+        status["unsealed_reason"] = last.get("reason")
+    for k in ("pcrs_differ", "components_differ", "release_ms", "tpm_rc"):
+        if k in last:
+            status[k] = last[k]
+    if last.get("state") == R.STATE_INTEGRITY_FAILED and status.get("state") != "refused":
+        status["state"] = R.STATE_INTEGRITY_FAILED
+        status["reason"] = last.get("reason")
+    return status
 
 
 def status_fields():
