@@ -47,6 +47,25 @@ def store_paths(run_dir=RUN_DIR):
     return out
 
 
+def uptime_s():
+    """Seconds since the kernel booted (/proc/uptime), a clock every process of the guest shares;
+    None where there is none (MicroPython boards, tests)."""
+    try:
+        with open("/proc/uptime") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _separator_uptime(run_dir):
+    try:
+        with open(run_dir + "/state.json", "rb") as f:
+            v = json.loads(f.read()).get("separator_uptime_s")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
 def measured_components(run_dir=RUN_DIR):
     """Components the stage loader measured this boot ([{name, version, sha256}]) or None."""
     try:
@@ -91,6 +110,10 @@ def release_at_boot(tpm, run_dir=RUN_DIR, paths=None, commit_rollback=True):
             except Exception as e:  # the secrets are out; a failed commit only delays revocation
                 status["rollback_error"] = str(e)
     status["release_ms"] = compat.monotonic_ms() - t0
+    # separator -> unsealed, when the stage loader recorded the separator's uptime in state.json
+    sep, now = _separator_uptime(run_dir), uptime_s()
+    if sep is not None and now is not None:
+        status["separator_to_release_ms"] = int((now - sep) * 1000)
     _last = status
     return status
 
@@ -136,7 +159,7 @@ def merge_status(status):
         status.pop("unsealed_reason", None)
     else:
         status["unsealed_reason"] = last.get("reason")
-    for k in ("pcrs_differ", "components_differ", "release_ms", "tpm_rc"):
+    for k in ("pcrs_differ", "components_differ", "release_ms", "separator_to_release_ms", "tpm_rc"):
         if k in last:
             status[k] = last[k]
     if last.get("state") == R.STATE_INTEGRITY_FAILED and status.get("state") != "refused":

@@ -1,0 +1,93 @@
+"""Sealed credentials in the real image under QEMU + OVMF + swtpm: a device provisioned from the
+image's reference.json unseals its SIP account at boot (status "unsealed": true); after a
+component is tampered with (and re-signed, as a compromised build server would) the TPM refuses
+and the phone reports integrity-failed naming PCR 14 and the component. The secret never shows
+on the serial console or in the flash. One device, booted once per scenario.
+
+Needs the phone console to call firmware.secrets.hook (release_at_boot + merge_status, see
+docs/sealing.md); until it does, the tests skip saying so."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from host_tools.provision import __main__ as provision_cli
+from host_tools.qemu.device import Device, DeviceConfig
+from host_tools.tamper.__main__ import main as tamper_main
+
+pytestmark = pytest.mark.slow
+
+BOARD = "qemu-x86_64"
+BOOT_TIMEOUT = 300.0
+SIP_PASSWORD = "qemu-Sip-Secret-7d3b91f0c2"
+USER_SECRET = "qemu-user-secret-55aa01"
+PIN = b"739104"
+
+
+class SealedDevice:
+    def __init__(self, image: Path, base: Path) -> None:
+        self.image = image
+        self.devices = base / "devices"
+        self.device = Device("sealing", DeviceConfig(board=BOARD, build_dir=image, devices_dir=self.devices))
+        self.inputs = base / "inputs"
+        self.inputs.mkdir()
+        (self.inputs / "secrets.json").write_text(json.dumps(
+            {"sip-account": {"username": "phone1", "password": SIP_PASSWORD}, "user-secret": USER_SECRET}))
+        (self.inputs / "pin").write_bytes(PIN)
+        self.policy_key = base / "policy-signing-key.pem"
+
+    def provision(self) -> None:
+        rc = provision_cli.main(["--device", "sealing", "--board", BOARD, "--build-dir", str(self.image),
+                                 "--devices-dir", str(self.devices), "--secrets", str(self.inputs / "secrets.json"),
+                                 "--pin-file", str(self.inputs / "pin"), "--policy-key", str(self.policy_key)])
+        assert rc == 0
+
+    def boot_status(self) -> tuple[dict[str, Any], str]:
+        with self.device.boot(timeout=BOOT_TIMEOUT) as con:
+            st: dict[str, Any] = con.status()
+        return st, self.device.console_log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def sealed(built_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealedDevice]:
+    d = SealedDevice(built_image, tmp_path_factory.mktemp("sealing"))
+    d.provision()
+    yield d
+
+
+def _needs_hook(st: dict[str, Any]) -> None:
+    if "credentials_state" not in st:
+        pytest.skip("the phone console does not call firmware.secrets.hook yet (status has no "
+                    "credentials_state): see docs/sealing.md 'Release at boot'")
+
+
+def _no_secret(text: str, flash: bytes) -> None:
+    for needle in (SIP_PASSWORD, USER_SECRET, PIN.decode()):
+        assert needle not in text
+        assert needle.encode() not in flash
+
+
+def test_golden_image_unseals_then_tampered_component_is_refused(sealed: SealedDevice) -> None:
+    st, console = sealed.boot_status()
+    _needs_hook(st)
+    assert st["state"] == "running", st
+    assert st["unsealed"] is True and st["credentials_state"] == "unsealed", st
+    assert "unsealed_reason" not in st
+    _no_secret(console + json.dumps(st), sealed.device.disk.read_bytes())
+    print("separator -> unsealed (in guest): %s ms" % st.get("release_ms"))
+
+    rc = tamper_main(["--device", "sealing", "--image-dir", str(sealed.image), "--devices-dir",
+                      str(sealed.devices), "--component", "phone-app"])
+    assert rc == 0
+    st, console = sealed.boot_status()
+    assert st["unsealed"] is False, st
+    assert st["state"] == "integrity-failed", st
+    assert "TPM_RC_POLICY" in st["unsealed_reason"]
+    assert "PCR 14" in st["unsealed_reason"] and "phone-app" in st["unsealed_reason"]
+    assert [d["pcr"] for d in st["pcrs_differ"]] == [14]
+    assert [c["name"] for c in st["components_differ"]] == ["phone-app"]
+    _no_secret(console + json.dumps(st), sealed.device.disk.read_bytes())
