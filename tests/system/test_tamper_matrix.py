@@ -1,0 +1,191 @@
+"""The tamper matrix: boot a phone whose flash was tampered with, fetch its logs and PCRs over the
+serial console, verify them against the GOLDEN reference.json, and check that the verifier fails
+(exit 1) naming the right component or PCR.  One boot per case (~14 s each under TCG), plus one
+boot of an untouched device that must verify (exit 0).
+
+The image is built once for the module from a snapshot of the tree (others may edit firmware/
+meanwhile), with its own keys, into a temporary directory; devices live in a temporary devices
+directory, so build/ is never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from host_tools.image.build import BuildOptions, build
+from host_tools.qemu.device import Device, DeviceConfig
+from host_tools.qemu.verify import fetch_evidence, verifier_command
+from host_tools.tamper.__main__ import main as tamper_main
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+BOARD = "qemu-x86_64"
+BOOT_TIMEOUT = 150.0
+# PCRs of the UKI: its Authenticode digest (4), the Linux EFI stub's initrd + load options (9),
+# systemd-stub's section measurements (11) -- docs/pcr-map.md
+UKI_PCRS = {4, 9, 11}
+
+
+@dataclass(frozen=True)
+class Image:
+    out: Path
+    key: Path
+    devices: Path
+
+    @property
+    def reference(self) -> Path:
+        return self.out / "reference.json"
+
+
+@dataclass
+class Booted:
+    rc: int               # the verifier's exit status
+    report: dict[str, Any]  # its --json report
+    status: dict[str, Any]  # the phone's `status` answer
+    console: str          # everything the serial console printed
+    tamper_note: str
+
+    def event(self, name: str) -> dict[str, Any]:
+        found = [e for e in self.report["events"] if e["name"] == name]
+        assert len(found) == 1, (name, self.report["events"])
+        return found[0]
+
+    def statuses(self) -> dict[str, str]:
+        return {e["name"]: e["status"] for e in self.report["events"]}
+
+    def bad_pcrs(self) -> set[int]:
+        return {p["pcr"] for p in self.report["pcrs"] if p["status"] != "ok"}
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
+    base = tmp_path_factory.mktemp("tamper")
+    repo = base / "repo"
+    for part in ("firmware", "board"):
+        shutil.copytree(REPO / part, repo / part,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    out = base / "image"
+    build(BuildOptions(board=BOARD, out=out, repo=repo, cache=REPO / "build" / "cache",
+                       keys=base / "keys"))
+    return Image(out, base / "keys" / "dev-signing-key.pem", base / "devices")
+
+
+def boot_and_verify(image: Image, name: str, tamper: list[str],
+                    capsys: pytest.CaptureFixture[str]) -> Booted:
+    device = Device(name, DeviceConfig(board=BOARD, build_dir=image.out,
+                                       devices_dir=image.devices))
+    device.prepare()
+    note = ""
+    if tamper:
+        rc = tamper_main(["--device", name, "--image-dir", str(image.out), "--devices-dir",
+                          str(image.devices), "--signing-key", str(image.key), *tamper])
+        note = capsys.readouterr().out
+        assert rc == 0, note
+    with device.boot(timeout=BOOT_TIMEOUT) as con:
+        ev = fetch_evidence(con, device.dir / "verify")
+    proc = subprocess.run(verifier_command(ev, image.reference, ["--json"]), cwd=REPO,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode in (0, 1), proc.stderr  # 2 would be bad input: a broken capture
+    return Booted(proc.returncode, json.loads(proc.stdout), json.loads(ev.status.read_text()),
+                  device.console_log.read_text(errors="replace"), note)
+
+
+def test_golden_device_verifies(image: Image, capsys: pytest.CaptureFixture[str]) -> None:
+    b = boot_and_verify(image, "golden", [], capsys)
+    assert b.rc == 0, b.report
+    assert b.report["result"] == "ok"
+    assert b.status["state"] == "running"
+    assert set(b.statuses().values()) == {"ok"}
+
+
+def test_byte_changed_and_resigned(image: Image, capsys: pytest.CaptureFixture[str]) -> None:
+    """A compromised build server: the loader accepts the bundle, the measurement gives it away."""
+    b = boot_and_verify(image, "resigned", ["--component", "phone-app"], capsys)
+    assert b.rc == 1
+    assert b.status["state"] == "running"  # the signature is valid: the loader started it
+    e = b.event("phone-app")
+    assert e["status"] == "differs" and e["trusted"]
+    assert any(p.startswith("sha256 ") for p in e["problems"]), e
+    assert {n: s for n, s in b.statuses().items() if n != "phone-app"} == {
+        "sip-media": "ok", "device-config": "ok", "ca-bundle": "ok"}
+    assert b.bad_pcrs() == {14}
+
+
+def test_byte_changed_signature_stale(image: Image,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    b = boot_and_verify(image, "stale", ["--component", "phone-app", "--resign", "no"], capsys)
+    assert b.rc == 1
+    # the stage loader refused to start the bundle ...
+    assert b.status["state"] == "refused"
+    assert "phone-app" in b.status["reason"] and "sha256" in b.status["reason"]
+    assert "REFUSED: component 'phone-app'" in b.console
+    assert "starting the recovery console" in b.console
+    # ... but measured what it found first: the event is in the log and replays to PCR 14
+    assert [c["name"] for c in b.status["components"]] == [
+        "phone-app", "sip-media", "device-config", "ca-bundle"]
+    e = b.event("phone-app")
+    assert e["status"] == "differs" and e["trusted"] and e["event"] == 1
+    assert b.bad_pcrs() == {14}
+
+
+def test_component_removed(image: Image, capsys: pytest.CaptureFixture[str]) -> None:
+    b = boot_and_verify(image, "removed", ["--remove", "ca-bundle"], capsys)
+    assert b.rc == 1
+    assert b.status["state"] == "running"
+    assert b.event("ca-bundle")["status"] == "missing"
+    assert b.statuses() == {"phone-app": "ok", "sip-media": "ok", "device-config": "ok",
+                            "ca-bundle": "missing"}
+    assert b.bad_pcrs() == {14}
+
+
+def test_component_added(image: Image, tmp_path: Path,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    payload = tmp_path / "backdoor.py"
+    payload.write_bytes(b"print('not from the vendor')\n")
+    b = boot_and_verify(image, "added", ["--add", f"backdoor:{payload}"], capsys)
+    assert b.rc == 1
+    assert b.status["state"] == "running"
+    e = b.event("backdoor")
+    assert e["status"] == "extra" and "not in the reference" in e["problems"]
+    assert e["event"] == 5  # measured after the four genuine components
+    assert b.bad_pcrs() == {14}
+
+
+def test_components_reordered(image: Image, capsys: pytest.CaptureFixture[str]) -> None:
+    b = boot_and_verify(image, "reordered", ["--swap", "device-config,ca-bundle"], capsys)
+    assert b.rc == 1
+    assert b.status["state"] == "running"
+    st = b.statuses()
+    assert st["phone-app"] == st["sip-media"] == "ok"
+    assert sorted([st["device-config"], st["ca-bundle"]]) == ["ok", "out-of-order"]
+    assert b.bad_pcrs() == {14}
+
+
+def test_rollback_to_older_bundle(image: Image, capsys: pytest.CaptureFixture[str]) -> None:
+    b = boot_and_verify(image, "rollback", ["--rollback"], capsys)
+    assert "0.1.0 (anti-rollback counter 1) -> 0.0.9 (counter 0)" in b.tamper_note
+    assert b.rc == 1
+    assert b.status["image_version"] == "0.0.9"
+    for name in ("phone-app", "sip-media", "device-config", "ca-bundle"):
+        e = b.event(name)
+        assert e["status"] == "differs", e
+        assert "version 0.0.9, reference 0.1.0" in e["problems"], e
+
+
+@pytest.mark.parametrize("section", ["initrd", "cmdline"])
+def test_uki_section_modified(image: Image, section: str,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    b = boot_and_verify(image, f"uki-{section}", ["--uki", section], capsys)
+    assert b.rc == 1
+    assert b.bad_pcrs() == UKI_PCRS
+    assert all(p["status"] == "unexpected" for p in b.report["pcrs"] if p["pcr"] in UKI_PCRS)
+    assert set(b.statuses().values()) == {"ok"}  # the bundle itself is untouched
+    assert b.status["state"] == "running"
