@@ -198,6 +198,7 @@ class UserAgent:
         except (sdp.NegotiationError, sdp.SdpError) as e:
             self._respond(call.invite_tx, call.invite, 488, "Not Acceptable Here", now, call.local_tag)
             self._end(call, 488, str(e), "error")
+            self._collect(now)   # the 488 must leave now, not with the next received message
             return
         call.local_media = local_media
         call.media = media

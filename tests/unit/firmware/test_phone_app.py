@@ -166,3 +166,21 @@ def test_auto_answer_and_media_outside_call_is_ignored():
     w.pump()
     assert w.apps["alice"].status()["call"]["state"] == "connected"
     assert w.events["alice"][-1] == "CallAnswered"
+
+
+def test_answer_without_common_suite_sends_488_at_once():
+    # found with baresip: the UA queued the 488 but did not send it until the next message came
+    w = World()
+    for app in w.apps.values():
+        app.register(0)
+    w.pump()
+    a, b = w.apps["alice"], w.apps["bob"]
+    a.suites = ("AES_CM_128_HMAC_SHA1_32",)
+    b.suites = ("AEAD_AES_128_GCM",)
+    a.call("sip:bob@" + REALM, 0)
+    w.pump()
+    b.answer(0)
+    w.pump()
+    assert b.last_call["status"] == 488 and b.status()["call"] is None
+    assert a.last_call["status"] == 488 and a.last_call["by"] == "remote"
+    assert a.status()["registered"] and b.status()["registered"]
