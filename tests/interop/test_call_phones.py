@@ -1,0 +1,108 @@
+# mypy: disable-error-code="no-untyped-call"
+# (firmware/ is the untyped MicroPython subset; its calls are checked by the tests themselves)
+"""Two of our phones (firmware.phone over the CPython shim) call each other through a real
+Kamailio over TLS, in each SRTP suite, with digest users challenged with SHA-256 (RFC 8760, a
+second Kamailio instance) and with MD5. Each side sends its own tone and must hear the other's;
+the loopback capture shows only SRTP/SRTCP that decrypts with the keys of its direction and no
+plain G.711 payload.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from firmware.media import g711
+from firmware.media.rtp import RtpPacket, parse_rtcp
+from firmware.phone.io_cpython import PhoneIo, PhoneLoop
+from firmware.phone.tone import dominant_frequency, sine_pcm
+from firmware.sip import ua as sipua
+from firmware.sip.sdp import PREFERENCE
+from tests.interop.conftest import UdpCapture
+from tests.interop.test_call_baresip import oracle, phone
+from tests.interop.test_kamailio import Kamailio
+
+TALK_S = 1.0
+ALICE_HZ, CAROL_HZ = 1000, 700
+
+
+def _call(kam: Kamailio, suite: str | None) -> None:
+    kw = {"suites": (suite,)} if suite else {}
+    a = phone(kam, "alice", "alicepw", **kw)
+    c = phone(kam, "carol", "carolpw")
+    loop = PhoneLoop(a, c)
+    cap = UdpCapture({a.app.media_port, a.app.media_port + 1})
+    try:
+        a.app.register()
+        c.app.register()
+        loop.wait_event(a, sipua.Registered)
+        loop.wait_event(c, sipua.Registered)
+        t0 = time.monotonic()
+        cid = a.app.call("sip:carol@127.0.0.1")
+        inc = loop.wait_event(c, sipua.IncomingCall)
+        assert inc.call_id == cid and inc.caller == "sip:alice@127.0.0.1"
+        assert c.app.status()["call"]["state"] == "incoming"
+        c.app.answer()
+        ans_a = loop.wait_event(a, sipua.CallAnswered)
+        setup_ms = (time.monotonic() - t0) * 1000
+        ans_c = loop.wait_event(c, sipua.CallAnswered)
+        want = suite or "AEAD_AES_128_GCM"     # two of ours agree on the strongest
+        for p in (a, c):
+            st = p.app.status()["call"]
+            assert st["suite"] == want and st["security"] == "locked" and st["state"] == "connected"
+        assert ans_a.media.tx_key == ans_c.media.rx_key
+        a.app.send_pcm(sine_pcm(ALICE_HZ, int(TALK_S * 1000)))
+        c.app.send_pcm(sine_pcm(CAROL_HZ, int(TALK_S * 1000)))
+        heard_a, heard_c = [], []
+        end = time.monotonic() + TALK_S
+        while time.monotonic() < end:
+            loop.step(20)
+            heard_a.append(a.app.read_pcm())
+            heard_c.append(c.app.read_pcm())
+        sa, sc = a.app.status()["call"]["media"], c.app.status()["call"]["media"]
+        c.app.hangup()
+        assert loop.wait_event(a, sipua.CallEnded).by == "remote"
+        loop.wait_event(c, sipua.CallEnded)
+        loop.run_for(0.1)
+        packets = cap.stop()
+        fa, share_a = dominant_frequency(b"".join(heard_c))
+        fc, share_c = dominant_frequency(b"".join(heard_a))
+        assert abs(fa - ALICE_HZ) <= 25 and share_a > 0.5, (fa, share_a)
+        assert abs(fc - CAROL_HZ) <= 25 and share_c > 0.5, (fc, share_c)
+        for s in (sa, sc):
+            assert s["rtcp_sent"] >= 1 and s["rtcp_received"] >= 1
+            assert sum(s["dropped"].values()) == 0 and sum(s["rtcp_dropped"].values()) == 0
+        # the wire: everything to and from alice's media ports is SRTP/SRTCP under the right key
+        m = ans_a.media
+        tx, rx = oracle(want, m.tx_key, m.tx_salt), oracle(want, m.rx_key, m.rx_salt)
+        plain = {g711.ulaw_encode(sine_pcm(ALICE_HZ, 20)), b"\xff" * 160}
+        n = {"out": 0, "in": 0, "rtcp": 0}
+        rtp_port = a.app.media_port
+        for sport, dport, data in packets:
+            if sport == rtp_port:
+                RtpPacket.parse(tx.unprotect(data))
+                n["out"] += 1
+            elif dport == rtp_port:
+                plain.add(RtpPacket.parse(rx.unprotect(data)).payload)
+                n["in"] += 1
+            else:
+                parse_rtcp((tx if sport == rtp_port + 1 else rx).unprotect_rtcp(data))
+                n["rtcp"] += 1
+        for pl in plain:
+            for _, _, data in packets:
+                assert pl[:24] not in data and pl[60:84] not in data
+        assert n["out"] >= 0.8 * TALK_S * 50 and n["in"] >= 0.8 * TALK_S * 50 and n["rtcp"] >= 2
+        print("%s %s: set-up %.1f ms, wire %r" % (kam.algorithm, want, setup_ms, n))
+    finally:
+        cap.stop()
+        loop.close()
+
+
+@pytest.mark.parametrize("suite", PREFERENCE)
+def test_two_phones_each_suite_sha256_digest(kam_sha256: Kamailio, suite: str) -> None:
+    _call(kam_sha256, suite)
+
+
+def test_two_phones_md5_digest_strongest_suite(kam_md5: Kamailio) -> None:
+    _call(kam_md5, None)
