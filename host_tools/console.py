@@ -154,11 +154,12 @@ class Console:
 
     def wait_prompt(self, timeout: float = 180.0,
                     alive: Callable[[], None] | None = None,
-                    tick: Callable[[], None] | None = None) -> float:
-        """Wait until the prompt shows; returns the seconds waited.  Pokes the line with an empty
-        line every few seconds (a console opened after the prompt was printed still sees one).
-        *alive* is called every second and may raise (e.g. when QEMU died); *tick* likewise, for
-        progress displays."""
+                    tick: Callable[[], None] | None = None, poke: bool = True) -> float:
+        """Wait until the prompt shows; returns the seconds waited.  With *poke*, sends an empty
+        line every few seconds (a console opened after the prompt was printed still sees one;
+        a driver attached from power-on does not need it, and each poke typed during boot
+        becomes one more prompt later).  *alive* is called every second and may raise (e.g.
+        when QEMU died); *tick* likewise, for progress displays."""
         t0 = time.monotonic()
         last_poke = t0
         while True:
@@ -181,7 +182,7 @@ class Console:
                 alive()
             if tick is not None:
                 tick()
-            if time.monotonic() - last_poke > POKE_INTERVAL:
+            if poke and time.monotonic() - last_poke > POKE_INTERVAL:
                 try:
                     self.spawn.sendline("")
                 except pexpect.EOF as e:

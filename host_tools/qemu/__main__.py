@@ -111,7 +111,10 @@ def run_external(device: Device, console: str, timeout: float) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _interrupt)  # stop by PID on SIGTERM too
+    # Ctrl-C and SIGTERM both end in the finally blocks that stop QEMU and swtpm by PID (set
+    # explicitly: a shell may start us with SIGINT ignored).
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
     config = DeviceConfig(board=args.board, build_dir=args.image_dir,
                           devices_dir=args.devices_dir, memory_mb=args.memory, kvm=args.kvm,
                           network=args.net)

@@ -259,7 +259,9 @@ class Running:
         def tick() -> None:
             if progress is not None:
                 progress(self.elapsed(), con.last_line())
-        return con.wait_prompt(timeout, alive=self.check_alive, tick=tick)
+        # The driver is attached from power-on (wait=on): it sees the first prompt, no pokes.
+        return con.wait_prompt(timeout, alive=self.check_alive, tick=tick,
+                               poke=self.console is not con)
 
     def shutdown(self, con: Console | None, timeout: float = 30.0) -> None:
         """Clean power-off through the console when QEMU still runs; then stop by PID."""
