@@ -54,7 +54,7 @@ class Booted:
     tamper_note: str
 
     def event(self, name: str) -> dict[str, Any]:
-        found = [e for e in self.report["events"] if e["name"] == name]
+        found: list[dict[str, Any]] = [e for e in self.report["events"] if e["name"] == name]
         assert len(found) == 1, (name, self.report["events"])
         return found[0]
 
