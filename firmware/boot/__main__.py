@@ -28,6 +28,7 @@ FIRMWARE_LOG = "/sys/kernel/security/tpm0/binary_bios_measurements"
 # the PCR 9/11 measurement of the initrd; never on the firmware partition an attacker can write).
 VENDOR_KEY_PATHS = ("/opt/phone/vendor-pubkey.pem", "/etc/phone/vendor-pubkey.pem")
 INITRAMFS_CODE = "/opt/phone"
+FW_PARTITION = "phone-fw"  # GPT partition name of the firmware partition (docs/image-format.md)
 PHONE_UID = 1000  # dedicated unprivileged user and group of the phone application
 PHONE_GID = 1000
 EXIT_POWEROFF = 80  # firmware.console.loop.EXIT_POWEROFF: the console asks for power-off
@@ -60,10 +61,32 @@ def run(cmd):
                                                p.stdout.decode(errors="replace").strip()))
 
 
+def find_partition(name, sys_block="/sys/class/block"):
+    """/dev/<node> of the partition whose GPT partition name is `name` (the kernel exports it
+    as PARTNAME in the block device's uevent), or None."""
+    try:
+        nodes = sorted(os.listdir(sys_block))
+    except OSError:
+        return None
+    for node in nodes:
+        try:
+            lines = read_file("%s/%s/uevent" % (sys_block, node)).decode().splitlines()
+        except OSError:
+            continue
+        if "PARTNAME=" + name in lines:
+            for line in lines:
+                if line.startswith("DEVNAME="):
+                    return "/dev/" + line[len("DEVNAME="):]
+    return None
+
+
 def read_partition():
+    # /init exports PHONE_FW_DEV; look the partition up ourselves when started another way.
     dev = os.environ.get("PHONE_FW_DEV", "")
     if not dev or dev.endswith("/missing"):
-        raise OSError("no firmware partition (GPT name phone-fw) found")
+        dev = find_partition(FW_PARTITION)
+    if not dev:
+        raise OSError("no firmware partition (GPT name %s) found" % FW_PARTITION)
     return read_file(dev)
 
 

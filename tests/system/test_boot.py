@@ -13,15 +13,15 @@ from typing import Any, Callable, cast
 
 import pytest
 
-from firmware import eventlog
+from firmware.eventlog import parser, replayer
 from firmware.eventlog import component
 from host_tools.qemu.verify import fetch_evidence, verifier_command
 from tests.system.conftest import REPO, BootedPhone
 
 pytestmark = pytest.mark.slow
 # firmware/ is untyped (MicroPython subset): give the three functions used here their types.
-parse_log = cast(Callable[[bytes], Any], eventlog.parse_log)
-replay = cast(Callable[..., dict[str, dict[int, bytes]]], eventlog.replay)
+parse_log = cast(Callable[[bytes], Any], parser.parse_log)
+replay = cast(Callable[..., dict[str, dict[int, bytes]]], replayer.replay)
 decode_component = cast(Callable[[bytes], tuple[str, str]], component.decode_component)
 
 
