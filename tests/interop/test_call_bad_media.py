@@ -79,7 +79,8 @@ def test_bad_media_dropped_counted_logged_call_and_registration_intact(
         forged.append(bytes(flipped))
         # plain RTP with a 10-byte "tag" from someone without the key, on the call's SSRC
         ssrc = struct.unpack_from("!I", real[-1], 8)[0]
-        forged.append(RtpPacket(0, 60000, 1234, ssrc, b"\xff" * 160).serialize() + os.urandom(10))
+        ahead = (struct.unpack_from("!H", real[-1], 2)[0] + 100) & 0xFFFF
+        forged.append(RtpPacket(0, ahead, 1234, ssrc, b"\xff" * 160).serialize() + os.urandom(10))
         replayed = real[-8:-3]       # already received and played: replays
         srtcp_forged = [b"\x80\xc8\x00\x06" + os.urandom(24) + b"\x80\x00\x00\x07" + os.urandom(10)]
 
