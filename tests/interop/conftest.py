@@ -252,6 +252,29 @@ class UdpCapture:
         return self.packets
 
 
+# --- our phone --------------------------------------------------------------------------------------
+
+def phone(kam: Kamailio, user: str, password: str, **kw: object) -> Any:
+    """One of our phones (firmware.phone.io_cpython.PhoneIo) with a verified TLS flow to `kam`;
+    SRTCP every ~0.4 s so that short test calls exchange reports. Not yet registered."""
+    from firmware.phone.io_cpython import PhoneIo
+    from firmware.sip import ua as sipua
+
+    cfg = sipua.UaConfig(user, "127.0.0.1", password, "TLS")
+    kw.setdefault("rtcp_interval_ms", 400)
+    return PhoneIo.open(cfg, "127.0.0.1", kam.tls_port, kam.ca, **kw)
+
+
+def oracle(suite: str, key: bytes, salt: bytes) -> Any:
+    """An SRTP session on libsrtp (pylibsrtp), independent of our code, to check wire packets."""
+    from firmware.media.srtp import SrtpSession
+
+    try:
+        return SrtpSession(suite, key, salt, "libsrtp")
+    except (ImportError, OSError):
+        return SrtpSession(suite, key, salt, "pure")
+
+
 # --- fixtures --------------------------------------------------------------------------------------
 
 def _needs(baresip: bool) -> None:

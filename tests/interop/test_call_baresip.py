@@ -15,6 +15,7 @@ G.711 payload of any frame either side sent (no RTP in the clear on the wire).
 
 from __future__ import annotations
 
+import hmac
 import time
 from typing import Iterator
 
@@ -22,23 +23,16 @@ import pytest
 
 from firmware.media import g711
 from firmware.media.rtp import RtpPacket, parse_rtcp
-from firmware.media.srtp import SrtpSession
+from firmware.media.srtp import LABEL_RTCP_AUTH, derive_key
 from firmware.phone.io_cpython import PhoneIo, PhoneLoop
 from firmware.phone.tone import dominant_frequency, sine_pcm
 from firmware.sip import ua as sipua
 from firmware.sip.sdp import PREFERENCE
-from tests.interop.conftest import BARESIP_TONE_HZ, Baresip, UdpCapture, read_wav
+from tests.interop.conftest import BARESIP_TONE_HZ, Baresip, UdpCapture, oracle, phone, read_wav
 from tests.interop.test_kamailio import Kamailio
 
 TONE_HZ = 1000
 TALK_S = 1.2
-
-
-def phone(kam: Kamailio, user: str, password: str, **kw: object) -> PhoneIo:
-    """One of our phones, registered at `kam` over verified TLS."""
-    cfg = sipua.UaConfig(user, "127.0.0.1", password, "TLS")
-    kw.setdefault("rtcp_interval_ms", 400)
-    return PhoneIo.open(cfg, "127.0.0.1", kam.tls_port, kam.ca, **kw)
 
 
 @pytest.fixture
@@ -64,11 +58,12 @@ def talk(p: PhoneIo, loop: PhoneLoop, seconds: float) -> bytes:
     return b"".join(heard)
 
 
-def oracle(suite: str, key: bytes, salt: bytes) -> SrtpSession:
-    try:
-        return SrtpSession(suite, key, salt, "libsrtp")
-    except (ImportError, OSError):
-        return SrtpSession(suite, key, salt, "pure")
+def srtcp_tag32_verifies(data: bytes, m: object) -> bool:
+    """SRTCP whose last 4 octets are HMAC-SHA1 under the peer's RTCP auth key (RFC 3711 §4.3,
+    label 4), truncated to 32 bits, over header || payload || E+index (§3.4)."""
+    auth_key = derive_key(m.rx_key, m.rx_salt, LABEL_RTCP_AUTH, 20)
+    return len(data) > 16 and data[-8] & 0x80 and hmac.new(
+        auth_key, data[:-4], "sha1").digest()[:4] == data[-4:]
 
 
 def check_wire(packets: list[tuple[int, int, bytes]], p: PhoneIo, media: object) -> dict[str, int]:
@@ -97,9 +92,9 @@ def check_wire(packets: list[tuple[int, int, bytes]], p: PhoneIo, media: object)
             try:
                 parse_rtcp(rx.unprotect_rtcp(data))
             except ValueError:
-                if m.suite == "AES_CM_128_HMAC_SHA1_32" and len(data) > 16 and data[-8] & 0x80:
-                    # SRTCP (E flag set in the index word) with a 32-bit tag: baresip 1.0 (libre)
-                    # shortens the SRTCP tag too, where RFC 4568 §6.2 and libsrtp keep 80 bits
+                if m.suite == "AES_CM_128_HMAC_SHA1_32" and srtcp_tag32_verifies(data, m):
+                    # baresip 1.0 (libre) shortens the SRTCP tag to 32 bits with this suite too,
+                    # where RFC 4568 §6.2 and libsrtp keep 80 bits: we drop these (counted)
                     counts["peer_srtcp_tag32"] += 1
                     continue
                 # baresip 1.0 sends two RTCP packets outside SRTCP: an APP "PING" (RFC 3550 §6.7)
@@ -184,8 +179,8 @@ def test_we_call_baresip_audio_both_ways(kam_md5: Kamailio, baresip_bob: Baresip
         assert abs(f - BARESIP_TONE_HZ) <= 25 and share > 0.5, (f, share)
         check_baresip_heard_our_tone(bs, log_from, suite != "AES_CM_128_HMAC_SHA1_32")
         wire = check_wire(packets, p, ans.media)
-        assert wire["rtp_out"] >= stats["sent"] - 2 and wire["tone_out"] >= 0.8 * TALK_S * 50
-        assert wire["rtp_in"] >= 0.8 * TALK_S * 50 and wire["rtcp_out"] >= 1
+        assert wire["rtp_out"] >= stats["sent"] - 2 and wire["tone_out"] >= 0.6 * TALK_S * 50
+        assert wire["rtp_in"] >= 0.6 * TALK_S * 50 and wire["rtcp_out"] >= 1
         assert sum(stats["dropped"].values()) == 0
         print("%s: sent %d received %d, on the wire %r" % (suite, stats["sent"], stats["received"], wire))
     finally:
@@ -221,7 +216,7 @@ def test_baresip_calls_us_audio_both_ways(kam_md5: Kamailio, baresip_bob: Baresi
         assert abs(f - BARESIP_TONE_HZ) <= 25 and share > 0.5, (f, share)
         check_baresip_heard_our_tone(bs, log_from)
         wire = check_wire(packets, p, ans.media)
-        assert wire["rtp_out"] > 0.8 * TALK_S * 50 and wire["rtp_in"] > 0.8 * TALK_S * 50
+        assert wire["rtp_out"] > 0.6 * TALK_S * 50 and wire["rtp_in"] > 0.6 * TALK_S * 50
     finally:
         cap.stop()
 

@@ -19,8 +19,7 @@ from firmware.phone.io_cpython import PhoneIo, PhoneLoop
 from firmware.phone.tone import dominant_frequency, sine_pcm
 from firmware.sip import ua as sipua
 from firmware.sip.sdp import PREFERENCE
-from tests.interop.conftest import UdpCapture
-from tests.interop.test_call_baresip import oracle, phone
+from tests.interop.conftest import UdpCapture, oracle, phone
 from tests.interop.test_kamailio import Kamailio
 
 TALK_S = 1.0
@@ -92,7 +91,7 @@ def _call(kam: Kamailio, suite: str | None) -> None:
         for pl in plain:
             for _, _, data in packets:
                 assert pl[:24] not in data and pl[60:84] not in data
-        assert n["out"] >= 0.8 * TALK_S * 50 and n["in"] >= 0.8 * TALK_S * 50 and n["rtcp"] >= 2
+        assert n["out"] >= 0.6 * TALK_S * 50 and n["in"] >= 0.6 * TALK_S * 50 and n["rtcp"] >= 2
         print("%s %s: set-up %.1f ms, wire %r" % (kam.algorithm, want, setup_ms, n))
     finally:
         cap.stop()
