@@ -165,3 +165,20 @@ def test_nv_constants():
     from firmware.secrets import rollback
     assert rollback.ATTRIBUTES == 0x20 | 0x4 | 0x40000 | 0x20000 | 0x2000000
     assert C.TPM_CC_PolicyNV == 0x149 and C.TPM_CC_PolicyAuthorize == 0x16A
+
+
+def test_hook_merge_status_for_the_console():
+    from firmware.secrets import hook
+    hook.forget()
+    st = hook.merge_status({"state": "running", "unsealed": False})
+    assert st["unsealed"] is False and st["credentials_state"] == "locked" and st["state"] == "running"
+    hook._last = R.IntegrityFailure("TPM refused the sealed credentials (x); PCR 14 differs",
+                                    [{"pcr": 14, "expected": H1, "actual": H2}]).status()
+    st = hook.merge_status({"state": "running"})
+    assert st["state"] == "integrity-failed" and st["reason"] == st["unsealed_reason"]
+    assert st["pcrs_differ"][0]["pcr"] == 14
+    assert hook.merge_status({"state": "refused", "reason": "r"})["state"] == "refused"
+    hook._last = {"unsealed": True, "state": "unsealed", "secrets": ["sip-account"], "release_ms": 5}
+    st = hook.merge_status({"state": "running", "unsealed_reason": "old"})
+    assert st == {"state": "running", "unsealed": True, "credentials_state": "unsealed", "release_ms": 5}
+    hook.forget()
