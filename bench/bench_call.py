@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call"
+# (firmware/ is the untyped MicroPython subset)
 # Call benchmarks:
 # (a) call set-up time, INVITE to 200 OK as the caller sees it (call() until the answer is in,
 #     digest 407 round trip included), through a real Kamailio over TLS on 127.0.0.1: two of our

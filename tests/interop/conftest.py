@@ -1,3 +1,5 @@
+# mypy: disable-error-code="no-untyped-call"
+# (firmware/ is the untyped MicroPython subset; its calls are checked by the tests themselves)
 """Shared real peers for the SIP/media interop tests: baresip driven over ctrl_tcp (moved here
 from test_kamailio_baresip.py), a loopback packet capture (AF_PACKET raw socket on `lo`, root
 only), and session-scoped Kamailio instances (TLS, db_text digest users; MD5 and SHA-256).

@@ -19,14 +19,14 @@ import time
 import pytest
 
 from firmware.media.rtp import RtpPacket
-from firmware.phone.io_cpython import PhoneLoop
+from firmware.phone.io_cpython import PhoneIo, PhoneLoop
 from firmware.phone.tone import dominant_frequency
 from firmware.sip import ua as sipua
 from tests.interop.conftest import BARESIP_TONE_HZ, Baresip, UdpCapture, phone
 from tests.interop.test_kamailio import Kamailio
 
 
-def _listen(loop: PhoneLoop, p: object, seconds: float) -> bytes:
+def _listen(loop: PhoneLoop, p: PhoneIo, seconds: float) -> bytes:
     out = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hmac
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -58,15 +58,15 @@ def talk(p: PhoneIo, loop: PhoneLoop, seconds: float) -> bytes:
     return b"".join(heard)
 
 
-def srtcp_tag32_verifies(data: bytes, m: object) -> bool:
+def srtcp_tag32_verifies(data: bytes, m: Any) -> bool:
     """SRTCP whose last 4 octets are HMAC-SHA1 under the peer's RTCP auth key (RFC 3711 §4.3,
     label 4), truncated to 32 bits, over header || payload || E+index (§3.4)."""
     auth_key = derive_key(m.rx_key, m.rx_salt, LABEL_RTCP_AUTH, 20)
-    return len(data) > 16 and data[-8] & 0x80 and hmac.new(
+    return len(data) > 16 and bool(data[-8] & 0x80) and hmac.new(
         auth_key, data[:-4], "sha1").digest()[:4] == data[-4:]
 
 
-def check_wire(packets: list[tuple[int, int, bytes]], p: PhoneIo, media: object) -> dict[str, int]:
+def check_wire(packets: list[tuple[int, int, bytes]], p: PhoneIo, media: Any) -> dict[str, int]:
     """Every captured datagram decrypts with its direction's keys; none carries plain G.711."""
     m = media
     ours_rtp, ours_rtcp = p.app.media_port, p.app.media_port + 1
