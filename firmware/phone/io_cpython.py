@@ -4,11 +4,15 @@
 
 import select
 import socket
+import ssl
 import time
 
 from firmware.phone.app import PhoneApp
 from firmware.sip.io_cpython import TlsFlow, now_ms
-from firmware.sip.ua import UaConfig, UserAgent  # noqa: F401  (re-exported for callers)
+from firmware.sip.ua import FlowFailed, UaConfig, UserAgent  # noqa: F401  (UaConfig re-exported)
+
+RECONNECT_FIRST_MS = 1000
+RECONNECT_MAX_MS = 60000
 
 
 def bind_media_pair(host, tries=100):
@@ -40,12 +44,18 @@ def bind_media_pair(host, tries=100):
 class PhoneIo:
     """One phone: a PhoneApp with its TLS flow and media sockets. Events collect in `events`."""
 
-    def __init__(self, app, flow, rtp_sock, rtcp_sock):
+    def __init__(self, app, flow, rtp_sock, rtcp_sock, connect=None):
         self.app = app
         self.flow = flow
         self.rtp = rtp_sock
         self.rtcp = rtcp_sock
         self.events = []
+        # connect() -> a new verified TlsFlow: when the flow breaks (peer closed it, or no
+        # keep-alive pong, RFC 5626 §4.4.1) the phone reconnects with backoff and registers again
+        self._connect = connect
+        self.reconnect_at = None
+        self._backoff = RECONNECT_FIRST_MS
+        self.reconnects = 0
 
     @classmethod
     def open(cls, config, server, port, cafile, media_host="127.0.0.1", server_hostname=None,
@@ -63,7 +73,8 @@ class PhoneIo:
         config.local_port = flow.local_port
         app = PhoneApp(config, media_host, rtp.getsockname()[1], now_ms(), tls_verified=True,
                        **app_kw)
-        return cls(app, flow, rtp, rtcp)
+        return cls(app, flow, rtp, rtcp,
+                   lambda: TlsFlow(server, port, cafile, server_hostname))
 
     def reconnect(self, flow):
         """A new verified flow after the old one broke: register again over it."""
@@ -74,6 +85,34 @@ class PhoneIo:
         self.app.flow_up(flow.local_host, flow.local_port, True)
         self.app.register(now)
 
+    def _flow_lost(self, now, why):
+        if not self.flow.closed:
+            self.flow.close()
+        self.app.log("sip: connection lost (%s)%s" % (
+            why, "; reconnecting in %d ms" % self._backoff if self._connect else ""))
+        self.app.connection_lost(now)
+        if self._connect is not None and self.reconnect_at is None:
+            self.reconnect_at = now + self._backoff
+
+    def _try_reconnect(self, now):
+        self.reconnect_at = None
+        try:
+            flow = self._connect()
+        except (OSError, ssl.SSLError) as e:
+            # a refused certificate is an ssl.SSLError: never fall back to an unverified flow
+            self._backoff = min(2 * self._backoff, RECONNECT_MAX_MS)
+            self.reconnect_at = now + self._backoff
+            self.app.log("sip: reconnect failed (%s); next try in %d ms" % (e, self._backoff))
+            return
+        self._backoff = RECONNECT_FIRST_MS
+        self.reconnects += 1
+        self.reconnect(flow)
+
+    def next_deadline(self):
+        times = [self.app.get_timer(), self.reconnect_at]
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
+
     def sockets(self):
         out = [self.rtp, self.rtcp]
         if not self.flow.closed:
@@ -82,8 +121,12 @@ class PhoneIo:
 
     def flush(self):
         for data in self.app.sip_to_send():
-            if not self.flow.closed:
+            if self.flow.closed:
+                continue    # no flow: the UA registers again (and retries) once one is up
+            try:
                 self.flow.send(data)
+            except OSError as e:
+                self._flow_lost(now_ms(), str(e))
         for kind, data, addr in self.app.datagrams_to_send():
             sock = self.rtcp if kind == "rtcp" else self.rtp
             try:
@@ -95,11 +138,15 @@ class PhoneIo:
     def handle_ready(self, ready, now):
         app = self.app
         if self.flow in ready or (not self.flow.closed and self.flow.pending()):
-            data = self.flow.recv()
+            try:
+                data = self.flow.recv()
+            except OSError as e:     # a reset connection, a TLS alert
+                data = None
+                self._flow_lost(now, str(e))
             if data:
                 app.receive_sip(data, now)
             elif data == b"":
-                app.connection_lost(now)
+                self._flow_lost(now, "closed by the server")
         for sock, is_rtcp in ((self.rtp, False), (self.rtcp, True)):
             if sock not in ready:
                 continue
@@ -119,6 +166,10 @@ class PhoneIo:
             if e is None:
                 break
             self.events.append(e)
+            if isinstance(e, FlowFailed) and not self.flow.closed:
+                self._flow_lost(now, e.reason)
+        if self.reconnect_at is not None and self.reconnect_at <= now:
+            self._try_reconnect(now)
         self.flush()
 
     def close(self):
@@ -144,7 +195,7 @@ class PhoneLoop:
         now = now_ms()
         wait = max_wait_ms
         for p in self.phones:
-            t = p.app.get_timer()
+            t = p.next_deadline()
             if t is not None:
                 wait = min(wait, t - now)
         wait = max(0, wait)

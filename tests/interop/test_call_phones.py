@@ -105,3 +105,33 @@ def test_two_phones_each_suite_sha256_digest(kam_sha256: Kamailio, suite: str) -
 
 def test_two_phones_md5_digest_strongest_suite(kam_md5: Kamailio) -> None:
     _call(kam_md5, None)
+
+
+def test_phone_reconnects_after_losing_its_flow_and_receives_calls(kam_md5: Kamailio) -> None:
+    """The TLS connection to the registrar breaks (here: our socket is shut down under the phone,
+    as a NAT or server reset would leave it): the shim notices, opens a new verified flow after
+    the backoff, registers again, and the next call reaches the phone over the new flow."""
+    import socket as _socket
+
+    a = phone(kam_md5, "alice", "alicepw")
+    c = phone(kam_md5, "carol", "carolpw", auto_answer=True)
+    loop = PhoneLoop(a, c)
+    try:
+        a.app.register()
+        c.app.register()
+        loop.wait_event(a, sipua.Registered)
+        loop.wait_event(c, sipua.Registered)
+        old_port = c.app.config.local_port
+        c.flow.sock.shutdown(_socket.SHUT_RDWR)
+        loop.run_until(lambda: not c.app.status()["registered"], 5, "carol notices the loss")
+        assert any("connection lost" in ln for ln in c.app.log_lines)
+        loop.wait_event(c, sipua.Registered, timeout_s=5)
+        assert c.reconnects == 1 and c.app.config.local_port != old_port
+        assert c.app.status()["tls_verified"]
+        cid = a.app.call("sip:carol@127.0.0.1")
+        assert loop.wait_event(a, sipua.CallAnswered).call_id == cid
+        assert c.app.status()["call"]["security"] == "locked"
+        a.app.hangup()
+        loop.wait_event(c, sipua.CallEnded)
+    finally:
+        loop.close()
