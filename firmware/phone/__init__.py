@@ -13,7 +13,7 @@
 #   app.hangup(now=None)              "hangup": BYE, CANCEL or decline, whichever applies
 #   app.status() -> dict              put into the console's status JSON, e.g.
 #     {"registered": true, "aor": "sip:alice@example.org", "expires": 600, "transport": "TLS",
-#      "tls_verified": true,
+#      "tls_verified": true, "registration_error": null (or e.g. "403 Forbidden"),
 #      "call": {"call_id": "...", "state": "connected", "direction": "out",
 #               "peer": "sip:bob@example.org", "suite": "AEAD_AES_128_GCM", "security": "locked",
 #               "why": "", "codec": "PCMU", "media": {... counters, "dropped": {...}}} or null,

@@ -46,6 +46,7 @@ class PhoneApp:
         self.media = None           # its CallMedia once answered
         self._closing = []          # media of ended calls with a last RTCP BYE to send
         self.last_call = None       # how the previous call ended (dict), for status
+        self.registration_error = None   # why the last REGISTER failed, until one succeeds
         self._events = []
 
     # --- console API -----------------------------------------------------------------------------
@@ -94,7 +95,8 @@ class PhoneApp:
         """One JSON-able dict: registration, the current call and its security indicator."""
         st = self.ua.status()
         out = {"registered": st["registered"], "aor": st["aor"], "expires": st["expires"],
-               "transport": st["transport"], "tls_verified": self.tls_verified, "call": None,
+               "transport": st["transport"], "tls_verified": self.tls_verified,
+               "registration_error": self.registration_error, "call": None,
                "last_call": self.last_call}
         call = self._current()
         if call is not None:
@@ -265,6 +267,8 @@ class PhoneApp:
         elif isinstance(e, sipua.FlowFailed):
             self.log("sip: flow failed: %s" % e.reason)
         elif isinstance(e, sipua.RegistrationFailed):
+            self.registration_error = "%s %s" % (e.status, e.reason)
             self.log("sip: registration failed: %s %s" % (e.status, e.reason))
         elif isinstance(e, sipua.Registered):
+            self.registration_error = None
             self.log("sip: registered as %s for %d s" % (self.ua.aor, e.expires))

@@ -184,3 +184,18 @@ def test_answer_without_common_suite_sends_488_at_once():
     assert b.last_call["status"] == 488 and b.status()["call"] is None
     assert a.last_call["status"] == 488 and a.last_call["by"] == "remote"
     assert a.status()["registered"] and b.status()["registered"]
+
+
+def test_registration_failure_shown_in_status():
+    w = World()
+    a = w.apps["alice"]
+    a.ua.config.password = "wrong"
+    a.register(0)
+    w.pump()
+    st = a.status()
+    assert not st["registered"] and st["registration_error"].startswith("40")
+    assert any("registration failed" in ln for ln in a.log_lines)
+    a.ua.config.password = "alicepw"
+    a.register(0)
+    w.pump()
+    assert a.status()["registered"] and a.status()["registration_error"] is None
