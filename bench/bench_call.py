@@ -14,7 +14,9 @@
 # Run: PYTHONPATH=. python -m bench call  (or through `make bench`). main() prints and returns a
 # dict; (a) is skipped with a message when Kamailio/baresip or root are missing.
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -77,6 +79,66 @@ def bench_media() -> dict[str, dict[str, tuple[float, float]]]:
             row[engine] = min(runs, key=lambda r: r[0] + r[1])
         out[suite] = row
     return out
+
+
+MPY_SCRIPT = """
+import sys, time
+sys.path.insert(0, REPO)
+from firmware.phone.call import CallMedia
+from firmware.phone.tone import sine_pcm
+from firmware.sip.sdp import MediaParams
+N = 200
+for suite in ("AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM"):
+    n = 12 if suite == "AEAD_AES_128_GCM" else 14
+    ka, kb, s1, s2 = bytes(range(16)), bytes(range(16, 32)), bytes(range(n)), bytes(range(1, n + 1))
+    a = CallMedia(MediaParams("127.0.0.1", 30000, 0, 101, suite, ka, s1, kb, s2), 0,
+                  engine="pure", rtcp_interval_ms=10 ** 9, ntp_offset_ms=0)
+    b = CallMedia(MediaParams("127.0.0.1", 30000, 0, 101, suite, kb, s2, ka, s1), 0,
+                  engine="pure", rtcp_interval_ms=10 ** 9, jitter_delay_ms=0, ntp_offset_ms=0)
+    a.send_pcm(sine_pcm(1000, 20 * N))
+    send = recv = 0
+    for i in range(N):
+        now = 20 * i
+        t0 = time.ticks_us()
+        a.handle_timer(now)
+        out = a.datagrams_to_send()
+        t1 = time.ticks_us()
+        for kind, data, addr in out:
+            b.receive(data, addr, now, False)
+        b.handle_timer(now)
+        b.read_pcm()
+        t2 = time.ticks_us()
+        b.datagrams_to_send()
+        send += time.ticks_diff(t1, t0)
+        recv += time.ticks_diff(t2, t1)
+    print(suite, N, send, recv)
+"""
+
+
+def bench_micropython() -> dict[str, tuple[float, float]] | None:
+    """(send us, receive us) per packet through CallMedia under the micropython binary (pure
+    engine; wall-clock microseconds of one busy process, as time.ticks_us measures)."""
+    mpy = os.path.join(REPO, ".venv", "bin", "micropython")
+    if not os.path.exists(mpy):
+        mpy = shutil.which("micropython") or ""
+    if not mpy:
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write("REPO = %r\n" % REPO + MPY_SCRIPT)
+        path = f.name
+    try:
+        out = subprocess.run([mpy, path], capture_output=True, text=True, timeout=120, cwd=REPO)
+    finally:
+        os.unlink(path)
+    if out.returncode != 0:
+        raise RuntimeError("micropython benchmark failed: " + out.stderr.strip()[-500:])
+    res = {}
+    for line in out.stdout.split("\n"):
+        parts = line.split()
+        if len(parts) == 4:
+            n = int(parts[1])
+            res[parts[0]] = (int(parts[2]) / n, int(parts[3]) / n)
+    return res
 
 
 def bench_setup(calls: int = CALLS) -> dict[str, Any] | None:
@@ -167,7 +229,14 @@ def main() -> dict[str, Any]:
         p, d = row["pure"], row["auto"]
         print("  %-26s %6.1f /%6.1f /%6.1f  %6.1f /%6.1f /%6.1f"
               % (suite, p[0], p[1], p[0] + p[1], d[0], d[1], d[0] + d[1]))
-    return {"setup": setup, "media_cpu_us": media}
+    mpy = bench_micropython()
+    if mpy is None:
+        print("MicroPython: not found, skipped")
+    else:
+        print("MicroPython, pure engine, us per 20 ms media packet (send / receive / total):")
+        for suite, (snd, rcv) in mpy.items():
+            print("  %-26s %8.0f /%8.0f /%8.0f" % (suite, snd, rcv, snd + rcv))
+    return {"setup": setup, "media_cpu_us": media, "micropython_media_us": mpy}
 
 
 if __name__ == "__main__":
