@@ -26,7 +26,7 @@ TALK_S = 1.0
 ALICE_HZ, CAROL_HZ = 1000, 700
 
 
-def _call(kam: Kamailio, suite: str | None) -> None:
+def _call(kam: Kamailio, suite: str | None, carol_calls: bool = False) -> None:
     kw = {"suites": (suite,)} if suite else {}
     a = phone(kam, "alice", "alicepw", **kw)
     c = phone(kam, "carol", "carolpw")
@@ -37,15 +37,17 @@ def _call(kam: Kamailio, suite: str | None) -> None:
         c.app.register()
         loop.wait_event(a, sipua.Registered)
         loop.wait_event(c, sipua.Registered)
+        caller, callee = (c, a) if carol_calls else (a, c)
         t0 = time.monotonic()
-        cid = a.app.call("sip:carol@127.0.0.1")
-        inc = loop.wait_event(c, sipua.IncomingCall)
-        assert inc.call_id == cid and inc.caller == "sip:alice@127.0.0.1"
-        assert c.app.status()["call"]["state"] == "incoming"
-        c.app.answer()
-        ans_a = loop.wait_event(a, sipua.CallAnswered)
+        cid = caller.app.call("sip:%s@127.0.0.1" % callee.app.config.user)
+        inc = loop.wait_event(callee, sipua.IncomingCall)
+        assert inc.call_id == cid and inc.caller == "sip:%s@127.0.0.1" % caller.app.config.user
+        assert callee.app.status()["call"]["state"] == "incoming"
+        callee.app.answer()
+        ans_caller = loop.wait_event(caller, sipua.CallAnswered)
         setup_ms = (time.monotonic() - t0) * 1000
-        ans_c = loop.wait_event(c, sipua.CallAnswered)
+        ans_callee = loop.wait_event(callee, sipua.CallAnswered)
+        ans_a, ans_c = (ans_callee, ans_caller) if carol_calls else (ans_caller, ans_callee)
         want = suite or "AEAD_AES_128_GCM"     # two of ours agree on the strongest
         for p in (a, c):
             st = p.app.status()["call"]
@@ -60,9 +62,9 @@ def _call(kam: Kamailio, suite: str | None) -> None:
             heard_a.append(a.app.read_pcm())
             heard_c.append(c.app.read_pcm())
         sa, sc = a.app.status()["call"]["media"], c.app.status()["call"]["media"]
-        c.app.hangup()
-        assert loop.wait_event(a, sipua.CallEnded).by == "remote"
-        loop.wait_event(c, sipua.CallEnded)
+        callee.app.hangup()
+        assert loop.wait_event(caller, sipua.CallEnded).by == "remote"
+        loop.wait_event(callee, sipua.CallEnded)
         loop.run_for(0.1)
         packets = cap.stop()
         fa, share_a = dominant_frequency(b"".join(heard_c))
@@ -92,7 +94,8 @@ def _call(kam: Kamailio, suite: str | None) -> None:
             for _, _, data in packets:
                 assert pl[:24] not in data and pl[60:84] not in data
         assert n["out"] >= 0.6 * TALK_S * 50 and n["in"] >= 0.6 * TALK_S * 50 and n["rtcp"] >= 2
-        print("%s %s: set-up %.1f ms, wire %r" % (kam.algorithm, want, setup_ms, n))
+        print("%s %s, %s called: set-up %.1f ms, wire %r"
+              % (kam.algorithm, want, caller.app.config.user, setup_ms, n))
     finally:
         cap.stop()
         loop.close()
@@ -105,6 +108,12 @@ def test_two_phones_each_suite_sha256_digest(kam_sha256: Kamailio, suite: str) -
 
 def test_two_phones_md5_digest_strongest_suite(kam_md5: Kamailio) -> None:
     _call(kam_md5, None)
+
+
+@pytest.mark.parametrize("suite", PREFERENCE)
+def test_two_phones_other_direction_each_suite(kam_md5: Kamailio, suite: str) -> None:
+    """carol calls alice (alice's phone only allows `suite`): the answerer's choice, too."""
+    _call(kam_md5, suite, carol_calls=True)
 
 
 def test_phone_reconnects_after_losing_its_flow_and_receives_calls(kam_md5: Kamailio) -> None:
