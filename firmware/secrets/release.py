@@ -159,11 +159,14 @@ def release(tpm, meta, pin=None, measured=None, names=None):
     if pin is None and any(o["pin"] for o in objects):
         return PinFailure("a PIN is needed for %s" % ", ".join(o["name"] for o in objects if o["pin"]))
     out = {}
-    srk = tpm.create_primary(C.TPM_RH_OWNER, srk_template_ecc())["handle"]
+    primary = tpm.create_primary(C.TPM_RH_OWNER, srk_template_ecc())
+    srk = primary["handle"]
     session = None
     try:
+        # the SRK's public area as CreatePrimary returned it (checked against its Name) spares a
+        # ReadPublic round trip
         session = tpm.start_auth_session(C.TPM_SE_POLICY, salt_key=srk, symmetric=AES128_CFB,
-                                         attributes=C.TPMA_SESSION_ENCRYPT)
+                                         attributes=C.TPMA_SESSION_ENCRYPT, salt_public=primary["parsed"])
         tickets = []
         if meta["policy"] == store.POLICY_AUTHORIZED:
             a = meta["authorized"]

@@ -139,6 +139,10 @@ class Tpm:
             return name
         return handle.to_bytes(4, "big")
 
+    def forget_handles(self):
+        """Drop cached Names: after a TPM reset every handle is gone."""
+        self._names.clear()
+
     def _remember(self, handle, public_bytes):
         self._names[handle] = object_name(public_bytes)
 
@@ -293,11 +297,13 @@ class Tpm:
     # --- sessions and policy -------------------------------------------------------------------
 
     def start_auth_session(self, session_type=C.TPM_SE_POLICY, hash_alg=C.TPM_ALG_SHA256,
-                           salt_key=None, symmetric=None, attributes=0):
+                           salt_key=None, symmetric=None, attributes=0, salt_public=None):
         """TPM2_StartAuthSession. With `salt_key` (handle of a loaded ECC P-256 decryption key such
         as the SRK) the session is salted: a random salt is sent encrypted to that key, so only the
         TPM and this client know the session key. `symmetric` (e.g. AES128_CFB) enables parameter
-        encryption; set TPMA_SESSION_DECRYPT/ENCRYPT in `attributes` to use it on every command."""
+        encryption; set TPMA_SESSION_DECRYPT/ENCRYPT in `attributes` to use it on every command.
+        `salt_public`: the salt key's parsed public area when already known (create_primary's
+        "parsed"), to skip a ReadPublic; a wrong one only makes the session unusable."""
         hash_alg = _hash_alg(hash_alg)
         hname = HASH_ALG_NAMES[hash_alg]
         nonce_caller = compat.random_bytes(compat.digest_size(hname))
@@ -305,7 +311,7 @@ class Tpm:
         encrypted_salt = b""
         tpm_key = C.TPM_RH_NULL
         if salt_key is not None:
-            salt, encrypted_salt = self._ecc_salt(salt_key)
+            salt, encrypted_salt = self._ecc_salt(salt_key, salt_public)
             tpm_key = salt_key
         out = self.execute(K.StartAuthSession, (tpm_key, C.TPM_RH_NULL),
                            {"nonceCaller": nonce_caller, "encryptedSalt": encrypted_salt,
@@ -314,10 +320,10 @@ class Tpm:
         return Session(out["sessionHandle"], session_type, hash_alg, nonce_caller, out["nonceTPM"],
                        key, symmetric, attributes)
 
-    def _ecc_salt(self, key_handle):
+    def _ecc_salt(self, key_handle, salt_public=None):
         # Part 1 §11.4.10.3 and Annex C.6.1: one-pass ECDH; salt = KDFe(nameAlg, Z, "SECRET",
         # ephemeral x, key x, digest bits); encryptedSalt is the ephemeral point (TPMS_ECC_POINT).
-        pub = self.read_public(key_handle)["parsed"]
+        pub = salt_public or self.read_public(key_handle)["parsed"]
         if pub["type"] != C.TPM_ALG_ECC or pub["curveID"] != C.TPM_ECC_NIST_P256:
             raise ValueError("salt key must be an ECC NIST P-256 key")
         if not pub["objectAttributes"] & C.TPMA_OBJECT_DECRYPT:

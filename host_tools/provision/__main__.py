@@ -86,7 +86,10 @@ def _run(args: argparse.Namespace) -> int:
     pin = _read_pin(args)
     secrets = inputs.read(args.secrets) if args.secrets else inputs.generate(args.device)
     if core.USER_SECRET in secrets and pin is None:
-        raise core.ProvisionError("a user secret is sealed to a PIN: give --pin-file or --pin")
+        if args.secrets:
+            raise core.ProvisionError("a user secret is sealed to a PIN: give --pin-file or --pin")
+        del secrets[core.USER_SECRET]  # generated and no PIN: seal the SIP account alone
+        print("no PIN given: no user secret sealed (give --pin-file to seal one)")
     da = board_da(REPO / "board" / args.board)
     if args.max_tries is not None:
         da.max_tries = args.max_tries

@@ -276,3 +276,19 @@ def test_update_of_a_pcr_sealed_device_is_refused(env: Env, capsys: pytest.Captu
     env.write_reference(V2)
     assert update_cli.main(env.common()) == 3  # refused before any key is needed
     assert "needs re-provisioning" in capsys.readouterr().err
+
+
+def test_generated_secrets_without_pin_seal_the_sip_account_only(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    assert provision_cli.main(env.common() + ["--policy", "pcr"]) == 0
+    out = capsys.readouterr().out
+    assert "no PIN given: no user secret sealed" in out and "provisioned phone1: sip-account sealed" in out
+    meta = _store(env)
+    assert [o["name"] for o in meta["objects"]] == ["sip-account"]
+    with DeviceTpm(env) as tpm:
+        _boot(tpm, V1)
+        res = R.release(tpm, meta)
+        assert isinstance(res, R.Released)
+        sip = json.loads(bytes(res.get(S.SIP)))
+        res.wipe()
+        assert sip["username"] == "phone1" and len(sip["password"]) == 32
+        assert sip["password"] not in out  # generated: known only to the TPM

@@ -90,7 +90,7 @@ def reboot(tpm: Tpm, clean: bool = True) -> None:
     t.close()
     t.power_on()
     tpm.startup(clear=True)
-    tpm._names.clear()
+    tpm.forget_handles()
 
 
 def boot(tpm: Tpm, doc: dict[str, Any], clean: bool = True) -> None:
