@@ -301,14 +301,14 @@ def _kamailio(algorithm: str) -> Iterator[Kamailio]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kam_md5() -> Iterator[Kamailio]:
     """Kamailio over TLS challenging with MD5 digest (users alice, bob, carol)."""
     _needs(False)
     yield from _kamailio("MD5")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kam_sha256() -> Iterator[Kamailio]:
     """A second Kamailio instance challenging with SHA-256 digest (RFC 8760)."""
     _needs(False)
@@ -318,7 +318,7 @@ def kam_sha256() -> Iterator[Kamailio]:
 BARESIP_TONE_HZ = 600
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def baresip_bob(kam_md5: Kamailio) -> Iterator[Baresip]:
     """baresip registered as bob at kam_md5: auto-answers, plays a 600 Hz tone (aufile), records
     what it decodes (sndfile)."""
