@@ -135,8 +135,8 @@ class CallMedia:
             self.engine = None
         r = compat.random_bytes(10)
         # RFC 3550 §5.1: random initial SSRC, sequence number and timestamp. The sequence number
-        # starts below 2^15 so a peer that begins its replay index at our first packet never
-        # meets the 16-bit wrap in the first seconds (RFC 3711 §3.3.1 estimation is still right).
+        # starts below 2^15 so the first 16-bit wrap (a rollover-counter step every SRTP receiver
+        # must estimate, RFC 3711 §3.3.1) is at least 2^15 packets (11 min) into the call.
         self.ssrc = ssrc if ssrc is not None else int.from_bytes(r[0:4], "big")
         self._seq = int.from_bytes(r[4:6], "big") & 0x7FFF
         self._ts = int.from_bytes(r[6:10], "big")

@@ -9,7 +9,7 @@ import time
 
 from firmware.phone.app import PhoneApp
 from firmware.sip.io_cpython import TlsFlow, now_ms
-from firmware.sip.ua import FlowFailed, UaConfig, UserAgent  # noqa: F401  (UaConfig re-exported)
+from firmware.sip.ua import FlowFailed, UaConfig  # noqa: F401  (UaConfig re-exported for callers)
 
 RECONNECT_FIRST_MS = 1000
 RECONNECT_MAX_MS = 60000
