@@ -184,6 +184,12 @@ class PhoneLoop:
     def __init__(self, *phones):
         self.phones = list(phones)
         self.hooks = []     # callables(now) run every step (tests: feed a tone, read audio)
+        self.readers = []   # (file object, callable(now)): e.g. the serial console's input
+
+    def add_reader(self, fileobj, callback):
+        """Call callback(now) whenever `fileobj` (anything with fileno()) is readable, so one
+        select() serves the phone and, say, the console line reader."""
+        self.readers.append((fileobj, callback))
 
     def add(self, phone):
         self.phones.append(phone)
@@ -199,7 +205,7 @@ class PhoneLoop:
             if t is not None:
                 wait = min(wait, t - now)
         wait = max(0, wait)
-        socks = []
+        socks = [f for f, _ in self.readers]
         for p in self.phones:
             socks.extend(p.sockets())
         pending = [p.flow for p in self.phones if not p.flow.closed and p.flow.pending()]
@@ -208,10 +214,18 @@ class PhoneLoop:
         else:
             ready = select.select(socks, [], [], wait / 1000.0)[0] if socks else []
         now = now_ms()
+        for f, callback in self.readers:
+            if f in ready:
+                callback(now)
         for p in self.phones:
             p.handle_ready(ready, now)
         for h in self.hooks:
             h(now)
+
+    def run_forever(self):
+        """The device's main loop."""
+        while True:
+            self.step(1000)
 
     def run_until(self, cond, timeout_s=10.0, what="condition"):
         deadline = time.monotonic() + timeout_s

@@ -144,3 +144,47 @@ def test_phone_reconnects_after_losing_its_flow_and_receives_calls(kam_md5: Kama
         loop.wait_event(c, sipua.CallEnded)
     finally:
         loop.close()
+
+
+def test_console_lines_drive_the_phone_through_the_same_loop(kam_md5: Kamailio) -> None:
+    """The device runs one select() for the console and the phone: lines read by a reader
+    callback (here from a socketpair standing in for the serial port) call PhoneApp.call/hangup,
+    and the status the console prints shows the call locked."""
+    import json
+    import socket as _socket
+
+    a = phone(kam_md5, "alice", "alicepw")
+    c = phone(kam_md5, "carol", "carolpw", auto_answer=True)
+    loop = PhoneLoop(a, c)
+    user_end, console_end = _socket.socketpair()
+    printed: list[str] = []
+
+    def on_line(now: int) -> None:
+        for line in console_end.recv(4096).decode().splitlines():
+            cmd, _, arg = line.partition(" ")
+            if cmd == "call":
+                a.app.call(arg, now)
+            elif cmd == "hangup":
+                a.app.hangup(now)
+            elif cmd == "status":
+                printed.append(json.dumps(a.app.status()))
+
+    loop.add_reader(console_end, on_line)
+    try:
+        a.app.register()
+        c.app.register()
+        loop.wait_event(a, sipua.Registered)
+        loop.wait_event(c, sipua.Registered)
+        user_end.sendall(b"call sip:carol@127.0.0.1\n")
+        loop.wait_event(a, sipua.CallAnswered)
+        user_end.sendall(b"status\n")
+        loop.run_until(lambda: bool(printed), 5, "status printed")
+        st = json.loads(printed[0])
+        assert st["call"]["state"] == "connected" and st["call"]["security"] == "locked"
+        assert st["call"]["peer"] == "sip:carol@127.0.0.1" and st["registered"]
+        user_end.sendall(b"hangup\n")
+        assert loop.wait_event(c, sipua.CallEnded).by == "remote"
+    finally:
+        user_end.close()
+        console_end.close()
+        loop.close()
