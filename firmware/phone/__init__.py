@@ -23,3 +23,11 @@
 #     "unlocked" with `why` saying what is missing.
 #   app.next_event() -> event or None firmware.sip.ua events (IncomingCall, CallAnswered, ...)
 #   app.log_lines                     the last log lines (drops of bad media are logged here)
+#
+# On the QEMU image (CPython), firmware.phone.io_cpython wires it up:
+#   p = PhoneIo.open(UaConfig(user, domain, password, "TLS"), server, port, cafile)
+#   loop = PhoneLoop(p); loop.add_reader(console_input, on_readable)  # one select() for both
+#   p.app.register(); loop.run_forever()
+# PhoneIo verifies the server certificate and name (ssl raises otherwise, so the phone never
+# runs on an unverified flow), binds RTP/RTCP on an even/odd UDP port pair, and reconnects with
+# backoff (and registers again) when the TLS flow breaks.
