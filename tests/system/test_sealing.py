@@ -40,11 +40,21 @@ class SealedDevice:
         (self.inputs / "pin").write_bytes(PIN)
         self.policy_key = base / "policy-signing-key.pem"
 
+    def restore_golden(self) -> None:
+        """The flash as provisioned (golden image + store); `tamper --restore` would zero the store."""
+        self.device.disk.write_bytes(self.golden)
+
+    def tamper(self, *args: str) -> None:
+        rc = tamper_main(["--device", "sealing", "--image-dir", str(self.image), "--devices-dir",
+                          str(self.devices), *args])
+        assert rc == 0
+
     def provision(self) -> None:
         rc = provision_cli.main(["--device", "sealing", "--board", BOARD, "--build-dir", str(self.image),
                                  "--devices-dir", str(self.devices), "--secrets", str(self.inputs / "secrets.json"),
                                  "--pin-file", str(self.inputs / "pin"), "--policy-key", str(self.policy_key)])
         assert rc == 0
+        self.golden = self.device.disk.read_bytes()
 
     def boot_status(self) -> tuple[dict[str, Any], str]:
         with self.device.boot(timeout=BOOT_TIMEOUT) as con:
@@ -81,9 +91,7 @@ def test_golden_image_unseals_then_tampered_component_is_refused(sealed: SealedD
     print("in guest: release %s ms, separator -> released %s ms"
           % (st.get("release_ms"), st.get("separator_to_release_ms")))
 
-    rc = tamper_main(["--device", "sealing", "--image-dir", str(sealed.image), "--devices-dir",
-                      str(sealed.devices), "--component", "phone-app"])
-    assert rc == 0
+    sealed.tamper("--component", "phone-app")
     st, console = sealed.boot_status()
     assert st["unsealed"] is False, st
     assert st["state"] == "integrity-failed", st
@@ -93,3 +101,43 @@ def test_golden_image_unseals_then_tampered_component_is_refused(sealed: SealedD
     assert [d["pcr"] for d in st["pcrs_differ"]] == [14]
     assert [c["name"] for c in st["components_differ"]] == ["phone-app"]
     _no_secret(console + json.dumps(st), sealed.device.disk.read_bytes())
+
+
+def _refused(st: dict[str, Any]) -> None:
+    _needs_hook(st)
+    assert st["unsealed"] is False and st["state"] == "integrity-failed", st
+    assert st["unsealed_reason"].startswith("TPM refused the sealed credentials (TPM_RC_"), st
+
+
+def test_uki_change_is_refused_naming_pcrs_4_and_11(sealed: SealedDevice) -> None:
+    sealed.restore_golden()
+    sealed.tamper("--uki", "cmdline")
+    st, _ = sealed.boot_status()
+    _refused(st)
+    assert [d["pcr"] for d in st["pcrs_differ"]] == [4, 11]
+    assert "components_differ" not in st  # the bundle itself is untouched
+    assert "PCR 4, 11 differ from the sealed policy" in st["unsealed_reason"]
+
+
+def test_removed_and_reordered_components_are_named(sealed: SealedDevice) -> None:
+    sealed.restore_golden()
+    sealed.tamper("--remove", "sip-media")
+    st, _ = sealed.boot_status()
+    _refused(st)
+    assert [d["pcr"] for d in st["pcrs_differ"]] == [14]
+    assert [(c["name"], c["status"]) for c in st["components_differ"]] == [("sip-media", "missing")]
+    sealed.restore_golden()
+    sealed.tamper("--swap", "device-config,ca-bundle")
+    st, _ = sealed.boot_status()
+    _refused(st)
+    assert [d["pcr"] for d in st["pcrs_differ"]] == [14]
+    assert [c["status"] for c in st["components_differ"]] == ["out-of-order"]
+
+
+def test_golden_again_after_restore_unseals(sealed: SealedDevice) -> None:
+    """Refusals cost nothing: after all the failed boots the golden flash still unseals (policy
+    failures are no PIN guesses, and every power-off was clean)."""
+    sealed.restore_golden()
+    st, _ = sealed.boot_status()
+    _needs_hook(st)
+    assert st["unsealed"] is True, st
