@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from firmware.secrets import store
 from firmware.tpm.client import Tpm
@@ -25,7 +26,7 @@ OUT = Path(__file__).resolve().parents[1] / "unit" / "firmware" / "test_secrets_
 
 
 def main() -> None:
-    gen = _run_swtpm()
+    gen: Any = _run_swtpm()
     sw = next(gen)
     try:
         tpm = connect(sw.uri)
