@@ -5,6 +5,7 @@
 #     ... status["unsealed"] is True, or False with status["reason"] (state "integrity-failed")
 #     hook.merge_status(console_status_dict)      # fold it into the console's `status` answer
 #     hook.credentials()                          # the Released object (None unless unsealed)
+#     hook.sip_account()                          # (username, password) for the SIP UA, or None
 #     hook.unlock(tpm, pin)                       # the PIN-bound user secret, on demand
 #     hook.forget()                               # wipe before power-off
 #
@@ -166,6 +167,21 @@ def merge_status(status):
         status["state"] = R.STATE_INTEGRITY_FAILED
         status["reason"] = last.get("reason")
     return status
+
+
+def sip_account():
+    """(username, password) of the released SIP account, or None when it is not released. The
+    sealed form is compact JSON {"password", "username"}; Python strings cannot be wiped, so use
+    them for registration and drop them (the bytearray stays wipeable via forget())."""
+    if _released is None or "sip-account" not in _released.names():
+        return None
+    try:
+        d = json.loads(bytes(_released.get("sip-account")))
+    except ValueError:
+        return None
+    if not isinstance(d, dict) or not isinstance(d.get("username"), str) or not isinstance(d.get("password"), str):
+        return None
+    return d["username"], d["password"]
 
 
 def status_fields():

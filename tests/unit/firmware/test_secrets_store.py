@@ -182,3 +182,17 @@ def test_hook_merge_status_for_the_console():
     st = hook.merge_status({"state": "running", "unsealed_reason": "old"})
     assert st == {"state": "running", "unsealed": True, "credentials_state": "unsealed", "release_ms": 5}
     hook.forget()
+
+
+def test_hook_sip_account():
+    from firmware.secrets import hook
+    hook.forget()
+    assert hook.sip_account() is None
+    buf = bytearray(b'{"password":"pw-1","username":"phone1"}')
+    hook._released = R.Released({"sip-account": buf})
+    assert hook.sip_account() == ("phone1", "pw-1")
+    hook._released = R.Released({"sip-account": bytearray(b"not json")})
+    assert hook.sip_account() is None
+    hook._released = R.Released({"sip-account": buf})
+    hook.forget()
+    assert buf == bytearray(len(buf)) and hook.sip_account() is None
