@@ -6,7 +6,7 @@ BOARD ?= qemu-x86_64
 export PYTHONPATH := $(CURDIR)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: deps image image-check test test-unit test-micropython test-tpm bench typecheck clean
+.PHONY: deps image image-check tamper test test-unit test-micropython test-tpm bench typecheck clean
 
 deps:
 	@bash host_tools/deps.sh
@@ -19,6 +19,14 @@ image: deps
 # One boot of the built image: compares the PCRs it reads with reference.json.
 image-check: image
 	$(PY) -m host_tools.image.bootcheck build/$(BOARD)
+
+RESIGN ?= yes
+# Tamper with a device's flash copy (build/devices/$(DEVICE)/disk.img, never build/$(BOARD)/):
+# one byte of COMPONENT, re-signed with the development key; RESIGN=no leaves it stale. docs/tamper.md
+tamper: deps
+	@if [ -z "$(DEVICE)" ] || [ -z "$(COMPONENT)" ]; then \
+	  echo "usage: make tamper DEVICE=NAME COMPONENT=NAME [RESIGN=no]" >&2; exit 2; fi
+	$(PY) -m host_tools.tamper --device "$(DEVICE)" --component "$(COMPONENT)" --resign "$(RESIGN)"
 
 # Every test: pure unit tests (CPython and MicroPython), TPM tests on a real swtpm, system tests.
 test: deps
