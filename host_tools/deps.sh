@@ -14,6 +14,8 @@ APT_PACKAGES=(
   tpm2-tools osslsigncode
   # real SIP peers for interop tests
   kamailio kamailio-tls-modules baresip-core
+  # tpm2-pytss (benchmark oracle for the unseal) builds against these
+  libtss2-dev python3-dev gcc pkg-config
 )
 
 missing=()
