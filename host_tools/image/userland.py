@@ -48,7 +48,7 @@ DYNLOAD_KEEP = frozenset({
     "mmap", "resource", "termios",
 })
 CRYPTOGRAPHY_DROP = ("cryptography/hazmat/bindings/_rust/__init__.pyi",)
-_STAMP_VERSION = 1  # bump when the pruning rules change
+_STAMP_VERSION = 2  # bump when the pruning rules change
 
 
 class UserlandError(RuntimeError):
@@ -198,6 +198,11 @@ def python_tree(root: Path, cache: Path) -> Tree:
         elif p.suffix == ".so":
             tree.add(f"{DIST_PACKAGES}/{rel}", p.read_bytes(), 0o755)
             elves.append(p)
+    # OpenSSL 3 loads its legacy provider at run time from the compiled-in MODULESDIR (Debian's
+    # cryptography 38 asks for it at start-up), so no DT_NEEDED scan finds it: ship it by path.
+    legacy = "usr/lib/x86_64-linux-gnu/ossl-modules/legacy.so"
+    tree.add(legacy, _real(root, legacy).read_bytes(), 0o755)
+    elves.append(_real(root, legacy))
     for (src, dfile), pyc in zip(sources, compile_pyc(sources)):
         tree.add(dfile[:-3] + ".pyc", pyc)
     # Shared libraries: the DT_NEEDED closure of everything shipped, flat in one directory.
