@@ -100,10 +100,8 @@ class SerialSpawn(pexpect.spawnbase.SpawnBase):  # type: ignore[misc]  # pexpect
         except (serial.SerialException, OSError) as e:
             self.flag_eof = True
             raise pexpect.EOF(f"serial line closed: {e}") from None
-        try:
-            self.port.flush()
-        except (serial.SerialException, OSError, termios.error):
-            pass  # the far end hung up after taking the bytes (e.g. a pty after poweroff)
+        # No flush(): on a tty it is tcdrain(), which waits for the far end to read and hangs
+        # when nobody does (a pty whose QEMU side paused); the kernel has the bytes already.
         return n if n is not None else len(b)
 
     def sendline(self, s: str = "") -> int:
@@ -145,12 +143,7 @@ class Console:
 
     def last_line(self) -> str:
         """The last non-empty console line received so far (for progress displays)."""
-        tail = _ANSI_RE.sub("", "".join(self.transcript[-50:])).replace("\r", "\n")
-        for line in reversed(tail.split("\n")):
-            line = "".join(ch for ch in line if ch >= " ").strip()
-            if line:
-                return line
-        return ""
+        return last_line("".join(self.transcript[-50:]))
 
     def wait_prompt(self, timeout: float = 180.0,
                     alive: Callable[[], None] | None = None,
@@ -276,6 +269,16 @@ class Console:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def last_line(text: str) -> str:
+    """The last non-empty line of console output, without terminal escapes and controls."""
+    tail = _ANSI_RE.sub("", text).replace("\r", "\n")
+    for line in reversed(tail.split("\n")):
+        line = "".join(ch for ch in line if ch >= " ").strip()
+        if line:
+            return line
+    return ""
 
 
 def _strip_echo(text: str, line: str) -> str:

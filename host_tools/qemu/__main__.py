@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from host_tools.console import ConsoleError, ConsoleTimeout
+from host_tools.console import PROMPT, ConsoleError, ConsoleTimeout, last_line
 from host_tools.qemu import interactive
 from host_tools.qemu.device import (BOARD, Device, DeviceConfig, DeviceError, clear_progress,
                                     stderr_progress)
@@ -102,11 +102,33 @@ def run_external(device: Device, console: str, timeout: float) -> int:
         print(f"[{device.name}] console on {run.target} (log: {device.console_log}); "
               "Ctrl-C stops the device", file=sys.stderr)
         print(run.target, flush=True)
+        show = stderr_progress(device.name)
+        ready = False
         while run.proc.poll() is None:
             time.sleep(0.5)
+            if not ready:
+                # QEMU's chardev logfile has every byte, whoever is attached to the console.
+                text = _tail(device.console_log)
+                ready = PROMPT in text
+                if ready:
+                    clear_progress()
+                    print(f"[{device.name}] phone prompt after {run.elapsed():.1f} s",
+                          file=sys.stderr)
+                else:
+                    show(run.elapsed(), last_line(text))
+        clear_progress()
         print(f"[{device.name}] QEMU exited with status {run.proc.returncode}",
               file=sys.stderr)
     return EXIT_OK
+
+
+def _tail(path: Path, size: int = 4096) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, path.stat().st_size - size))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def main(argv: list[str] | None = None) -> int:
