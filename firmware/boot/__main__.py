@@ -152,6 +152,7 @@ def measure():
         tpm.pcr_extend(pcr, digests)
 
     outcome = stage.measure_and_verify(image, extend, verify, banks=banks)
+    outcome.separator_uptime_s = uptime()  # firmware.secrets reports separator -> release time
     for name, version, digests in outcome.measured:
         say("measured %s %s into PCR %d: sha256 %s" % (name, version, outcome.log.pcr,
                                                          digests.get("sha256", b"").hex()))
@@ -178,8 +179,31 @@ def save_logs(outcome):
         say("firmware event log unavailable: %s" % e)
 
 
+def uptime():
+    try:
+        return float(read_file("/proc/uptime").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def copy_sealed_store():
+    # The phone user may not read the raw data partition; the sealed store holds no secret in
+    # the clear (TPM-sealed blobs and metadata), so root copies it to the tmpfs for the phone.
+    dev = os.environ.get("PHONE_DATA_DEV", "")
+    if not dev or dev.endswith("/missing"):
+        return
+    try:
+        from firmware.secrets import hook
+        n = hook.copy_store(dev, RUN_DIR)
+        say("sealed store copied from %s (%d bytes)" % (dev, n))
+    except Exception as e:  # a blank or foreign partition: the phone reports no credentials
+        say("no sealed store on %s: %s" % (dev, e))
+
+
 def save_state(outcome, state, reason):
     st = outcome.to_json() if outcome is not None else {"components": []}
+    if outcome is not None and getattr(outcome, "separator_uptime_s", None) is not None:
+        st["separator_uptime_s"] = outcome.separator_uptime_s
     st["bundle_state"] = st.get("state")
     st["state"] = state
     st["reason"] = reason
@@ -239,6 +263,8 @@ def main():
         say("REFUSED: %s" % reason)
     save_logs(outcome)
     save_state(outcome, state, reason)
+    if state == "running":
+        copy_sealed_store()
     grant_tpm()
     if state == "running":
         pythonpath = RUN_DIR + "/app"

@@ -12,6 +12,7 @@ def main():
     getenv = getattr(os, "getenv", lambda k, d=None: d)
     device = PhoneDevice(run_dir=getenv("PHONE_RUN_DIR", "/run/phone"),
                          tpm_device=getenv("PHONE_TPM", "/dev/tpmrm0"))
+    device.release_credentials()  # before the first prompt: status is final once it shows
     return serve(device, sys.stdin.buffer, sys.stdout.buffer)
 
 

@@ -22,6 +22,8 @@ class PhoneDevice:
         self.tpm_device = tpm_device
         self.firmware_log_path = firmware_log
         self._tpm = None
+        self._hook = None          # firmware.secrets.hook once credentials were asked for
+        self._hook_error = None    # why they could not be asked for
 
     def _state(self):
         try:
@@ -35,6 +37,24 @@ class PhoneDevice:
             from firmware.tpm.transport import open_uri
             self._tpm = Tpm(open_uri(self.tpm_device))
         return self._tpm
+
+    def release_credentials(self):
+        """Once at start: ask the TPM to unseal the phone's credentials (firmware.secrets.hook).
+        Only for a bundle the stage loader verified: a refused bundle never gets to try."""
+        st = self._state()
+        if st.get("state") != "running":
+            self._hook_error = "the stage loader refused the bundle: credentials stay sealed"
+            return
+        try:
+            from firmware.secrets import hook
+        except ImportError as e:
+            self._hook_error = "no credential store support in this image: %s" % e
+            return
+        try:
+            hook.release_at_boot(self.tpm(), run_dir=self.run_dir)
+            self._hook = hook
+        except Exception as e:  # the release reports TPM refusals itself; this is a crash
+            self._hook_error = "credential release failed: %s: %s" % (e.__class__.__name__, e)
 
     def status(self):
         st = self._state()
@@ -53,11 +73,14 @@ class PhoneDevice:
         except Exception as e:
             out["pcr14"] = None
             out["pcr14_error"] = str(e)
-        # Sealing and SIP registration are later stages of the product; say why they are off.
         out["unsealed"] = False
-        out["unsealed_reason"] = "no sealed credentials provisioned on this device yet"
+        if self._hook is not None:
+            self._hook.merge_status(out)
+        else:
+            out["unsealed_reason"] = self._hook_error or "credentials not released yet"
+        # SIP registration is not wired to this console yet; say so rather than guess.
         out["registered"] = False
-        out["registered_reason"] = "SIP account not unsealed"
+        out["registered_reason"] = "the SIP user agent is not started by this console"
         return out
 
     def pcrs(self, bank):
@@ -75,4 +98,6 @@ class PhoneDevice:
         return _read(self.run_dir + "/logs/phone.bin")
 
     def shutdown_tpm(self):
+        if self._hook is not None:
+            self._hook.forget()  # wipe released secrets before the power goes
         self.tpm().shutdown(clear=True)
