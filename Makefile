@@ -3,10 +3,11 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 BOARD ?= qemu-x86_64
+DEVICE ?= phone1
 export PYTHONPATH := $(CURDIR)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: deps image image-check tamper test test-unit test-micropython test-tpm bench typecheck clean
+.PHONY: deps image image-check qemu verify provision update tamper test test-unit test-micropython test-tpm bench typecheck clean
 
 deps:
 	@bash host_tools/deps.sh
@@ -20,6 +21,23 @@ image: deps
 image-check: image
 	$(PY) -m host_tools.image.bootcheck build/$(BOARD)
 
+# Boot DEVICE (state in build/devices/$(DEVICE)/: swtpm, OVMF vars, flash copy) under QEMU TCG with
+# the console on this terminal (Ctrl-] powers it off cleanly). KVM=1 opts in to KVM.
+qemu: image
+	$(PY) -m host_tools.qemu --device $(DEVICE) --board $(BOARD) $(if $(KVM),--kvm) $(QEMU_ARGS)
+
+# Boot DEVICE, fetch its logs and PCRs over the console, verify them against reference.json.
+verify: image
+	$(PY) -m host_tools.qemu.verify --device $(DEVICE) --board $(BOARD)
+
+# Seal DEVICE's credentials to the predicted PCRs (docs/sealing.md). SECRETS=file.json PIN_FILE=pin
+provision: image
+	$(PY) -m host_tools.provision --device $(DEVICE) --board $(BOARD) $(if $(PIN_FILE),--pin-file $(PIN_FILE)) $(if $(SECRETS),--secrets $(SECRETS))
+
+# Ship the current image to DEVICE with a vendor-signed PCR policy, keeping its sealed credentials.
+update: image
+	$(PY) -m host_tools.update --device $(DEVICE) --flash
+
 RESIGN ?= yes
 # Tamper with a device's flash copy (build/devices/$(DEVICE)/disk.img, never build/$(BOARD)/):
 # one byte of COMPONENT, re-signed with the development key; RESIGN=no leaves it stale. docs/tamper.md
@@ -29,7 +47,7 @@ tamper: deps
 	$(PY) -m host_tools.tamper --device "$(DEVICE)" --component "$(COMPONENT)" --resign "$(RESIGN)"
 
 # Every test: pure unit tests (CPython and MicroPython), TPM tests on a real swtpm, system tests.
-test: deps
+test: image
 	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) tests
 	$(VENV)/bin/micropython tests/mpy_run.py
 	$(PY) -m mypy --config-file tests/mypy.ini host_tools

@@ -21,6 +21,15 @@ from typing import Iterator
 import pytest
 
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    # Registered here (the rootdir conftest) so `pytest tests --target X` works, not only
+    # `pytest tests/hil --target X`; tests/hil/conftest.py tolerates the double registration.
+    parser.addoption("--target", default=None, metavar="PORT",
+                     help="serial console of a real board for tests/hil (/dev/ttyUSB0, "
+                          "socket://host:port); default: boot a QEMU device")
+
+
 class SwtpmProcess:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
