@@ -1,11 +1,19 @@
 # python3 -m firmware.console: the phone application's console on its standard input/output (the
 # serial line). Exit status EXIT_POWEROFF asks the stage loader (PID 1) to power the device off.
+#
+# With credentials the TPM released, the SIP phone runs in the same select() loop as the console
+# (loop.serve_select); without them it never starts (status says why, `call` is refused).
 
 import os
 import sys
 
-from firmware.console.loop import serve
+from firmware.console.loop import serve, serve_select
 from firmware.console.phone import PhoneDevice
+
+
+def _now_ms():
+    import time
+    return int(time.monotonic() * 1000)
 
 
 def main():
@@ -13,7 +21,10 @@ def main():
     device = PhoneDevice(run_dir=getenv("PHONE_RUN_DIR", "/run/phone"),
                          tpm_device=getenv("PHONE_TPM", "/dev/tpmrm0"))
     device.release_credentials()  # before the first prompt: status is final once it shows
-    return serve(device, sys.stdin.buffer, sys.stdout.buffer)
+    device.prepare_phone(_now_ms())   # the phone itself starts in the loop, after the prompt
+    if not hasattr(sys.stdin, "fileno"):
+        return serve(device, sys.stdin.buffer, sys.stdout.buffer)
+    return serve_select(device, sys.stdin.fileno(), sys.stdout.buffer, _now_ms)
 
 
 if __name__ == "__main__":

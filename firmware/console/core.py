@@ -14,6 +14,7 @@ import binascii
 import json
 
 from firmware import compat
+from firmware.console.calls import Refused, parse_options
 
 PROMPT = "phone> "
 MAX_LINE = 256  # longest command line accepted; a longer one is answered with an error
@@ -21,6 +22,7 @@ ACTION_NONE = 0
 ACTION_POWEROFF = 1
 B64_CHUNK = 57  # 57 input bytes -> 76 base64 characters per line (RFC 2045 line length)
 LOG_NAMES = {"firmware": "FIRMWARE-LOG", "phone": "PHONE-LOG"}
+USAGE = {"call": "a URI: call sip:user@host [tone=HZ]"}
 
 HELP = (
     "commands:\n"
@@ -28,6 +30,9 @@ HELP = (
     "  status           device state as one JSON object\n"
     "  pcrs [BANK]      PCR values of one bank (default sha256) as JSON\n"
     "  log [WHICH]      event logs, base64 framed; WHICH is firmware, phone or all (default)\n"
+    "  call URI [tone=HZ]  call a sip: URI (tone=HZ sends a sine instead of silence)\n"
+    "  answer [tone=HZ] answer the ringing incoming call\n"
+    "  hangup           end, cancel or decline the current call\n"
     "  poweroff         shut the TPM down cleanly (TPM2_Shutdown) and power off\n"
 )
 
@@ -104,6 +109,8 @@ class Console:
          status() -> dict            pcrs(bank) -> {index: digest bytes}
          firmware_log() -> bytes     phone_log() -> bytes
          shutdown_tpm() -> None
+         call(uri, tone_hz) -> call id    answer(tone_hz) -> call id    hangup() -> call id
+       (calls.Refused: printed as is; ValueError: the user's mistake, printed with the command)
        Each may raise any Exception; the console turns it into one "error: " line."""
 
     def __init__(self, device):
@@ -115,6 +122,9 @@ class Console:
             "pcrs": (self._pcrs, 0, 1),
             "log": (self._log, 0, 1),
             "poweroff": (self._poweroff, 0, 0),
+            "call": (self._call, 1, 2),
+            "answer": (self._answer, 0, 1),
+            "hangup": (self._hangup, 0, 0),
         }
 
     def handle(self, line):
@@ -149,9 +159,17 @@ class Console:
         if not least <= len(args) <= most:
             if most == 0:
                 return "error: %s takes no arguments\n" % name, ACTION_NONE
-            return "error: %s takes at most %d argument\n" % (name, most), ACTION_NONE
+            if len(args) < least:
+                return "error: %s needs %s\n" % (name, USAGE.get(name, "an argument")), \
+                    ACTION_NONE
+            return "error: %s takes at most %d argument%s\n" % (
+                name, most, "" if most == 1 else "s"), ACTION_NONE
         try:
             return fn(args)
+        except Refused as e:    # state refusals are shown as they are (e.g. sealed credentials)
+            return "error: %s\n" % _one_line(e), ACTION_NONE
+        except ValueError as e:  # the user's input (bad URI, bad option, no call to answer)
+            return "error: %s: %s\n" % (name, _one_line(e)), ACTION_NONE
         except Exception as e:  # device errors: report and keep running
             return "error: %s failed: %s\n" % (name, _one_line(e)), ACTION_NONE
 
@@ -189,6 +207,20 @@ class Console:
                 continue
             out.append(frame_blob(LOG_NAMES[n], data))
         return "".join(out), ACTION_NONE
+
+    def _call(self, args):
+        opts = parse_options(args[1:])
+        cid = self.device.call(args[0], opts["tone"])
+        return "calling %s (call %s)\n" % (args[0], cid), ACTION_NONE
+
+    def _answer(self, args):
+        opts = parse_options(args)
+        cid = self.device.answer(opts["tone"])
+        return "answered call %s\n" % cid, ACTION_NONE
+
+    def _hangup(self, args):
+        cid = self.device.hangup()
+        return "hanging up call %s\n" % cid, ACTION_NONE
 
     def _poweroff(self, args):
         # TPM2_Shutdown(CLEAR) first: powering off without it counts as an unclean reset and

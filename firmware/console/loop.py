@@ -21,3 +21,48 @@ def serve(device, stdin, stdout):
             return EXIT_POWEROFF
         stdout.write(PROMPT.encode())
         stdout.flush()
+
+
+def serve_select(device, in_fd, stdout, now_ms, max_wait_ms=1000):
+    """The console and the SIP phone in one select() loop (CPython on the device): lines from
+    the serial line's descriptor `in_fd` are answered as in serve(); between them the device's
+    phone sockets and timers run (device.sockets(), next_deadline(), pending(), step(ready, now);
+    see phone.PhoneDevice). Input is read with os.read so a buffered reader never hides a line
+    from select()."""
+    import os
+    import select
+
+    console = Console(device)
+    stdout.write(("\n" + PROMPT).encode())
+    stdout.flush()
+    buf = b""
+    while True:
+        now = now_ms()
+        wait = max_wait_ms
+        t = device.next_deadline()
+        if t is not None:
+            wait = max(0, min(wait, t - now))
+        if device.pending():
+            ready = []
+            wait = 0
+        else:
+            ready = select.select([in_fd] + device.sockets(), [], [], wait / 1000.0)[0]
+        if in_fd in ready:
+            data = os.read(in_fd, 512)
+            if not data:
+                return 0
+            buf += data
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                text, action = console.handle(line)
+                stdout.write(text.encode())
+                if action == ACTION_POWEROFF:
+                    stdout.flush()
+                    return EXIT_POWEROFF
+                stdout.write(PROMPT.encode())
+                stdout.flush()
+            if len(buf) > 4 * 256:
+                buf = b""   # no newline in a kilobyte: not a command line; the core reports long lines
+                stdout.write(b"error: line too long\n" + PROMPT.encode())
+                stdout.flush()
+        device.step(ready, now_ms())

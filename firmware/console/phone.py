@@ -5,6 +5,8 @@
 import json
 import os
 
+from firmware.console.calls import REFUSED_SEALED, CallControl
+
 FIRMWARE_LOG = "/sys/kernel/security/tpm0/binary_bios_measurements"
 RUN_DIR = "/run/phone"
 TPM_DEVICE = "/dev/tpmrm0"
@@ -24,6 +26,10 @@ class PhoneDevice:
         self._tpm = None
         self._hook = None          # firmware.secrets.hook once credentials were asked for
         self._hook_error = None    # why they could not be asked for
+        self.calls = CallControl()
+        self.phone = None          # firmware.phone.io_cpython.PhoneIo once started
+        self._start_at = None      # when to try (again) to start the phone, ms
+        self.start_attempts = 0
 
     def _state(self):
         try:
@@ -78,10 +84,107 @@ class PhoneDevice:
             self._hook.merge_status(out)
         else:
             out["unsealed_reason"] = self._hook_error or "credentials not released yet"
-        # SIP registration is not wired to this console yet; say so rather than guess.
-        out["registered"] = False
-        out["registered_reason"] = "the SIP user agent is not started by this console"
+        out.update(self.calls.status())
+        if self.phone is not None and self.phone.reconnect_at is not None:
+            out["registered_reason"] = "registrar connection lost; reconnecting"
         return out
+
+    # --- the SIP phone ------------------------------------------------------------------------------
+
+    def prepare_phone(self, now):
+        """Decide whether the phone may start: only with credentials the TPM released. A phone
+        whose unseal failed is refused for good (it cannot register or call)."""
+        if self._hook is None or not self._hook.status_fields().get("unsealed"):
+            why = self._hook_error
+            if self._hook is not None:
+                why = self._hook.status_fields().get("reason")
+            self.calls.refuse(REFUSED_SEALED, "credentials are sealed: %s"
+                              % (why or "not released"))
+            return False
+        if self._hook.sip_account() is None:
+            self.calls.refuse("integrity-failed: no SIP account among the released credentials",
+                              "no SIP account was provisioned for this device")
+            return False
+        self._start_at = now
+        return True
+
+    def device_config(self):
+        return json.loads(_read(self.run_dir + "/etc/device-config"))
+
+    def start_phone(self, now):
+        """Connect to the registrar from the signed device-config over verified TLS (CA: the
+        signed ca-bundle) with the released SIP account, bind media, and REGISTER. On failure
+        (no network yet, registrar down, certificate refused) retry with backoff."""
+        self._start_at = None
+        self.start_attempts += 1
+        from firmware.console.netconfig import phone_settings
+        from firmware.phone.io_cpython import PhoneIo
+        from firmware.sip.ua import UaConfig
+        try:
+            s = phone_settings(self.device_config())
+        except (OSError, ValueError) as e:
+            self.calls.refuse("phone not configured: %s" % e, "bad device-config: %s" % e)
+            return
+        user, password = self._hook.sip_account()
+        cfg = UaConfig(user, s["domain"], password, "TLS", keepalive_ms=s["keepalive_ms"])
+        try:
+            self.phone = PhoneIo.open(cfg, s["registrar"], s["port"], self.run_dir + "/etc/ca-bundle",
+                                      media_host=s["media_address"], media_bind=s["media_bind"],
+                                      media_port=s["media_port"],
+                                      server_hostname=s["tls_server_name"],
+                                      address_map=s["address_map"], suites=s["suites"])
+        except Exception as e:  # OSError, ssl errors: never an unverified fallback
+            delay = min(30000, 2000 * self.start_attempts)
+            self.calls.detach("registrar %s:%d not reachable (attempt %d, next in %d s): %s"
+                              % (s["registrar"], s["port"], self.start_attempts, delay // 1000,
+                                 e))
+            self._start_at = now + delay
+            return
+        password = None
+        self.calls.attach(self.phone.app)
+        self.phone.app.register()
+
+    # the console's I/O loop (loop.serve_select) drives these
+    def sockets(self):
+        return self.phone.sockets() if self.phone is not None else []
+
+    def next_deadline(self):
+        times = [self._start_at]
+        if self.phone is not None:
+            times.append(self.phone.next_deadline())   # includes the 20 ms media timer
+        times = [t for t in times if t is not None]
+        return min(times) if times else None
+
+    def pending(self):
+        p = self.phone
+        return p is not None and not p.flow.closed and p.flow.pending()
+
+    def step(self, ready, now):
+        if self._start_at is not None and self._start_at <= now:
+            self.start_phone(now)
+        if self.phone is not None:
+            self.phone.handle_ready(ready, now)
+            self.calls.tick(now)
+            self.phone.flush()
+
+    def call(self, uri, tone=None):
+        cid = self.calls.call(uri, tone)
+        self._flush()
+        return cid
+
+    def answer(self, tone=None):
+        cid = self.calls.answer(tone)
+        self._flush()
+        return cid
+
+    def hangup(self):
+        cid = self.calls.hangup()
+        self._flush()
+        return cid
+
+    def _flush(self):
+        if self.phone is not None:
+            self.phone.flush()
 
     def pcrs(self, bank):
         return self.tpm().pcr_read_all(bank)
@@ -98,6 +201,17 @@ class PhoneDevice:
         return _read(self.run_dir + "/logs/phone.bin")
 
     def shutdown_tpm(self):
+        if self.phone is not None:
+            try:
+                if self.phone.app.call_id is not None:
+                    self.phone.app.hangup()
+                self.phone.app.unregister()
+                self.phone.flush()
+            except Exception:
+                pass    # powering off anyway
+            self.phone.close()
+            self.phone = None
+            self.calls.detach("powered off")
         if self._hook is not None:
             self._hook.forget()  # wipe released secrets before the power goes
         self.tpm().shutdown(clear=True)

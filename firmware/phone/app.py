@@ -23,12 +23,15 @@ class PhoneApp:
     """config: firmware.sip.ua.UaConfig; media_address/media_port: where our RTP socket is bound
     (RTCP on media_port + 1); tls_verified: the shim's TLS flow verified the server certificate
     and name; log: callable(line); engine: SRTP engine for CallMedia; auto_answer: answer incoming
-    calls at once (a test and bench convenience)."""
+    calls at once (a test and bench convenience); address_map: {address in the peer's SDP: address
+    to send media to} for a board whose network rewrites addresses (qemu-x86_64 with user-mode
+    networking: a host peer at 127.0.0.1 is 10.0.2.2 seen from the guest)."""
 
     def __init__(self, config, media_address, media_port, now=None, log=None, engine="auto",
                  tls_verified=False, suites=PREFERENCE, codecs=(0, 8), auto_answer=False,
-                 rtcp_interval_ms=5000, jitter_delay_ms=60):
+                 rtcp_interval_ms=5000, jitter_delay_ms=60, address_map=None):
         now = _now(now)
+        self.address_map = dict(address_map or {})
         self.ua = sipua.UserAgent(config, now)
         self.config = config
         self.media_address = media_address
@@ -240,6 +243,11 @@ class PhoneApp:
         elif isinstance(e, sipua.CallAnswered):
             if e.call_id != self.call_id:
                 return
+            mapped = self.address_map.get(e.media.remote_address)
+            if mapped is not None:
+                self.log("call %s: media for %s sent to %s (board address map)"
+                         % (e.call_id, e.media.remote_address, mapped))
+                e.media.remote_address = mapped
             self.media = CallMedia(e.media, now, log=self.log, engine=self.engine,
                                    insecure=self.config.insecure,
                                    rtcp_interval_ms=self.rtcp_interval_ms,
