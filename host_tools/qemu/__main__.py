@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the serial console goes (default: this terminal)")
     p.add_argument("--kvm", action="store_true", help="use KVM instead of TCG (opt-in)")
     p.add_argument("--net", action="store_true", help="user-mode network (virtio-net)")
+    p.add_argument("--hostfwd", action="append", default=[], metavar="FWD",
+                   help="with --net: forward a host port into the guest, e.g. "
+                        "udp:127.0.0.1:40000-:40000 (repeatable; the phone's RTP/RTCP ports)")
     p.add_argument("--memory", type=int, default=512, metavar="MB")
     p.add_argument("--board", default=BOARD)
     p.add_argument("--image-dir", type=Path, metavar="DIR",
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     config = DeviceConfig(board=args.board, build_dir=args.image_dir,
                           devices_dir=args.devices_dir, memory_mb=args.memory, kvm=args.kvm,
-                          network=args.net)
+                          network=args.net, host_forwards=args.hostfwd)
     try:
         device = Device(args.device, config)
         for note in device.prepare(reflash=args.reflash):

@@ -41,6 +41,7 @@ OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 QEMU = "qemu-system-x86_64"
 DISK_NAME = "disk.img"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_HOSTFWD_RE = re.compile(r"^(tcp|udp):(\d{1,3}(\.\d{1,3}){3})?:\d{1,5}-(\d{1,3}(\.\d{1,3}){3})?:\d{1,5}$")
 _PTY_RE = re.compile(r"char device redirected to (/dev/pts/\d+) \(label ser0\)")
 
 
@@ -56,6 +57,9 @@ class DeviceConfig:
     memory_mb: int = 512
     kvm: bool = False                # KVM is broken on our machines: opt-in only (DESIGN.md)
     network: bool = False
+    # QEMU user-mode forwards into the guest ("udp:127.0.0.1:40000-:40000"): how host peers reach
+    # the phone's RTP/RTCP ports behind the NAT (docs/calling.md). Needs network=True.
+    host_forwards: list[str] = field(default_factory=list)
     extra_qemu_args: list[str] = field(default_factory=list)
 
 
@@ -73,6 +77,12 @@ class Device:
         self.console_log = self.dir / "console.log"
         self.qemu_log = self.dir / "qemu.log"
         self._lock: IO[bytes] | None = None
+        for fwd in self.config.host_forwards:
+            if not _HOSTFWD_RE.match(fwd):
+                raise DeviceError(f"bad host forward {fwd!r} "
+                                  "(PROTO:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT, PROTO tcp or udp)")
+        if self.config.host_forwards and not self.config.network:
+            raise DeviceError("host forwards need the network (--net)")
 
     # --- state ----------------------------------------------------------------------------
 
@@ -130,7 +140,8 @@ class Device:
                *tpm_args]
         if self.config.network:
             # An empty romfile keeps iPXE's option ROM out of PCR 2 (DESIGN.md).
-            cmd += ["-netdev", "user,id=net0", "-device", "virtio-net-pci,netdev=net0,romfile="]
+            netdev = "user,id=net0" + "".join(f",hostfwd={f}" for f in self.config.host_forwards)
+            cmd += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,romfile="]
         else:
             cmd += ["-nic", "none"]
         return cmd + self.config.extra_qemu_args
