@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from firmware.boot import stage, ustar
+from firmware.boot import antirollback, stage, ustar
 from firmware.boot.signature import load_public_key
 
 RUN_DIR = "/run/phone"
@@ -28,6 +28,9 @@ FIRMWARE_LOG = "/sys/kernel/security/tpm0/binary_bios_measurements"
 # the PCR 9/11 measurement of the initrd; never on the firmware partition an attacker can write).
 VENDOR_KEY_PATHS = ("/opt/phone/vendor-pubkey.pem", "/etc/phone/vendor-pubkey.pem")
 INITRAMFS_CODE = "/opt/phone"
+# The board this initramfs was built for (host_tools/image/build.py writes it; covered by PCR 9/11
+# like the vendor key). A bundle signed for another board is refused. Absent: not checked.
+BOARD_PATH = "/opt/phone/board"
 FW_PARTITION = "phone-fw"  # GPT partition name of the firmware partition (docs/image-format.md)
 PHONE_UID = 1000  # dedicated unprivileged user and group of the phone application
 PHONE_GID = 1000
@@ -97,6 +100,14 @@ def vendor_key():
     return None, None
 
 
+def board_name():
+    try:
+        name = read_file(BOARD_PATH).decode("utf-8").strip()
+    except (OSError, UnicodeError):
+        return None
+    return name or None
+
+
 def open_tpm(timeout=5.0):
     from firmware.tpm.client import Tpm
     from firmware.tpm.transport_dev import DeviceTransport
@@ -151,8 +162,21 @@ def measure():
     def extend(pcr, digests):
         tpm.pcr_extend(pcr, digests)
 
-    outcome = stage.measure_and_verify(image, extend, verify, banks=banks)
+    board = board_name()
+    if board is None:
+        say("no board name in this initramfs (%s): the bundle's board is not checked" % BOARD_PATH)
+    # Reading the floor extends nothing; a failure is handed to the decision (refusal after
+    # measuring), so the measurement-first rule holds whatever the NV index says.
+    floor, floor_error = antirollback.read_floor(tpm)
+    if floor_error is None:
+        say("anti-rollback floor %d (NV index 0x%08x)" % (floor, antirollback.FLOOR_INDEX))
+    outcome = stage.measure_and_verify(image, extend, verify, banks=banks, board=board,
+                                       min_counter=floor, floor_error=floor_error)
+    outcome.anti_rollback_floor = floor if floor_error is None else None
     outcome.separator_uptime_s = uptime()  # firmware.secrets reports separator -> release time
+    b_board, b_version, b_counter, b_digests = outcome.bundle
+    say("measured bundle %s (board %s, anti-rollback counter %d) into PCR %d: sha256 %s" % (
+        b_version, b_board, b_counter, outcome.log.pcr, b_digests.get("sha256", b"").hex()))
     for name, version, digests in outcome.measured:
         say("measured %s %s into PCR %d: sha256 %s" % (name, version, outcome.log.pcr,
                                                          digests.get("sha256", b"").hex()))
@@ -204,6 +228,8 @@ def save_state(outcome, state, reason):
     st = outcome.to_json() if outcome is not None else {"components": []}
     if outcome is not None and getattr(outcome, "separator_uptime_s", None) is not None:
         st["separator_uptime_s"] = outcome.separator_uptime_s
+    if outcome is not None and hasattr(outcome, "anti_rollback_floor"):
+        st["anti_rollback_floor"] = outcome.anti_rollback_floor
     st["bundle_state"] = st.get("state")
     st["state"] = state
     st["reason"] = reason

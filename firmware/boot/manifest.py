@@ -11,6 +11,7 @@ from firmware.errors import ParseError
 FORMAT_VERSION = 1
 MAX_COMPONENTS = 32
 MAX_MANIFEST = 64 * 1024
+MAX_COUNTER = 0xFFFFFFFFFFFFFFFF
 
 
 def _int(obj, key, where):
@@ -48,6 +49,9 @@ def parse(data):
         "anti_rollback_counter": _int(obj, "anti_rollback_counter", ""),
         "components": [],
     }
+    if out["anti_rollback_counter"] > MAX_COUNTER:
+        raise ParseError("must be at most 2**64-1 (it is measured as a u64)",
+                         field="anti_rollback_counter")
     comps = obj.get("components")
     if not isinstance(comps, list) or not comps or len(comps) > MAX_COMPONENTS:
         raise ParseError("must be a list of 1..%d components" % MAX_COMPONENTS, field="components")

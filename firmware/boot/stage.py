@@ -1,7 +1,10 @@
 # The stage loader's decision, sans-I/O: measure first, verify second, decide last.
 #
 # 1. Split the bundle (a ustar archive) into manifest.json, manifest.sig and the components.
-# 2. Measure every component found, in the order found, into PCR 14: one EV_EVENT_TAG per
+# 2. Measure the bundle's identity first: one EV_EVENT_TAG "bundle" event whose digest is the hash
+#    of (board, bundle version, anti-rollback counter) as the manifest found states them (placeholders
+#    when no manifest parses), so a rollback to an older bundle with identical components still
+#    changes PCR 14. Then every component found, in the order found: one EV_EVENT_TAG per
 #    component in the phone log (firmware.eventlog.PhoneLog) and the same digests extended into the
 #    TPM through `extend(pcr, {bank: digest})`; then the separator. This happens before any check,
 #    so a bundle that is refused still leaves an exact record of what was on the flash, and nothing
@@ -22,6 +25,7 @@ from firmware.eventlog.writer import PHONE_PCR, PhoneLog
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"
 UNLISTED = "unlisted"  # version label of a component the manifest does not name
+NO_MANIFEST = "?"     # board and version of the bundle event when no manifest parses
 STATE_VERIFIED = "verified"
 STATE_REFUSED = "refused"
 MAX_LABEL = 255
@@ -36,7 +40,8 @@ class Outcome:
         self.reason = None
         self.manifest = None
         self.components = []
-        self.measured = []  # (name, version, {bank: digest}) in extend order
+        self.measured = []  # (name, version, {bank: digest}) of the components, in extend order
+        self.bundle = None  # (board, bundle version, counter, {bank: digest}) of the bundle event
         self.log = None     # the PhoneLog, closed
 
     def to_json(self):
@@ -47,6 +52,12 @@ class Outcome:
                 entry[bank] = digests[bank].hex()
             comps.append(entry)
         out = {"state": self.state, "components": comps, "reason": self.reason}
+        if self.bundle is not None:
+            board, version, counter, digests = self.bundle
+            ev = {"board": board, "bundle_version": version, "anti_rollback_counter": counter}
+            for bank in digests:
+                ev[bank] = digests[bank].hex()
+            out["bundle_event"] = ev
         if self.manifest is not None:
             out["bundle_version"] = self.manifest["bundle_version"]
             out["anti_rollback_counter"] = self.manifest["anti_rollback_counter"]
@@ -79,11 +90,14 @@ def split(image):
 
 
 def measure_and_verify(image, extend, verify_signature, banks=("sha256",), board=None,
-                       min_counter=0):
+                       min_counter=0, floor_error=None):
     """Measure `image` (the firmware partition's bytes) into PCR 14, then verify it.
     `verify_signature(manifest_bytes, signature) -> bool` checks with the vendor key; None means no
-    key is available (every bundle is then unsigned). Exceptions from `extend` propagate: the TPM
-    failed and the caller must refuse to start anything."""
+    key is available (every bundle is then unsigned). `board`: this device's board name (None: not
+    checked). `min_counter`: the anti-rollback floor, a bundle whose counter is below it is refused;
+    `floor_error`: why the floor could not be read (then every bundle is refused, fail closed).
+    Exceptions from `extend` propagate: the TPM failed and the caller must refuse to start
+    anything."""
     out = Outcome()
     man_bytes, sig, comps, archive_err = split(image)
     out.components = comps
@@ -101,6 +115,14 @@ def measure_and_verify(image, extend, verify_signature, banks=("sha256",), board
 
     log = PhoneLog(banks)
     out.log = log
+    if untrusted is not None:
+        ident = (untrusted["board"], untrusted["bundle_version"],
+                 untrusted["anti_rollback_counter"])  # parse() bounds all three
+    else:
+        ident = (NO_MANIFEST, NO_MANIFEST, 0)
+    digests = log.add_bundle(ident[0], ident[1], ident[2])
+    extend(log.pcr, digests)
+    out.bundle = (ident[0], ident[1], ident[2], digests)
     for name, data in comps:
         label = _label(name)
         version = versions.get(name, UNLISTED)
@@ -110,7 +132,7 @@ def measure_and_verify(image, extend, verify_signature, banks=("sha256",), board
     extend(log.pcr, log.close())
 
     out.reason = _verify(man_bytes, sig, comps, archive_err, untrusted, manifest_err,
-                         verify_signature, board, min_counter)
+                         verify_signature, board, min_counter, floor_error)
     if out.reason is None:
         out.state = STATE_VERIFIED
         out.manifest = untrusted
@@ -120,7 +142,7 @@ def measure_and_verify(image, extend, verify_signature, banks=("sha256",), board
 
 
 def _verify(man_bytes, sig, comps, archive_err, manifest, manifest_err, verify_signature, board,
-            min_counter):
+            min_counter, floor_error=None):
     """None when the bundle may run, else the reason (one line naming what is wrong)."""
     if archive_err is not None:
         return "bundle archive malformed: %s" % archive_err
@@ -140,8 +162,10 @@ def _verify(man_bytes, sig, comps, archive_err, manifest, manifest_err, verify_s
         return "signed manifest malformed: %s" % manifest_err
     if board is not None and manifest["board"] != board:
         return "bundle is for board %r, this is %r" % (manifest["board"], board)
+    if floor_error is not None:
+        return "anti-rollback floor unreadable: %s" % floor_error
     if manifest["anti_rollback_counter"] < min_counter:
-        return "anti-rollback: bundle counter %d is below this device's %d" % (
+        return "anti-rollback: bundle counter %d is below this device's floor %d" % (
             manifest["anti_rollback_counter"], min_counter)
     signed = manifest["components"]
     signed_names = [c["name"] for c in signed]

@@ -98,3 +98,82 @@ def _decode_careful(data, base):
     if off != n:
         raise ParseError("%d trailing bytes" % (n - off), offset=base + off, field="component")
     return out[0], out[1]
+
+
+# The bundle event: which signed bundle (board, bundle version, anti-rollback counter) the stage
+# loader found. It is the first PCR 14 event, also EV_EVENT_TAG, with its own taggedEventID:
+#   "phone-bundle\0\0\0\0"  (16 bytes)
+#   u16 len + board (UTF-8, 1..255 bytes)
+#   u16 len + bundle version (UTF-8, 1..255 bytes)
+#   u64 anti-rollback counter
+# Unlike a component event, its digest is the hash of this whole event data (as for EV_SEPARATOR
+# or EV_EFI_ACTION): the labels are what is measured, so a verifier that finds the predicted
+# digest in a replayed PCR 14 knows the TPM vouches for the version and counter. An older bundle
+# with byte-identical components therefore still changes PCR 14 (docs/eventlog.md).
+PHONE_BUNDLE_TAG = 0x4E554250  # b"PBUN" read as a little-endian u32
+_BUNDLE_TAG_BYTES = struct.pack("<I", PHONE_BUNDLE_TAG)
+BUNDLE_MAGIC = b"phone-bundle\x00\x00\x00\x00"
+BUNDLE_EVENT_NAME = "bundle"  # the name verifiers and reference.json give this event
+MAX_COUNTER = 0xFFFFFFFFFFFFFFFF
+
+
+def encode_bundle(board, bundle_version, counter):
+    """The EV_EVENT_TAG payload (and measured bytes) of the bundle event."""
+    body = BUNDLE_MAGIC
+    for label, text in (("board", board), ("bundle version", bundle_version)):
+        raw = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        if not raw or len(raw) > MAX_NAME:
+            raise ValueError("%s must be 1..%d UTF-8 bytes" % (label, MAX_NAME))
+        body += struct.pack("<H", len(raw)) + raw
+    if not isinstance(counter, int) or counter < 0 or counter > MAX_COUNTER:
+        raise ValueError("anti-rollback counter must be 0..2**64-1")
+    body += struct.pack("<Q", counter)
+    return struct.pack("<II", PHONE_BUNDLE_TAG, len(body)) + body
+
+
+def bundle_label(bundle_version, counter, board):
+    """How verifiers show a bundle event's identity (its 'version' column)."""
+    return "%s (anti-rollback counter %d, board %s)" % (bundle_version, counter, board)
+
+
+def bundle_or_none(data, base=0):
+    """(board, bundle version, counter) if `data` is a bundle event payload, None if it is some
+    other tagged event; ParseError if it claims to be one but is malformed."""
+    if len(data) < 8 or data[0:4] != _BUNDLE_TAG_BYTES:
+        return None
+    return decode_bundle(data, base)
+
+
+def decode_bundle(data, base=0):
+    n = len(data)
+    if n < 8:
+        raise ParseError("truncated tagged event", offset=base, field="TaggedEvent")
+    tag, size = struct.unpack_from("<II", data, 0)
+    if tag != PHONE_BUNDLE_TAG:
+        raise ParseError("taggedEventID 0x%08x is not a phone bundle" % tag, offset=base,
+                         field="TaggedEvent.taggedEventID")
+    if size != n - 8:
+        raise ParseError("taggedEventDataSize %d but %d bytes follow" % (size, n - 8),
+                         offset=base + 4, field="TaggedEvent.taggedEventDataSize")
+    if data[8:24] != BUNDLE_MAGIC:
+        raise ParseError("missing phone-bundle magic", offset=base + 8, field="bundle.magic")
+    off = 24
+    out = []
+    for label in ("board", "version"):
+        if off + 2 > n:
+            raise ParseError("truncated", offset=base + off, field="bundle.%s.size" % label)
+        ln = struct.unpack_from("<H", data, off)[0]
+        if ln == 0 or ln > MAX_NAME or off + 2 + ln > n:
+            raise ParseError("%s length %d invalid (%d bytes left)" % (label, ln, n - off - 2),
+                             offset=base + off, field="bundle.%s.size" % label)
+        try:
+            out.append(bytes(data[off + 2:off + 2 + ln]).decode("utf-8"))
+        except UnicodeError:
+            raise ParseError("%s is not UTF-8" % label, offset=base + off + 2,
+                             field="bundle." + label)
+        off += 2 + ln
+    if off + 8 != n:
+        raise ParseError("anti-rollback counter must be the last 8 bytes (%d left)" % (n - off),
+                         offset=base + off, field="bundle.anti_rollback_counter")
+    counter = struct.unpack_from("<Q", data, off)[0]
+    return out[0], out[1], counter

@@ -5,7 +5,7 @@ import struct
 
 from firmware.errors import ParseError
 from firmware.eventlog import types as T
-from firmware.eventlog.component import decode_component, is_component
+from firmware.eventlog.component import bundle_or_none, decode_component, is_component
 
 _VARIABLE_TYPES = (T.EV_EFI_VARIABLE_DRIVER_CONFIG, T.EV_EFI_VARIABLE_BOOT,
                    T.EV_EFI_VARIABLE_BOOT2, T.EV_EFI_VARIABLE_AUTHORITY)
@@ -89,6 +89,10 @@ def describe(event_type, data):
         if event_type == T.EV_EVENT_TAG and is_component(data):
             name, version = decode_component(data)
             return "component %s %s" % (name, version)
+        if event_type == T.EV_EVENT_TAG:
+            b = bundle_or_none(data)
+            if b is not None:
+                return "bundle %s %s anti-rollback counter %d" % b
         if event_type in _STRING_TYPES:
             return repr(_printable(data))
     except ParseError as e:

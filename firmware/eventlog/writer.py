@@ -1,6 +1,7 @@
 # Writer for the phone's own measurement log, in the same crypto-agile format as the firmware's
-# (PFP §10), so tpm2_eventlog and our parser read both. The stage loader measures each component into
-# PCR 14 (board policy), appending one event here per TPM2_PCR_Extend, then a final EV_SEPARATOR
+# (PFP §10), so tpm2_eventlog and our parser read both. The stage loader measures the bundle's
+# identity (add_bundle: board, version, anti-rollback counter), then each component into PCR 14
+# (board policy), appending one event here per TPM2_PCR_Extend, then a final EV_SEPARATOR
 # after which nothing more is measured. The writer only builds bytes: extending the TPM is the
 # caller's job, with the digests measure_component() returns, so log and PCRs cannot drift apart.
 
@@ -8,7 +9,7 @@ import struct
 
 from firmware import compat
 from firmware.tcg_alg import HASH_ALG_IDS, HASH_SIZES
-from firmware.eventlog.component import encode_component
+from firmware.eventlog.component import encode_bundle, encode_component
 from firmware.eventlog.parser import SPEC_ID_SIGNATURE
 from firmware.eventlog.types import EV_EVENT_TAG, EV_NO_ACTION, EV_SEPARATOR
 
@@ -46,6 +47,16 @@ def measure_component(name, version, data, banks=("sha256",), pcr=PHONE_PCR):
     return digests, pcr_event2(pcr, EV_EVENT_TAG, digests, encode_component(name, version), banks)
 
 
+def measure_bundle(board, bundle_version, counter, banks=("sha256",), pcr=PHONE_PCR):
+    """(digests, event bytes) of the bundle event: the digest is of the event data itself, so the
+    measured value is the bundle's identity (board, version, anti-rollback counter)."""
+    data = encode_bundle(board, bundle_version, counter)
+    digests = {}
+    for bank in banks:
+        digests[bank] = compat.digest(bank, data)
+    return digests, pcr_event2(pcr, EV_EVENT_TAG, digests, data, banks)
+
+
 def separator_event(banks=("sha256",), pcr=PHONE_PCR):
     digests = {}
     for bank in banks:
@@ -73,6 +84,14 @@ class PhoneLog:
         if self.closed:
             raise ValueError("log closed by its separator: no more measurements")
         digests, ev = measure_component(name, version, data, self.banks, self.pcr)
+        self._parts.append(ev)
+        return digests
+
+    def add_bundle(self, board, bundle_version, counter):
+        """The bundle event (first in PCR 14, before the components); returns its digests."""
+        if self.closed:
+            raise ValueError("log closed by its separator: no more measurements")
+        digests, ev = measure_bundle(board, bundle_version, counter, self.banks, self.pcr)
         self._parts.append(ev)
         return digests
 

@@ -106,8 +106,16 @@ def code_component(repo: Path, spec: dict[str, object], name: str) -> bytes:
         note = (f"placeholder: none of firmware/{{{','.join(parts)}}} exists yet in this "
                 "source tree; the component is kept so the bundle layout and PCR 14 event "
                 "count do not change when the code lands.\n")
-        files = [("PLACEHOLDER", note.encode())]
-    return bundle.ustar(files)
+        return bundle.ustar([("PLACEHOLDER", note.encode())])
+    # Ship byte code next to every source: unchecked-hash .pyc (PEP 552), deterministic, never
+    # re-validated, so the device never compiles (compiling the phone code at each boot cost about
+    # a second under TCG between the separator and the unseal).
+    pycs = userland.compile_pyc([(repo / rel, rel) for rel, _ in files])
+    with_pyc = list(files)
+    for (rel, _), pyc in zip(files, pycs):
+        d, _, base = rel.rpartition("/")
+        with_pyc.append((f"{d}/__pycache__/{base[:-3]}.{initramfs.PYC_TAG}.pyc", pyc))
+    return bundle.ustar(sorted(with_pyc))
 
 
 def build(opts: BuildOptions) -> BuildResult:
@@ -172,7 +180,8 @@ def build(opts: BuildOptions) -> BuildResult:
         repo, _strlist(fw_spec.get("firmware"), "initramfs_firmware.firmware"),
         tuple(_strlist(fw_spec.get("exclude", []), "initramfs_firmware.exclude")))
     initrd = initramfs.build(tree, kmods, (bdir / "init.sh").read_bytes(), fw_files,
-                             {initramfs.VENDOR_KEY_PATH: bundle.public_pem(key)})
+                             {initramfs.VENDOR_KEY_PATH: bundle.public_pem(key),
+                              initramfs.BOARD_PATH: opts.board.encode() + b"\n"})
     (out / "initrd.img").write_bytes(initrd)
     lap("initramfs")
 
@@ -203,7 +212,8 @@ def build(opts: BuildOptions) -> BuildResult:
     events = (predict.pcr4_events(uki_bytes) + predict.pcr5_events(disk_head)
               + predict.pcr7_events()
               + predict.pcr9_events(cmdline, initrd) + predict.pcr11_events(uki_bytes)
-              + predict.pcr14_events([(c.name, c.sha256) for c in components]))
+              + predict.pcr14_events([(c.name, c.sha256) for c in components],
+                                     (opts.board, version, counter)))
     values = predict.pcr_values(events)
     reference: dict[str, object] = {
         "schema_version": REFERENCE_SCHEMA,
@@ -212,6 +222,10 @@ def build(opts: BuildOptions) -> BuildResult:
         "bundle_version": version,
         "anti_rollback_counter": counter,
         "pcr_policy": desc.get("pcr_policy"),
+        "bundle": {"board": opts.board, "bundle_version": version,
+                   "anti_rollback_counter": counter, "pcr": bundle.PHONE_PCR,
+                   "sha256": predict.sha256(
+                       predict.bundle_event_data(opts.board, version, counter)).hex()},
         "components": [{"name": c.name, "version": c.version, "size": len(c.data),
                         "sha256": c.sha256.hex(), "pcr": bundle.PHONE_PCR}
                        for c in components],

@@ -32,6 +32,7 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"
 PHONE_PCR = 14
+RESERVED_NAME = "bundle"  # the PCR 14 bundle event's name in reference.json and the verifier
 
 
 class BundleError(ValueError):
@@ -63,6 +64,9 @@ def manifest(board: str, bundle_version: str, anti_rollback_counter: int,
     names = [c.name for c in components]
     if len(set(names)) != len(names):
         raise BundleError(f"duplicate component names in {names}")
+    if RESERVED_NAME in names:
+        raise BundleError(f"component name {RESERVED_NAME!r} is reserved for the bundle event "
+                          "(docs/eventlog.md)")
     return canonical_json({
         "format_version": FORMAT_VERSION,
         "board": board,

@@ -11,6 +11,8 @@ FIRMWARE_ROOT = "opt/phone"  # on PYTHONPATH in /init
 # firmware.boot reads the vendor key from here: inside the initramfs, so it is covered by the
 # UKI's measurements (PCR 4, 9 and 11) and cannot be swapped without changing them.
 VENDOR_KEY_PATH = "opt/phone/vendor-pubkey.pem"
+# The board name, so the stage loader refuses a bundle signed for another board.
+BOARD_PATH = "opt/phone/board"
 PYC_TAG = "cpython-311"
 
 

@@ -21,9 +21,11 @@ Each function returns the ordered list of digests that the named party extends i
 * PCR 5 (OVMF, PFP §3.3.4.6 and §10.4.4): the separator, the EV_EFI_GPT_EVENT of the boot
   disk (UEFI_GPT_DATA: the GPT header, then the number of used entries and those entries),
   then the two EV_EFI_ACTION events around the kernel's ExitBootServices call.
-* PCR 14 (our stage loader, ``firmware.boot``, event format ``firmware.eventlog.writer``): one
-  EV_EVENT_TAG per bundle component in manifest order whose digest is the SHA-256 of the
-  component's bytes, then EV_SEPARATOR.  After the separator nothing more is extended.
+* PCR 14 (our stage loader, ``firmware.boot``, event format ``firmware.eventlog.writer``): first
+  the EV_EVENT_TAG "bundle" event whose digest is the SHA-256 of its own event data (board, bundle
+  version, anti-rollback counter: docs/eventlog.md), then one EV_EVENT_TAG per bundle component in
+  manifest order whose digest is the SHA-256 of the component's bytes, then EV_SEPARATOR.  After
+  the separator nothing more is extended.
 """
 
 from __future__ import annotations
@@ -173,9 +175,43 @@ def pcr5_events(disk_head: bytes) -> list[Event]:
     ] + [Event(5, "EV_EFI_ACTION", sha256(a), a.decode()) for a in EXIT_BOOT_SERVICES]
 
 
-def pcr14_events(components: list[tuple[str, bytes]]) -> list[Event]:
-    """*components*: (name, sha256 digest) in manifest order."""
-    events = [Event(PHONE_PCR, "EV_EVENT_TAG", digest, name) for name, digest in components]
+# docs/eventlog.md "The bundle event" (firmware/eventlog/component.py encode_bundle); written
+# again here so the prediction does not run device code, and a unit test compares the two.
+PHONE_BUNDLE_TAG = 0x4E554250
+BUNDLE_MAGIC = b"phone-bundle\0\0\0\0"
+BUNDLE_EVENT_NAME = "bundle"
+
+
+def bundle_event_data(board: str, bundle_version: str, counter: int) -> bytes:
+    """The bundle event's TCG_PCClientTaggedEvent (its digest is the hash of these bytes)."""
+    body = BUNDLE_MAGIC
+    for what, text in (("board", board), ("bundle version", bundle_version)):
+        raw = text.encode()
+        if not 1 <= len(raw) <= 255:
+            raise ValueError(f"{what} must be 1..255 UTF-8 bytes")
+        body += struct.pack("<H", len(raw)) + raw
+    if not 0 <= counter <= 0xFFFF_FFFF_FFFF_FFFF:
+        raise ValueError("anti-rollback counter must fit in a u64")
+    body += struct.pack("<Q", counter)
+    return struct.pack("<II", PHONE_BUNDLE_TAG, len(body)) + body
+
+
+def bundle_label(bundle_version: str, counter: int, board: str) -> str:
+    """The 'version' a verifier shows for the bundle event (component.bundle_label)."""
+    return f"{bundle_version} (anti-rollback counter {counter}, board {board})"
+
+
+def pcr14_events(components: list[tuple[str, bytes]],
+                 bundle: tuple[str, str, int] | None = None) -> list[Event]:
+    """*components*: (name, sha256 digest) in manifest order; *bundle*: (board, bundle version,
+    anti-rollback counter) of the manifest, measured first (None: a pre-bundle-event loader)."""
+    events = []
+    if bundle is not None:
+        board, version, counter = bundle
+        events.append(Event(PHONE_PCR, "EV_EVENT_TAG",
+                            sha256(bundle_event_data(board, version, counter)),
+                            BUNDLE_EVENT_NAME))
+    events += [Event(PHONE_PCR, "EV_EVENT_TAG", digest, name) for name, digest in components]
     events.append(Event(PHONE_PCR, "EV_SEPARATOR", sha256(SEPARATOR_DATA), "separator"))
     return events
 

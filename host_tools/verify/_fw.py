@@ -17,6 +17,10 @@ replay = cast(Callable[..., dict[str, dict[int, bytes]]], _replay.replay)
 initial_value = cast(Callable[[int, int], bytes], _replay.initial_value)
 component_or_none = cast(Callable[[bytes, int], tuple[str, str] | None],
                          _component.component_or_none)
+bundle_or_none = cast(Callable[[bytes, int], tuple[str, str, int] | None],
+                      _component.bundle_or_none)
+bundle_label = cast(Callable[[str, int, str], str], _component.bundle_label)
+BUNDLE_EVENT_NAME: str = _component.BUNDLE_EVENT_NAME
 decode_component = cast(Callable[[bytes, int], tuple[str, str]], _component.decode_component)
 event_type_name = cast(Callable[[int], str], _types.event_type_name)
 describe = cast(Callable[[int, bytes], str], _decode.describe)

@@ -12,8 +12,9 @@ from typing import Any, Sequence
 
 from firmware.errors import ParseError
 from firmware.eventlog.types import EV_EVENT_TAG, EV_NO_ACTION, EV_SEPARATOR
-from host_tools.verify._fw import (ParsedLog, component_or_none, describe, event_type_name,
-                                   initial_value, parse_log, replay)
+from host_tools.verify._fw import (BUNDLE_EVENT_NAME, ParsedLog, bundle_label, bundle_or_none,
+                                   component_or_none, describe, event_type_name, initial_value,
+                                   parse_log, replay)
 from host_tools.verify.reference import KNOWN_BANK_SIZES, InputError, Reference
 
 PcrValues = dict[str, dict[int, bytes]]
@@ -220,6 +221,12 @@ def compare_events(logs: Sequence[NamedLog], reference: Reference,
             if ev.type == EV_EVENT_TAG:
                 try:
                     comp = component_or_none(ev.data, ev.offset)
+                    if comp is None:
+                        # The bundle event reads like a component named "bundle" whose version
+                        # is its identity; its digest covers that identity (docs/eventlog.md).
+                        b = bundle_or_none(ev.data, ev.offset)
+                        if b is not None:
+                            comp = (BUNDLE_EVENT_NAME, bundle_label(b[1], b[2], b[0]))
                 except ParseError as e:
                     raise InputError("%s: event %d: %s" % (nl.name, ev.number, e)) from None
             if comp is None and ev.pcr not in comp_pcrs:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from host_tools.verify._fw import BUNDLE_EVENT_NAME, bundle_label
+
 SCHEMA_VERSION = 1
 KNOWN_BANK_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
 
@@ -105,6 +107,25 @@ def parse_reference(obj: Any, where: str) -> Reference:
             raise InputError("%s: 'pcr' must be an integer 0..23" % what)
         components.append(Component(name, _str(c, "version", what),
                                     _hex(c.get("sha256"), 32, what + ".sha256"), pcr))
+    bundle = obj.get("bundle")
+    if bundle is not None:
+        # The PCR 14 bundle event (docs/reference-schema.md): compared like a component named
+        # "bundle" measured first, whose version is its identity.
+        what = "%s: bundle" % where
+        if not isinstance(bundle, dict):
+            raise InputError("%s must be an object" % what)
+        if BUNDLE_EVENT_NAME in names:
+            raise InputError("%s: a component is named %r too" % (what, BUNDLE_EVENT_NAME))
+        counter = bundle.get("anti_rollback_counter")
+        if not isinstance(counter, int) or isinstance(counter, bool) or not 0 <= counter < 2**64:
+            raise InputError("%s: 'anti_rollback_counter' must be an integer 0..2**64-1" % what)
+        pcr = bundle.get("pcr")
+        if not isinstance(pcr, int) or isinstance(pcr, bool) or not 0 <= pcr <= 23:
+            raise InputError("%s: 'pcr' must be an integer 0..23" % what)
+        label = bundle_label(_str(bundle, "bundle_version", what), counter,
+                             _str(bundle, "board", what))
+        components.insert(0, Component(BUNDLE_EVENT_NAME, label,
+                                        _hex(bundle.get("sha256"), 32, what + ".sha256"), pcr))
     pcrs = parse_pcr_values(obj.get("pcrs", {}), where + ": pcrs")
     return Reference(SCHEMA_VERSION, board, image_version, tuple(components), pcrs)
 

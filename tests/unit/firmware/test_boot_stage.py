@@ -1,5 +1,6 @@
-# firmware.boot.stage: every component found is measured (log event + PCR extend, then the
-# separator) before anything is verified; the bundle runs only when the Ed25519 signature and the
+# firmware.boot.stage: the bundle's identity (board, version, anti-rollback counter) and then every
+# component found are measured (log event + PCR extend, then the separator) before anything is
+# verified; the bundle runs only when the Ed25519 signature and the
 # contents match the signed manifest, and each refusal names what is wrong. The bundle below is
 # signed with the RFC 8032 §7.1 TEST 1 key (signatures made with `cryptography`; Ed25519 is
 # deterministic); TEST 2's key stands in for an attacker's key.
@@ -8,7 +9,7 @@ from firmware.boot import manifest as manifest_mod
 from firmware.boot import signature, stage
 from firmware.errors import ParseError
 from firmware.eventlog import parse_log, replay
-from firmware.eventlog.component import decode_component
+from firmware.eventlog.component import decode_bundle, decode_component
 from tests.unit.firmware.check import raises, unhex
 from tests.unit.firmware.test_boot_signature import TEST1_PEM
 from tests.unit.firmware.test_boot_ustar import make_ustar
@@ -32,6 +33,12 @@ SIG_OTHER_KEY = unhex("a0534f8cced3bf5a36b354e159855731ae3cb919b274d2b6f400f118f
                       "4a9eabfb6269772b427e9d1e382697c382b7bddb28dd54860103dfae2e781900")
 VERIFY = signature.load_public_key(TEST1_PEM)
 SEPARATOR_SHA256 = compat.sha256(b"\x00\x00\x00\x00")
+# The bundle event of MANIFEST, byte for byte (docs/eventlog.md "The bundle event"): taggedEventID
+# "PBUN", size 44, magic, u16 11 "qemu-x86_64", u16 5 "1.2.3", u64 7 (all little-endian).
+BUNDLE_EVENT = (b"PBUN" + b"\x2c\x00\x00\x00" + b"phone-bundle\x00\x00\x00\x00"
+                + b"\x0b\x00qemu-x86_64" + b"\x05\x001.2.3" + b"\x07" + b"\x00" * 7)
+NO_MANIFEST_EVENT = (b"PBUN" + b"\x1e\x00\x00\x00" + b"phone-bundle\x00\x00\x00\x00"
+                     + b"\x01\x00?" + b"\x01\x00?" + b"\x00" * 8)
 
 
 def bundle(components=COMPONENTS, manifest=MANIFEST, sig=SIG_VENDOR):
@@ -51,19 +58,22 @@ def run(image, verify=VERIFY, **kw):
     return out, extends
 
 
-def check_measured(out, extends, names):
-    """The log lists exactly `names` then the separator; the extends are the log's digests, so
-    replaying the log gives what the TPM would hold."""
+def check_measured(out, extends, names, bundle_event=BUNDLE_EVENT):
+    """The log lists the bundle event, exactly `names`, then the separator; the extends are the
+    log's digests, so replaying the log gives what the TPM would hold. Returns the component
+    events."""
     log = parse_log(out.log.to_bytes())
     events = [e for e in log.events if e.pcr == 14]
-    assert [decode_component(e.data)[0] for e in events[:-1]] == names
+    assert events[0].type_name == "EV_EVENT_TAG" and events[0].data == bundle_event
+    assert events[0].digest("sha256") == compat.sha256(bundle_event)  # the identity is measured
+    assert [decode_component(e.data)[0] for e in events[1:-1]] == names
     assert events[-1].type_name == "EV_SEPARATOR"
     assert [(p, d["sha256"]) for p, d in extends] == [(14, e.digest("sha256")) for e in events]
     want = b"\x00" * 32
     for _, d in extends:
         want = compat.sha256(want + d["sha256"])
     assert replay(log, banks=("sha256",))["sha256"][14] == want
-    return events
+    return events[1:]
 
 
 def test_good_bundle_is_measured_then_verified():
@@ -78,13 +88,29 @@ def test_good_bundle_is_measured_then_verified():
     js = out.to_json()
     assert js["state"] == "verified" and js["anti_rollback_counter"] == 7
     assert js["components"][0]["sha256"] == compat.sha256(COMPONENTS[0][1]).hex()
+    assert js["bundle_event"] == {"board": "qemu-x86_64", "bundle_version": "1.2.3",
+                                  "anti_rollback_counter": 7,
+                                  "sha256": compat.sha256(BUNDLE_EVENT).hex()}
+    assert decode_bundle(BUNDLE_EVENT) == ("qemu-x86_64", "1.2.3", 7)
+
+
+def test_rollback_with_identical_components_changes_pcr14():
+    # An older, validly signed bundle whose components are byte-identical: only the bundle event
+    # differs, so PCR 14 (and any policy on it) differs. The signature is not checked here.
+    older = MANIFEST.replace(b'"anti_rollback_counter":7', b'"anti_rollback_counter":6')
+    _, new = run(bundle(), verify=None)
+    _, old = run(bundle(manifest=older), verify=None)
+    assert new[1:] == old[1:]
+    assert new[0] != old[0]
+    assert old[0][1]["sha256"] == compat.sha256(BUNDLE_EVENT.replace(b"\x07\x00", b"\x06\x00"))
 
 
 def test_all_banks_are_extended_with_one_log():
     out, extends = run(bundle(), banks=("sha1", "sha256"))
     assert out.state == stage.STATE_VERIFIED
     assert sorted(extends[0][1]) == ["sha1", "sha256"]
-    assert extends[0][1]["sha1"] == compat.sha1(COMPONENTS[0][1])
+    assert extends[0][1]["sha1"] == compat.sha1(BUNDLE_EVENT)
+    assert extends[1][1]["sha1"] == compat.sha1(COMPONENTS[0][1])
     assert extends[-1][1]["sha256"] == SEPARATOR_SHA256
 
 
@@ -127,8 +153,9 @@ def test_unsigned_and_missing_key():
     out, extends = run(bundle(sig=None))
     assert out.reason == "unsigned bundle: no manifest.sig after the manifest"
     check_measured(out, extends, [n for n, _ in COMPONENTS])
-    out, _ = run(bundle(manifest=None, sig=None))
+    out, extends = run(bundle(manifest=None, sig=None))
     assert out.reason == "unsigned bundle: no manifest.json at the start of the archive"
+    check_measured(out, extends, [n for n, _ in COMPONENTS], NO_MANIFEST_EVENT)
     out, _ = run(bundle(), verify=None)
     assert out.reason == "no vendor public key in this loader: cannot verify the bundle"
     assert out.state == stage.STATE_REFUSED
@@ -142,10 +169,21 @@ def test_verifier_exception_fails_closed():
     assert out.state == stage.STATE_REFUSED and out.reason == "signature check failed: no entropy"
 
 
+def extends_of(image, **kw):
+    return run(image, **kw)[1]
+
+
 def test_rollback_and_board():
     out, _ = run(bundle(), min_counter=8)
-    assert out.reason == "anti-rollback: bundle counter 7 is below this device's 8"
+    assert out.reason == "anti-rollback: bundle counter 7 is below this device's floor 8"
     assert out.manifest["bundle_version"] == "1.2.3"
+    check_measured(out, extends_of(bundle(), min_counter=8), [n for n, _ in COMPONENTS])
+    out, _ = run(bundle(), min_counter=0, floor_error="NV index 0x01000a50: TpmError: x")
+    assert out.reason == "anti-rollback floor unreadable: NV index 0x01000a50: TpmError: x"
+    assert out.state == stage.STATE_REFUSED
+    # a bad signature is named before the floor: the floor matters only for genuine bundles
+    out, _ = run(bundle(sig=SIG_OTHER_KEY), min_counter=8)
+    assert out.reason == "manifest signature does not verify with the vendor key"
     out, _ = run(bundle(), min_counter=7, board="qemu-x86_64")
     assert out.state == stage.STATE_VERIFIED
     out, _ = run(bundle(), board="other-board")
@@ -164,11 +202,12 @@ def test_corrupt_archive_measures_what_came_before():
     check_measured(out, extends, ["phone-app", "sip-media"])
 
 
-def test_empty_partition_measures_only_the_separator():
+def test_empty_partition_measures_only_the_placeholder_bundle_and_separator():
     out, extends = run(b"")
     assert out.state == stage.STATE_REFUSED
     assert out.reason.startswith("bundle archive malformed")
-    assert extends == [(14, {"sha256": SEPARATOR_SHA256})]
+    assert extends == [(14, {"sha256": compat.sha256(NO_MANIFEST_EVENT)}),
+                       (14, {"sha256": SEPARATOR_SHA256})]
     raises(ValueError, out.log.add_component, "late", "1", b"x")  # nothing after the separator
 
 
@@ -195,3 +234,6 @@ def test_manifest_parse_errors_name_the_field():
     assert e.field == "manifest"
     e = raises(ParseError, manifest_mod.parse, MANIFEST.replace(b'"pcr":14', b'"pcr":true', 1))
     assert e.field == "components[0].pcr"
+    e = raises(ParseError, manifest_mod.parse, MANIFEST.replace(
+        b'"anti_rollback_counter":7', b'"anti_rollback_counter":18446744073709551616'))
+    assert e.field == "anti_rollback_counter"

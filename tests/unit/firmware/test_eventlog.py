@@ -226,3 +226,50 @@ def test_measure_component_and_add_measured_agree():
     b.close()
     assert raises(ValueError, b.close)
     assert raises(ValueError, b.add_measured, "x", "1", digests)
+
+
+def test_bundle_payload_bytes():
+    # TCG_PCClientTaggedEvent {taggedEventID "PBUN", size} + "phone-bundle\0\0\0\0" + u16 len +
+    # board + u16 len + version + u64 counter (docs/eventlog.md "The bundle event")
+    from firmware.eventlog.component import bundle_or_none, decode_bundle, encode_bundle
+    from firmware.eventlog.writer import measure_bundle
+    raw = encode_bundle("b", "1.0", 258)
+    assert raw == (b"PBUN" + struct.pack("<I", 16 + 3 + 5 + 8) + b"phone-bundle\x00\x00\x00\x00"
+                   + b"\x01\x00b" + b"\x03\x001.0" + b"\x02\x01" + b"\x00" * 6)
+    assert decode_bundle(raw) == ("b", "1.0", 258)
+    assert bundle_or_none(raw) == ("b", "1.0", 258)
+    assert bundle_or_none(encode_component("b", "1.0")) is None
+    digests, ev = measure_bundle("b", "1.0", 258, ("sha1", "sha256"))
+    assert digests == {"sha1": compat.sha1(raw), "sha256": compat.sha256(raw)}
+    parsed = parse_log(spec_id_event(("sha1", "sha256")) + ev)
+    assert parsed.events[0].type == T.EV_EVENT_TAG and parsed.events[0].data == raw
+    assert describe(T.EV_EVENT_TAG, raw) == "bundle b 1.0 anti-rollback counter 258"
+    assert raises(ValueError, encode_bundle, "", "1", 0)
+    assert raises(ValueError, encode_bundle, "b", "v" * 256, 0)
+    assert raises(ValueError, encode_bundle, "b", "1", -1)
+    assert raises(ValueError, encode_bundle, "b", "1", 1 << 64)
+    e = raises(ParseError, decode_bundle, raw[:-1], 100)
+    assert e.field == "TaggedEvent.taggedEventDataSize" and e.offset == 104
+    short = raw[:-1]
+    short = short[:4] + struct.pack("<I", len(short) - 8) + short[8:]
+    e = raises(ParseError, decode_bundle, short, 100)
+    assert e.field == "bundle.anti_rollback_counter" and e.offset == 100 + 24 + 3 + 5
+    bad = raw[:8] + b"phone-bundlX" + raw[20:]
+    e = raises(ParseError, decode_bundle, bad)
+    assert e.field == "bundle.magic" and e.offset == 8
+    body = b"phone-bundle\x00\x00\x00\x00" + b"\x09\x00b"
+    e = raises(ParseError, decode_bundle, b"PBUN" + struct.pack("<I", len(body)) + body)
+    assert e.field == "bundle.board.size"
+    e = raises(ParseError, bundle_or_none, b"PBUN" + struct.pack("<I", 99))
+    assert e.field == "TaggedEvent.taggedEventDataSize"
+
+
+def test_phone_log_bundle_event_first():
+    log = PhoneLog(("sha256",))
+    d = log.add_bundle("qemu-x86_64", "0.1.0", 1)
+    log.add_component("app", "0.1.0", b"app")
+    log.close()
+    assert raises(ValueError, log.add_bundle, "qemu-x86_64", "0.1.0", 1)
+    parsed = parse_log(log.to_bytes())
+    assert parsed.events[0].digest("sha256") == d["sha256"]
+    assert decode_component(parsed.events[1].data) == ("app", "0.1.0")

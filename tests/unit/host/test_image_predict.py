@@ -117,3 +117,27 @@ def test_pcr14_matches_phone_log_writer() -> None:
 def test_uefi_gpt_data_bad_input() -> None:
     with pytest.raises(ValueError, match="no GPT header signature at offset 512"):
         predict.uefi_gpt_data(b"\0" * 4096)
+
+
+def test_bundle_event_matches_firmware_encoder_and_writer() -> None:
+    from firmware.eventlog.component import encode_bundle
+    data = predict.bundle_event_data("qemu-x86_64", "0.1.0", 1)
+    assert data == encode_bundle("qemu-x86_64", "0.1.0", 1)  # type: ignore[no-untyped-call]
+    comps = [("phone-app", b"app code"), ("ca-bundle", b"ca")]
+    log = PhoneLog(banks=("sha256",))
+    log.add_bundle("qemu-x86_64", "0.1.0", 1)
+    for name, d in comps:
+        log.add_component(name, "0.1.0", d)
+    log.close()
+    replayed = fw_replay(parse_log(log.to_bytes()))["sha256"][14]
+    predicted = predict.pcr14_events([(n, hashlib.sha256(d).digest()) for n, d in comps],
+                                     ("qemu-x86_64", "0.1.0", 1))
+    assert predicted[0].description == "bundle"
+    assert predict.pcr_values(predicted)[14] == replayed
+    older = predict.pcr14_events([(n, hashlib.sha256(d).digest()) for n, d in comps],
+                                 ("qemu-x86_64", "0.0.9", 0))
+    assert predict.pcr_values(older)[14] != replayed  # rollback with identical components
+    with pytest.raises(ValueError, match="board must be 1..255"):
+        predict.bundle_event_data("", "0.1.0", 1)
+    with pytest.raises(ValueError, match="u64"):
+        predict.bundle_event_data("b", "0.1.0", 2**64)
