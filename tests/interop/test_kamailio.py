@@ -67,13 +67,32 @@ def make_pki(d: Path, prefix: str = "") -> None:
              "-days", "30", "-extfile", "server.ext", "-out", "server.pem")
 
 
+def make_server_cert(d: Path, ca_pem: Path, ca_key: Path, sans: str) -> None:
+    """ca.pem (a copy of `ca_pem`) and server.pem/server.key issued by that CA for `sans`
+    (e.g. "IP:10.0.2.2,IP:127.0.0.1,DNS:localhost"): a Kamailio the booted phone trusts through
+    the image's own CA bundle."""
+    shutil.copy(ca_pem, d / "ca.pem")
+    _openssl(d, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")
+    (d / "server.ext").write_text(
+        "basicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature,keyEncipherment\n"
+        "extendedKeyUsage=serverAuth,clientAuth\n"
+        "subjectAltName=%s\n" % sans)
+    _openssl(d, "x509", "-req", "-in", "server.csr", "-CA", str(ca_pem), "-CAkey", str(ca_key),
+             "-CAcreateserial", "-CAserial", str(d / "ca.srl"), "-days", "2",
+             "-extfile", "server.ext", "-out", "server.pem")
+
+
 class Kamailio:
-    def __init__(self, d: Path, algorithm: str) -> None:
+    def __init__(self, d: Path, algorithm: str, tls_port: int | None = None) -> None:
+        """tls_port: a fixed TLS port (the booted phone's signed device-config names 5061);
+        default a free one."""
         self.dir = d
         self.algorithm = algorithm
         defines = ["WITH_SHA256"] if algorithm == "SHA-256" else []
         self.udp_port = _free_port(socket.SOCK_DGRAM)
-        self.tls_port = _free_port(socket.SOCK_STREAM)
+        self.tls_port = tls_port if tls_port is not None else _free_port(socket.SOCK_STREAM)
         self.ca = str(d / "ca.pem")
         self.log = d / "kamailio.log"
         (d / "db").mkdir()
