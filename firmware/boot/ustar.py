@@ -9,7 +9,7 @@
 from firmware.errors import ParseError
 
 BLOCK = 512
-MAX_MEMBERS = 64  # a bundle has a handful; refuse to walk a huge table from untrusted flash
+MAX_MEMBERS = 512  # a code component holds ~60 sources + their .pyc; bounds the walk of untrusted flash
 # Header field offsets and sizes (ustar header layout).
 NAME = (0, 100)
 SIZE = (124, 12)
