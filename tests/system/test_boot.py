@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 parse_log = cast(Callable[[bytes], Any], parser.parse_log)
 replay = cast(Callable[..., dict[str, dict[int, bytes]]], replayer.replay)
 decode_component = cast(Callable[[bytes], tuple[str, str]], component.decode_component)
+decode_bundle = cast(Callable[[bytes], tuple[str, str, int]], component.decode_bundle)
 
 
 def test_boots_to_prompt_with_help(phone: BootedPhone) -> None:
@@ -52,8 +53,15 @@ def test_pcr14_is_the_replay_of_the_phone_log(phone: BootedPhone) -> None:
     replayed = replay(log, banks=("sha256",))["sha256"]
     assert replayed[14].hex() == pcrs["14"] == phone.reference["pcrs"]["sha256"]["14"]
     ev14 = [e for e in log.events if e.pcr == 14]
-    assert [decode_component(e.data)[0] for e in ev14[:-1]] == [
+    # first the bundle's identity (TPM-vouched: its digest is of those very bytes), then the
+    # components, then the separator
+    bundle = phone.reference["bundle"]
+    assert decode_bundle(ev14[0].data) == (bundle["board"], bundle["bundle_version"],
+                                           bundle["anti_rollback_counter"])
+    assert ev14[0].digest("sha256").hex() == bundle["sha256"]
+    assert [decode_component(e.data)[0] for e in ev14[1:-1]] == [
         c["name"] for c in phone.reference["components"]]
+    assert len(ev14) == len(phone.reference["components"]) + 2
     assert ev14[-1].type_name == "EV_SEPARATOR"
     assert {e.pcr for e in log.events if e.type_name != "EV_NO_ACTION"} == {14}
     # the firmware log explains the boot PCRs, and they are what the image predicted

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from firmware.eventlog import parse_log, replay as fw_replay
-from host_tools.image import bundle, disk, pe
+from host_tools.image import bundle, disk, pe, predict
 from host_tools.image.build import BuildOptions, BuildResult, build
 from host_tools.verify import load_reference
 
@@ -131,8 +131,42 @@ def test_reference_loads_in_verifier_and_matches_bundle(first: BuildResult) -> N
     assert ref.board == BOARD
     assert set(ref.pcrs["sha256"]) >= {4, 7, 9, 11, 14}
     m = json.loads((first.out / "bundle/manifest.json").read_bytes())
-    assert [(c.name, c.sha256.hex(), c.pcr) for c in ref.components] == [
+    # the verifier reads reference.json's "bundle" object as a first component named "bundle"
+    bundle_ev = predict.bundle_event_data(m["board"], m["bundle_version"],
+                                          m["anti_rollback_counter"])
+    assert (ref.components[0].name, ref.components[0].sha256) == (
+        "bundle", hashlib.sha256(bundle_ev).digest())
+    assert [(c.name, c.sha256.hex(), c.pcr) for c in ref.components[1:]] == [
         (c["name"], c["sha256"], c["pcr"]) for c in m["components"]]
+
+
+def test_code_components_ship_unchecked_hash_pyc(first: BuildResult) -> None:
+    # PEP 552: flags 0b01 = hash-based, check_source clear; one .pyc beside every source, so the
+    # device never compiles the bundle's code
+    import importlib.util
+    for name in ("phone-app", "sip-media"):
+        with tarfile.open(first.out / "bundle" / "components" / name) as tar:
+            names = tar.getnames()
+            sources = [n for n in names if n.endswith(".py")]
+            assert sources
+            for src in sources:
+                d, _, base = src.rpartition("/")
+                pyc = tar.extractfile(f"{d}/__pycache__/{base[:-3]}.cpython-311.pyc")
+                assert pyc is not None
+                head = pyc.read(16)
+                assert head[:4] == importlib.util.MAGIC_NUMBER
+                assert int.from_bytes(head[4:8], "little") == 0b01, src
+
+
+def test_initramfs_names_its_board(first: BuildResult) -> None:
+    import gzip
+    from host_tools.image import initramfs
+    import re
+    raw = gzip.decompress((first.out / "initrd.img").read_bytes())
+    # newc: name, NUL, padding to 4 bytes, then the file data (its size in the header)
+    found = re.search(b"\\x00" + re.escape(initramfs.BOARD_PATH.encode()) + b"\\x00+("
+                      + re.escape(BOARD.encode()) + b")\\n", raw)
+    assert found is not None
 
 
 def test_pcr11_matches_systemd_measure_on_built_uki(first: BuildResult, tmp_path: Path) -> None:

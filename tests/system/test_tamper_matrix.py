@@ -115,7 +115,7 @@ def test_byte_changed_and_resigned(image: Image, capsys: pytest.CaptureFixture[s
     assert e["status"] == "differs" and e["trusted"]
     assert any(p.startswith("sha256 ") for p in e["problems"]), e
     assert {n: s for n, s in b.statuses().items() if n != "phone-app"} == {
-        "sip-media": "ok", "device-config": "ok", "ca-bundle": "ok"}
+        "bundle": "ok", "sip-media": "ok", "device-config": "ok", "ca-bundle": "ok"}
     assert b.bad_pcrs() == {14}
 
 
@@ -132,7 +132,7 @@ def test_byte_changed_signature_stale(image: Image,
     assert [c["name"] for c in b.status["components"]] == [
         "phone-app", "sip-media", "device-config", "ca-bundle"]
     e = b.event("phone-app")
-    assert e["status"] == "differs" and e["trusted"] and e["event"] == 1
+    assert e["status"] == "differs" and e["trusted"] and e["event"] == 2  # after the bundle event
     assert b.bad_pcrs() == {14}
 
 
@@ -141,8 +141,8 @@ def test_component_removed(image: Image, capsys: pytest.CaptureFixture[str]) -> 
     assert b.rc == 1
     assert b.status["state"] == "running"
     assert b.event("ca-bundle")["status"] == "missing"
-    assert b.statuses() == {"phone-app": "ok", "sip-media": "ok", "device-config": "ok",
-                            "ca-bundle": "missing"}
+    assert b.statuses() == {"bundle": "ok", "phone-app": "ok", "sip-media": "ok",
+                            "device-config": "ok", "ca-bundle": "missing"}
     assert b.bad_pcrs() == {14}
 
 
@@ -155,7 +155,7 @@ def test_component_added(image: Image, tmp_path: Path,
     assert b.status["state"] == "running"
     e = b.event("backdoor")
     assert e["status"] == "extra" and "not in the reference" in e["problems"]
-    assert e["event"] == 5  # measured after the four genuine components
+    assert e["event"] == 6  # measured after the bundle event and the four genuine components
     assert b.bad_pcrs() == {14}
 
 
@@ -170,18 +170,50 @@ def test_components_reordered(image: Image, capsys: pytest.CaptureFixture[str]) 
 
 
 def test_rollback_to_older_bundle(image: Image, capsys: pytest.CaptureFixture[str]) -> None:
+    """An older, validly signed bundle with byte-identical components: the TPM-vouched bundle event
+    (its digest is of board, version and anti-rollback counter) differs, so PCR 14 does."""
     b = boot_and_verify(image, "rollback", ["--rollback"], capsys)
     assert "0.1.0 (anti-rollback counter 1) -> 0.0.9 (counter 0)" in b.tamper_note
     assert b.rc == 1
+    # a fresh device has no anti-rollback NV index: floor 0, the signed older bundle runs
+    assert "anti-rollback floor 0 (NV index 0x01000a50)" in b.console
     assert b.status["image_version"] == "0.0.9"
-    # the console names the older counter: today the loader accepts it (it keeps no counter of its
-    # own, docs/tamper.md); a loader that enforces one refuses with "anti-rollback: ..."
-    assert ("bundle 0.0.9 verified (anti-rollback counter 0)" in b.console
-            or "REFUSED: anti-rollback: bundle counter 0" in b.console), b.console[-2000:]
+    assert "bundle 0.0.9 verified (anti-rollback counter 0)" in b.console, b.console[-2000:]
+    e = b.event("bundle")
+    assert e["status"] == "differs" and e["trusted"] and e["event"] == 1, e
+    assert ("version 0.0.9 (anti-rollback counter 0, board qemu-x86_64), reference 0.1.0 "
+            "(anti-rollback counter 1, board qemu-x86_64)") in e["problems"], e
+    assert any(p.startswith("sha256 ") for p in e["problems"]), e
+    assert b.bad_pcrs() == {14}
     for name in ("phone-app", "sip-media", "device-config", "ca-bundle"):
         e = b.event(name)
-        assert e["status"] == "differs", e
-        assert "version 0.0.9, reference 0.1.0" in e["problems"], e
+        # same bytes: only the (unvouched) version labels differ, never the digests
+        assert e["status"] == "differs" and e["problems"] == ["version 0.0.9, reference 0.1.0"], e
+
+
+def test_raised_floor_refuses_older_bundle(image: Image, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Provisioned device: the golden boot unseals and commits counter 1 (NV bit 0 set, floor 1);
+    after a rollback of the flash the stage loader refuses the older bundle, having measured it."""
+    from host_tools.provision.__main__ import main as provision_main
+    rc = provision_main(["--device", "floor", "--build-dir", str(image.out), "--devices-dir",
+                         str(image.devices), "--policy-key", str(tmp_path / "policy-key.pem")])
+    assert rc == 0, capsys.readouterr()
+    capsys.readouterr()
+    golden = boot_and_verify(image, "floor", [], capsys)
+    assert golden.rc == 0 and golden.status["unsealed"] is True, golden.status
+    assert golden.status.get("rollback_committed") == 1, golden.status
+    b = boot_and_verify(image, "floor", ["--rollback"], capsys)
+    assert "anti-rollback floor 1 (NV index 0x01000a50)" in b.console, b.console[-2000:]
+    assert b.status["state"] == "refused"
+    assert b.status["reason"] == "anti-rollback: bundle counter 0 is below this device's floor 1"
+    assert "REFUSED: anti-rollback: bundle counter 0 is below this device's floor 1" in b.console
+    assert "starting the recovery console" in b.console
+    # measured before the refusal: the verifier names the older bundle
+    assert b.rc == 1 and b.bad_pcrs() == {14}
+    e = b.event("bundle")
+    assert e["status"] == "differs" and e["trusted"]
+    assert e["version"] == "0.0.9 (anti-rollback counter 0, board qemu-x86_64)"
 
 
 @pytest.mark.parametrize("section", ["initrd", "cmdline"])
