@@ -42,3 +42,52 @@ def test_code_archive_paths_stay_under_firmware():
                 "firmware//x.py", "firmware/./x.py"):
         e = raises(ValueError, loader.safe_member_path, bad)
         assert "unsafe path" in str(e)
+
+
+def _fake_console(root, out):
+    # a stand-in firmware.console that reports what its interpreter looked like, then asks for
+    # power-off like the real one
+    import os
+    os.makedirs(os.path.join(root, "firmware", "console"))
+    for rel in ("firmware/__init__.py", "firmware/console/__init__.py"):
+        open(os.path.join(root, rel), "w").close()
+    with open(os.path.join(root, "firmware", "console", "__main__.py"), "w") as f:
+        f.write("import json, os, sys\n"
+                "with open(%r, 'w') as f:\n"
+                "    json.dump({'path0': sys.path[0], 'uid': os.getuid(),\n"
+                "               'ec': 'cryptography.hazmat.primitives.asymmetric.ec' in sys.modules,\n"
+                "               'env': os.environ.get('PYTHONPATH'),\n"
+                "               'file': __file__, 'name': __name__}, f)\n"
+                "sys.exit(80)\n" % out)
+
+
+def test_prewarmed_console_runs_the_given_code_only_after_go():
+    loader = _loader()
+    if loader is None:
+        return
+    import json
+    import os
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o777)  # the console runs as the phone user when the tests run as root
+        app, out = os.path.join(tmp, "app"), os.path.join(tmp, "out.json")
+        _fake_console(app, out)
+        p = loader.Prewarmed()
+        assert p.proc.poll() is None and not os.path.exists(out)  # waiting for the go-ahead
+        rc = p.go(app).wait(timeout=60)
+        assert rc == loader.EXIT_POWEROFF
+        with open(out) as f:
+            seen = json.load(f)
+    assert seen["path0"] == app and seen["env"] == app and seen["name"] == "__main__"
+    assert seen["file"] == os.path.join(app, "firmware", "console", "__main__.py")
+    assert seen["ec"] is True  # imported before the go-ahead
+    assert seen["uid"] == (loader.PHONE_UID if os.getuid() == 0 else os.getuid())
+
+
+def test_prewarmed_console_cancelled_exits_without_running_anything():
+    loader = _loader()
+    if loader is None:
+        return
+    p = loader.Prewarmed()
+    p.cancel()
+    assert p.proc.wait(timeout=60) == 0
