@@ -30,6 +30,8 @@ class PhoneDevice:
         self.phone = None          # firmware.phone.io_cpython.PhoneIo once started
         self._start_at = None      # when to try (again) to start the phone, ms
         self.start_attempts = 0
+        self.settings = None       # firmware.console.netconfig.phone_settings of device-config
+        self.media_socks = None    # (rtp, rtcp) bound once the phone may run
 
     def _state(self):
         try:
@@ -85,6 +87,10 @@ class PhoneDevice:
         else:
             out["unsealed_reason"] = self._hook_error or "credentials not released yet"
         out.update(self.calls.status())
+        if self.media_socks is not None:
+            # what peers are told (SDP c=/m=) and the host forwards (host_tools.qemu)
+            out["media_address"] = self.settings["media_address"]
+            out["media_port"] = self.media_socks[0].getsockname()[1]
         if self.phone is not None and self.phone.reconnect_at is not None:
             out["registered_reason"] = "registrar connection lost; reconnecting"
         return out
@@ -93,7 +99,9 @@ class PhoneDevice:
 
     def prepare_phone(self, now):
         """Decide whether the phone may start: only with credentials the TPM released. A phone
-        whose unseal failed is refused for good (it cannot register or call)."""
+        whose unseal failed is refused for good (it cannot register or call). Otherwise parse the
+        signed device-config and bind the media ports now (status reports them at once, so the
+        host can forward them); the SIP flow starts in the loop."""
         if self._hook is None or not self._hook.status_fields().get("unsealed"):
             why = self._hook_error
             if self._hook is not None:
@@ -104,6 +112,20 @@ class PhoneDevice:
         if self._hook.sip_account() is None:
             self.calls.refuse("integrity-failed: no SIP account among the released credentials",
                               "no SIP account was provisioned for this device")
+            return False
+        from firmware.console.netconfig import phone_settings
+        from firmware.phone.sockets import bind_media_pair
+        try:
+            self.settings = phone_settings(self.device_config())
+        except (OSError, ValueError) as e:
+            self.calls.refuse("phone not configured: %s" % e, "bad device-config: %s" % e)
+            return False
+        s = self.settings
+        try:
+            self.media_socks = bind_media_pair(s["media_bind"], port=s["media_port"])
+        except (OSError, ValueError) as e:
+            self.calls.refuse("phone not configured: media ports: %s" % e,
+                              "cannot bind media ports on %s: %s" % (s["media_bind"], e))
             return False
         self._start_at = now
         return True
@@ -117,20 +139,15 @@ class PhoneDevice:
         (no network yet, registrar down, certificate refused) retry with backoff."""
         self._start_at = None
         self.start_attempts += 1
-        from firmware.console.netconfig import phone_settings
         from firmware.phone.io_cpython import PhoneIo
         from firmware.sip.ua import UaConfig
-        try:
-            s = phone_settings(self.device_config())
-        except (OSError, ValueError) as e:
-            self.calls.refuse("phone not configured: %s" % e, "bad device-config: %s" % e)
-            return
+        s = self.settings
         user, password = self._hook.sip_account()
         cfg = UaConfig(user, s["domain"], password, "TLS", keepalive_ms=s["keepalive_ms"])
         try:
             self.phone = PhoneIo.open(cfg, s["registrar"], s["port"], self.run_dir + "/etc/ca-bundle",
                                       media_host=s["media_address"], media_bind=s["media_bind"],
-                                      media_port=s["media_port"],
+                                      media_port=s["media_port"], media_socks=self.media_socks,
                                       server_hostname=s["tls_server_name"],
                                       address_map=s["address_map"], suites=s["suites"])
         except Exception as e:  # OSError, ssl errors: never an unverified fallback

@@ -3,58 +3,16 @@
 # time. Nothing about SIP or media is decided here.
 
 import select
-import socket
 import ssl
 import time
 
 from firmware.phone.app import PhoneApp
+from firmware.phone.sockets import bind_media_pair  # noqa: F401  (re-exported)
 from firmware.sip.io_cpython import TlsFlow, now_ms
 from firmware.sip.ua import FlowFailed, UaConfig  # noqa: F401  (UaConfig re-exported for callers)
 
 RECONNECT_FIRST_MS = 1000
 RECONNECT_MAX_MS = 60000
-
-
-def bind_media_pair(host, tries=100, port=None):
-    """Two UDP sockets on an even port P (RTP) and P+1 (RTCP), RFC 3550 §11; `port` fixes P
-    (a board whose NAT forwards fixed ports to the phone)."""
-    if port is not None:
-        if port % 2 or not 0 < port < 65535:
-            raise ValueError("RTP port must be even and below 65535, got %r" % (port,))
-        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            rtp.bind((host, port))
-            rtcp.bind((host, port + 1))
-        except BaseException:
-            rtp.close()
-            rtcp.close()
-            raise
-        rtp.setblocking(False)
-        rtcp.setblocking(False)
-        return rtp, rtcp
-    for _ in range(tries):
-        rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        try:
-            rtp.bind((host, 0))
-            port = rtp.getsockname()[1]
-            if port % 2 or port >= 65535:
-                rtp.close()
-                continue
-            rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                rtcp.bind((host, port + 1))
-            except OSError:
-                rtcp.close()
-                rtp.close()
-                continue
-        except BaseException:
-            rtp.close()
-            raise
-        rtp.setblocking(False)
-        rtcp.setblocking(False)
-        return rtp, rtcp
-    raise OSError("no free even/odd UDP port pair on %s" % host)
 
 
 class PhoneIo:
@@ -75,18 +33,23 @@ class PhoneIo:
 
     @classmethod
     def open(cls, config, server, port, cafile, media_host="127.0.0.1", server_hostname=None,
-             media_bind=None, media_port=None, **app_kw):
+             media_bind=None, media_port=None, media_socks=None, **app_kw):
         """Connect the TLS flow (certificate and host name verified, else ssl raises), bind the
         media ports and build the PhoneApp. `config` is a UaConfig; its local address is set from
         the flow. `media_host` is the address the SDP advertises; `media_bind` (default the same)
         the address the sockets bind, and `media_port` a fixed even RTP port: behind a NAT that
-        forwards fixed ports (QEMU user networking with hostfwd) they differ from what peers use."""
+        forwards fixed ports (QEMU user networking with hostfwd) they differ from what peers use.
+        `media_socks`: an (rtp, rtcp) pair bound beforehand (bind_media_pair), kept across
+        reconnects; the caller closes it if this raises."""
         flow = TlsFlow(server, port, cafile, server_hostname)
-        try:
-            rtp, rtcp = bind_media_pair(media_bind or media_host, port=media_port)
-        except BaseException:
-            flow.close()
-            raise
+        if media_socks is not None:
+            rtp, rtcp = media_socks
+        else:
+            try:
+                rtp, rtcp = bind_media_pair(media_bind or media_host, port=media_port)
+            except BaseException:
+                flow.close()
+                raise
         config.local_host = flow.local_host
         config.local_port = flow.local_port
         app = PhoneApp(config, media_host, rtp.getsockname()[1], now_ms(), tls_verified=True,

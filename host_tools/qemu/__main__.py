@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from host_tools.console import PROMPT, ConsoleError, ConsoleTimeout, last_line
+from host_tools.console import PROMPT, Console, ConsoleError, ConsoleTimeout, last_line
 from host_tools.qemu import interactive
-from host_tools.qemu.device import (BOARD, Device, DeviceConfig, DeviceError, clear_progress,
+from host_tools.qemu.device import (BOARD, Device, DeviceConfig, DeviceError, Running, clear_progress,
                                     stderr_progress)
 
 EXIT_OK, EXIT_QEMU, EXIT_USAGE, EXIT_NO_PROMPT = 0, 1, 2, 3
@@ -40,7 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--net", action="store_true", help="user-mode network (virtio-net)")
     p.add_argument("--hostfwd", action="append", default=[], metavar="FWD",
                    help="with --net: forward a host port into the guest, e.g. "
-                        "udp:127.0.0.1:40000-:40000 (repeatable; the phone's RTP/RTCP ports)")
+                        "udp:127.0.0.1:40000-:40000 (repeatable)")
+    p.add_argument("--forward-media", action="store_true",
+                   help="with --net: after boot, forward the RTP/RTCP ports the phone reports "
+                        "(status media_port) from 127.0.0.1 so host softphones can send it media")
     p.add_argument("--memory", type=int, default=512, metavar="MB")
     p.add_argument("--board", default=BOARD)
     p.add_argument("--image-dir", type=Path, metavar="DIR",
@@ -58,6 +61,17 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def _forward(device: Device, run: Running, con: Console) -> None:
+    if device.config.forward_media:
+        port = run.forward_media(con)
+        if port:
+            print(f"[{device.name}] media: host 127.0.0.1:{port}/{port + 1} (udp) -> phone",
+                  file=sys.stderr)
+        else:
+            print(f"[{device.name}] media: the phone reported no media port (no phone running)",
+                  file=sys.stderr)
+
+
 def run_exec(device: Device, commands: list[str], timeout: float) -> int:
     with device.running("tcp") as run:
         con = run.console
@@ -67,6 +81,7 @@ def run_exec(device: Device, commands: list[str], timeout: float) -> int:
             clear_progress()
             print(f"[{device.name}] prompt after {run.elapsed():.1f} s "
                   f"(waited {waited:.1f} s)", file=sys.stderr)
+            _forward(device, run, con)
             for cmd in commands:
                 print(f"[{device.name}] phone> {cmd}", file=sys.stderr)
                 if cmd.strip() == "poweroff":
@@ -88,6 +103,7 @@ def run_stdio(device: Device, timeout: float) -> int:
         try:
             run.wait_prompt(con, timeout, stderr_progress(device.name))
             clear_progress()
+            _forward(device, run, con)
             print(f"[{device.name}] ready after {run.elapsed():.1f} s; Ctrl-] powers off and "
                   "leaves", file=sys.stderr)
             sys.stdout.write(con.text().rsplit("\n", 1)[-1])
@@ -142,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     config = DeviceConfig(board=args.board, build_dir=args.image_dir,
                           devices_dir=args.devices_dir, memory_mb=args.memory, kvm=args.kvm,
-                          network=args.net, host_forwards=args.hostfwd)
+                          network=args.net, host_forwards=args.hostfwd,
+                          forward_media=args.forward_media)
     try:
         device = Device(args.device, config)
         for note in device.prepare(reflash=args.reflash):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -60,6 +61,10 @@ class DeviceConfig:
     # QEMU user-mode forwards into the guest ("udp:127.0.0.1:40000-:40000"): how host peers reach
     # the phone's RTP/RTCP ports behind the NAT (docs/calling.md). Needs network=True.
     host_forwards: list[str] = field(default_factory=list)
+    # After the prompt, forward the RTP/RTCP ports the phone reports in `status` (media_port)
+    # from the host's 127.0.0.1 into the guest, through QEMU's monitor (hostfwd_add): each phone
+    # picks its own ports, so several phones from one image can run side by side.
+    forward_media: bool = False
     extra_qemu_args: list[str] = field(default_factory=list)
 
 
@@ -81,8 +86,9 @@ class Device:
             if not _HOSTFWD_RE.match(fwd):
                 raise DeviceError(f"bad host forward {fwd!r} "
                                   "(PROTO:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT, PROTO tcp or udp)")
-        if self.config.host_forwards and not self.config.network:
+        if (self.config.host_forwards or self.config.forward_media) and not self.config.network:
             raise DeviceError("host forwards need the network (--net)")
+        self.monitor_path = self.dir / "qmp.sock"
 
     # --- state ----------------------------------------------------------------------------
 
@@ -141,7 +147,9 @@ class Device:
         if self.config.network:
             # An empty romfile keeps iPXE's option ROM out of PCR 2 (DESIGN.md).
             netdev = "user,id=net0" + "".join(f",hostfwd={f}" for f in self.config.host_forwards)
-            cmd += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,romfile="]
+            cmd += ["-netdev", netdev, "-device", "virtio-net-pci,netdev=net0,romfile=",
+                    # QMP, for hostfwd_add once the phone has bound its media ports
+                    "-qmp", f"unix:{self.monitor_path},server=on,wait=off"]
         else:
             cmd += ["-nic", "none"]
         return cmd + self.config.extra_qemu_args
@@ -196,6 +204,8 @@ class Device:
             assert con is not None
             try:
                 run.wait_prompt(con, timeout, progress)
+                if self.config.forward_media:
+                    run.forward_media(con)
                 yield con
             finally:
                 run.shutdown(con)
@@ -273,6 +283,65 @@ class Running:
         # The driver is attached from power-on (wait=on): it sees the first prompt, no pokes.
         return con.wait_prompt(timeout, alive=self.check_alive, tick=tick,
                                poke=self.console is not con)
+
+    def monitor(self, command: str, timeout: float = 10.0) -> str:
+        """One QEMU human-monitor command through QMP (`human-monitor-command`; needs
+        network=True, which adds the QMP socket); returns the command's output ("" when quiet)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(self.device.monitor_path))
+            f = s.makefile("rwb")
+
+            def reply() -> dict[str, object]:
+                while True:
+                    line = f.readline()
+                    if not line:
+                        raise DeviceError("QMP closed the connection")
+                    msg = json.loads(line)
+                    if "event" in msg:
+                        continue   # asynchronous events interleave with replies
+                    if not isinstance(msg, dict):
+                        raise DeviceError(f"QMP sent {msg!r}")
+                    return msg
+
+            def execute(cmd: str, **args: object) -> object:
+                f.write(json.dumps({"execute": cmd, "arguments": args} if args
+                                   else {"execute": cmd}).encode() + b"\n")
+                f.flush()
+                msg = reply()
+                if "error" in msg:
+                    raise DeviceError(f"QMP {cmd}: {msg['error']}")
+                return msg.get("return")
+
+            reply()   # greeting
+            execute("qmp_capabilities")
+            out = execute("human-monitor-command", **{"command-line": command})
+        return out if isinstance(out, str) else ""
+
+    def hostfwd_add(self, rule: str) -> None:
+        """Forward a host port into the guest now (rule as for DeviceConfig.host_forwards)."""
+        if not _HOSTFWD_RE.match(rule):
+            raise DeviceError(f"bad host forward {rule!r}")
+        out = self.monitor(f"hostfwd_add net0 {rule}")
+        if out.strip():
+            raise DeviceError(f"hostfwd_add {rule}: {out.strip()}")
+
+    def forward_media(self, con: Console, timeout: float = 30.0) -> int:
+        """Wait until the phone reports its RTP port in status (media_port; RTCP is +1), forward
+        both from 127.0.0.1 into the guest, and return the port. A phone whose credentials stayed
+        sealed never binds media: its status has no media_port and nothing is forwarded."""
+        deadline = time.monotonic() + timeout
+        while True:
+            st = con.status()
+            port = st.get("media_port")
+            if isinstance(port, int):
+                break
+            if st.get("unsealed") is False or time.monotonic() > deadline:
+                return 0
+            time.sleep(0.5)
+        for p in (port, port + 1):
+            self.hostfwd_add(f"udp:127.0.0.1:{p}-:{p}")
+        return port
 
     def shutdown(self, con: Console | None, timeout: float = 30.0) -> None:
         """Clean power-off through the console when QEMU still runs; then stop by PID."""
