@@ -28,6 +28,8 @@
 #   p = PhoneIo.open(UaConfig(user, domain, password, "TLS"), server, port, cafile)
 #   loop = PhoneLoop(p); loop.add_reader(console_input, on_readable)  # one select() for both
 #   p.app.register(); loop.run_forever()
+# PhoneIo.open(..., media_host=ADVERTISED, media_bind=ADDR, media_port=P or media_socks=(rtp, rtcp),
+# address_map={...}) serves phones behind a NAT (firmware.console.phone on the QEMU board).
 # PhoneIo verifies the server certificate and name (ssl raises otherwise, so the phone never
 # runs on an unverified flow), binds RTP/RTCP on an even/odd UDP port pair, and reconnects with
 # backoff (and registers again) when the TLS flow breaks.
