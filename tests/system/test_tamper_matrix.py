@@ -202,7 +202,7 @@ def test_raised_floor_refuses_older_bundle(image: Image, tmp_path: Path,
     capsys.readouterr()
     golden = boot_and_verify(image, "floor", [], capsys)
     assert golden.rc == 0 and golden.status["unsealed"] is True, golden.status
-    assert golden.status.get("rollback_committed") == 1, golden.status
+    # (the console's status does not show the commit; the next boot's floor proves it)
     b = boot_and_verify(image, "floor", ["--rollback"], capsys)
     assert "anti-rollback floor 1 (NV index 0x01000a50)" in b.console, b.console[-2000:]
     assert b.status["state"] == "refused"
