@@ -197,3 +197,19 @@ def test_device_config_errors_name_the_field():
     assert str(raises(ValueError, phone_settings, {"media": {}})) == \
         "device-config: device-config.sip is missing"
     assert str(raises(ValueError, phone_settings, [])) == "device-config: not a JSON object"
+
+
+def test_phone_device_of_a_refused_bundle_never_starts_the_phone():
+    # The real console device (firmware.console.phone) on a tree with no stage-loader state and
+    # no TPM: the credentials are never asked for, so the phone may not run and binds nothing.
+    from firmware.console.phone import PhoneDevice
+    d = PhoneDevice(run_dir="/nonexistent/run/phone", tpm_device="/nonexistent/tpmrm0")
+    d.release_credentials()
+    assert d.prepare_phone(0) is False
+    st = d.status()
+    assert st["unsealed"] is False and st["registered"] is False and st["call"] is None
+    assert st["registered_reason"] == ("credentials are sealed: the stage loader refused the "
+                                       "bundle: credentials stay sealed")
+    assert "media_port" not in st and d.sockets() == [] and d.next_deadline() is None
+    text, _ = Console(d).handle(b"call sip:bob@127.0.0.1 tone=1000")
+    assert text == "error: integrity-failed: credentials are sealed\n"
