@@ -143,8 +143,8 @@ class CallControl:
         raise Refused("phone not ready: %s" % self.reason)
 
     def call(self, uri, tone=None, now=None):
+        uri = parse_uri(uri)     # a mistyped URI is answered as such, whatever the phone's state
         app = self._app()
-        uri = parse_uri(uri)
         if not app.ua.registered:
             raise Refused("not registered: %s" % (app.registration_error or "registration pending"))
         cid = app.call(uri, now)

@@ -64,6 +64,8 @@ def test_sealed_phone_cannot_register_or_call():
     for line in (b"call sip:bob@example.test", b"answer", b"hangup"):
         text, _ = con.handle(line)
         assert text == "error: integrity-failed: credentials are sealed\n", text
+    text, _ = con.handle(b"call bob")
+    assert text == "error: call: call needs a sip: or sips: URI, got 'bob'\n"
     assert _status(con)["registered"] is False   # and the console still answers
 
 
