@@ -171,7 +171,7 @@ def test_booted_phone_registers_calls_baresip_and_is_called(phone: CallPhone, ka
         # Kamailio accepted the unsealed credentials (digest) from the guest's flow
         assert "REQ REGISTER" in kam.log.read_text(errors="replace")
         assert st["media_address"] == "127.0.0.1" and st["media_port"] % 2 == 0
-        print("registered %.1f s after the prompt (and media forwarding)" % registered_after)
+        print("registered %.1f s after boot() returned (prompt + media forwarding)" % registered_after)
 
         # --- the phone calls baresip (auto-answer), sending a 1 kHz tone -----------------------
         bob.clear_recordings()
