@@ -19,6 +19,14 @@ for m in $(cat /lib/modules/load-order); do
   insmod "/lib/modules/$m" || echo "init: insmod $m failed"
 done
 
+# Network (QEMU -netdev user): its fixed addresses, no DHCP round trip; the host's loopback is
+# 10.0.2.2 (docs/calling.md). Without a NIC (-nic none) there is no eth0 and this is skipped.
+ip link set lo up
+if [ -e /sys/class/net/eth0 ]; then
+  ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2 \
+    && echo "init: eth0 10.0.2.15/24 via 10.0.2.2"
+fi
+
 # Partitions are found by GPT partition name (PARTNAME in the block device's uevent).
 find_part() {
   for u in /sys/class/block/*/uevent; do
