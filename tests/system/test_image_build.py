@@ -163,8 +163,8 @@ def test_initramfs_names_its_board(first: BuildResult) -> None:
     from host_tools.image import initramfs
     import re
     raw = gzip.decompress((first.out / "initrd.img").read_bytes())
-    # newc: name, NUL, padding to 4 bytes, then the file data (its size in the header)
-    found = re.search(b"\\x00" + re.escape(initramfs.BOARD_PATH.encode()) + b"\\x00+("
+    # newc: 110-byte ASCII header, name, NUL, padding to 4 bytes, then the file data
+    found = re.search(re.escape(initramfs.BOARD_PATH.encode()) + b"\\x00+("
                       + re.escape(BOARD.encode()) + b")\\n", raw)
     assert found is not None
 
