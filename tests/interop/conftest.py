@@ -1,207 +1,30 @@
 # mypy: disable-error-code="no-untyped-call"
 # (firmware/ is the untyped MicroPython subset; its calls are checked by the tests themselves)
-"""Shared real peers for the SIP/media interop tests: baresip driven over ctrl_tcp (moved here
-from test_kamailio_baresip.py), a loopback packet capture (AF_PACKET raw socket on `lo`, root
-only), and session-scoped Kamailio instances (TLS, db_text digest users; MD5 and SHA-256).
+"""Shared real peers for the SIP/media interop tests: baresip driven over ctrl_tcp, a loopback
+packet capture (AF_PACKET raw socket on `lo`, root only), and session-scoped Kamailio instances
+(TLS, db_text digest users; MD5 and SHA-256).
 
-Kamailio and its PKI come from test_kamailio.py (`Kamailio`, `make_pki`). Every process started
-here is stopped by its PID (terminate, wait with timeout, kill).
+Kamailio, baresip and their PKI come from host_tools.siplab (`Kamailio`, `Baresip`, `make_pki`).
+Every process started here is stopped by its PID (terminate, wait with timeout, kill).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
 import struct
-import subprocess
 import tempfile
 import threading
-import time
-import wave
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
-from tests.interop.test_kamailio import KAMAILIO, TLS_MODULE, Kamailio, make_pki
-
-BARESIP = shutil.which("baresip")
-MODULES = "/usr/lib/baresip/modules"
-HAVE_BARESIP = BARESIP is not None and os.path.exists(MODULES + "/srtp.so")
-HAVE_KAMAILIO = os.path.exists(KAMAILIO) and os.path.exists(TLS_MODULE) and shutil.which("openssl")
-IS_ROOT = os.geteuid() == 0
-
-
-def free_pair() -> int:
-    """A port P with P and P+1 free over TCP and UDP (baresip binds TLS on P+1)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            p = int(s.getsockname()[1])
-        ok = True
-        for port in (p, p + 1):
-            for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-                with socket.socket(socket.AF_INET, kind) as t:
-                    try:
-                        t.bind(("127.0.0.1", port))
-                    except OSError:
-                        ok = False
-        if ok and p < 65000:
-            return p
-    raise RuntimeError("no free port pair")
-
-
-def write_wav(path: Path, pcm: bytes) -> None:
-    """8 kHz mono 16-bit WAV: what baresip's aufile source plays (and paces packets with)."""
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(pcm)
-
-
-def read_wav(path: Path) -> bytes:
-    with wave.open(str(path), "rb") as w:
-        if (w.getnchannels(), w.getsampwidth(), w.getframerate()) != (1, 2, 8000):
-            raise ValueError("%s is not 8 kHz mono 16-bit" % path)
-        return w.readframes(w.getnframes())
-
-
-class Baresip:
-    """baresip 1.0 (`baresip-core`) registered over TLS at `kam` with `mediaenc=srtp-mand`.
-
-    source_pcm: what it sends in calls (aufile; baresip ends a call when the file ends), default
-    30 s of silence. record=True loads `sndfile`, which writes what baresip encodes and what it
-    decoded in each call to dump-<time>-enc.wav / -dec.wav in its directory."""
-
-    def __init__(self, d: Path, user: str, password: str, kam: Kamailio, source_pcm: bytes | None = None,
-                 record: bool = False, answermode: str = "auto") -> None:
-        d.mkdir()
-        self.dir = d
-        self.sip_port = free_pair()
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.ctrl_port = int(s.getsockname()[1])
-        write_wav(d / "tone.wav", source_pcm if source_pcm is not None else b"\x00\x00" * 8000 * 30)
-        modules = ["module g711.so", "module aufile.so", "module srtp.so"]
-        if record:
-            modules += ["module sndfile.so", "snd_path %s" % d]
-        cfg = "\n".join([
-            "poll_method epoll", "sip_listen 127.0.0.1:%d" % self.sip_port, "net_interface 127.0.0.1",
-            "call_local_timeout 120", "call_max_calls 4", "audio_player aufile,%s/out.wav" % d,
-            "audio_source aufile,%s/tone.wav" % d, "audio_alert aufile,%s/alert.wav" % d,
-            "audio_path /usr/share/baresip", "rtp_ports 20000-29999", "rtcp_mux no",
-            "module_path " + MODULES] + modules + [
-            "module_tmp account.so", "module_app menu.so", "module_app ctrl_tcp.so",
-            "ctrl_tcp_listen 127.0.0.1:%d" % self.ctrl_port, "sip_cafile %s" % kam.ca, ""])
-        (d / "config").write_text(cfg)
-        (d / "accounts").write_text(
-            '<sip:%s@127.0.0.1;transport=tls>;auth_pass=%s;answermode=%s;mediaenc=srtp-mand;'
-            'regint=600;audio_codecs=pcmu;outbound="sip:127.0.0.1:%d;transport=tls"\n'
-            % (user, password, answermode, kam.tls_port))
-        self.log = d / "baresip.log"
-        self._logf = open(self.log, "wb")
-        self.proc = subprocess.Popen([str(BARESIP), "-f", str(d), "-v"], stdin=subprocess.DEVNULL,
-                                     stdout=self._logf, stderr=subprocess.STDOUT, cwd=d)
-        self._buf = b""
-        self.pending: list[dict[str, Any]] = []
-        try:
-            self.ctrl = self._connect_ctrl()
-            self.wait_log("200 OK", 10)   # registered at Kamailio
-        except BaseException:
-            self.stop()
-            raise
-
-    def _connect_ctrl(self) -> socket.socket:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("baresip exited:\n" + self.log.read_text(errors="replace")[-2000:])
-            try:
-                return socket.create_connection(("127.0.0.1", self.ctrl_port), timeout=1)
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("baresip ctrl_tcp not up:\n" + self.log.read_text(errors="replace")[-2000:])
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_log(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log_text():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError("baresip log lacks %r:\n%s" % (text, self.log_text()[-2000:]))
-            time.sleep(0.05)
-
-    def command(self, command: str, params: str = "") -> None:
-        body = json.dumps({"command": command, "params": params, "token": "t"}).encode()
-        self.ctrl.sendall(b"%d:%s," % (len(body), body))
-
-    def events(self) -> list[dict[str, Any]]:
-        """Netstring JSON messages received so far on ctrl_tcp."""
-        self.ctrl.setblocking(False)
-        try:
-            while True:
-                chunk = self.ctrl.recv(65536)
-                if not chunk:
-                    break
-                self._buf += chunk
-        except BlockingIOError:
-            pass
-        finally:
-            self.ctrl.setblocking(True)
-        out = []
-        while b":" in self._buf:
-            n_text, _, rest = self._buf.partition(b":")
-            if not n_text.isdigit() or len(rest) < int(n_text) + 1:
-                break
-            n = int(n_text)
-            out.append(json.loads(rest[:n]))
-            self._buf = rest[n + 1:]
-        return out
-
-    def wait_event(self, event_type: str, call_id: str | None, step: Callable[[], None],
-                   timeout: float = 10) -> dict[str, Any]:
-        """The ctrl_tcp event of `event_type` for `call_id` (baresip's "id" is the SIP Call-ID;
-        None: any call), running `step` (our side's loop) meanwhile; other events stay queued."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.pending.extend(self.events())
-            for e in self.pending:
-                if e.get("type") == event_type and (call_id is None or e.get("id") == call_id):
-                    self.pending.remove(e)
-                    return e
-            step()
-        raise TimeoutError("baresip sent no %s:\n%s" % (event_type, self.log_text()[-2000:]))
-
-    def recordings(self) -> dict[str, Path]:
-        """{"enc": path, "dec": path} of the newest sndfile dump pair."""
-        out = {}
-        for kind in ("enc", "dec"):
-            files = sorted(self.dir.glob("dump-*-%s.wav" % kind))
-            if files:
-                out[kind] = files[-1]
-        return out
-
-    def clear_recordings(self) -> None:
-        for f in self.dir.glob("dump-*.wav"):
-            f.unlink()
-
-    def stop(self) -> None:
-        try:
-            ctrl = getattr(self, "ctrl", None)
-            if ctrl is not None:
-                ctrl.close()
-        finally:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-            self._logf.close()
+# The launchers live in host_tools.siplab (the demo uses them too); re-exported here for the
+# tests that import them from this module.
+from host_tools.siplab import (BARESIP, HAVE_BARESIP, HAVE_KAMAILIO, IS_ROOT, MODULES,  # noqa: F401
+                               Baresip, Kamailio, free_pair, make_pki, read_wav, write_wav)
 
 
 # --- loopback capture ------------------------------------------------------------------------------

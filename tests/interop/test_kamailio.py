@@ -4,7 +4,7 @@
 
 The fixture writes tests/data/sip/kamailio (config, db_text users) and a fresh test PKI into a
 temp dir, starts `kamailio -DD -E` on free ports (one instance with MD5 digest, one with
-`-A WITH_SHA256`), waits for a verified TLS handshake, and stops it by PID. The UA is the
+`-A WITH_SHA256`; host_tools.siplab.Kamailio and make_pki), waits for a verified TLS handshake, and stops it by PID. The UA is the
 sans-I/O core from firmware.sip.ua driven by firmware.sip.io_cpython (ssl socket + select loop).
 Needs Debian `kamailio` and `kamailio-tls-modules`, `openssl`, and root (Kamailio in the
 foreground as root, as in the project's working set-up).
@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import ssl
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -27,114 +25,15 @@ import pytest
 from firmware.sip import ua as sipua
 from firmware.sip.io_cpython import Runner, TlsFlow, now_ms
 from firmware.sip.sdp import LocalMedia
+# Kamailio and its PKI live in host_tools.siplab (the demo uses them too); re-exported here for
+# the tests that import them from this module.
+from host_tools.siplab import (HAVE_KAMAILIO, KAMAILIO, KAMAILIO_CONFIG, TLS_MODULE, Kamailio,  # noqa: F401
+                               make_pki, make_server_cert)
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "sip" / "kamailio"
-KAMAILIO = shutil.which("kamailio") or "/usr/sbin/kamailio"
-TLS_MODULE = "/usr/lib/x86_64-linux-gnu/kamailio/modules/tls.so"
+DATA = KAMAILIO_CONFIG
 
-pytestmark = pytest.mark.skipif(
-    not (os.path.exists(KAMAILIO) and os.path.exists(TLS_MODULE) and shutil.which("openssl")),
-    reason="needs Debian kamailio + kamailio-tls-modules and openssl")
-
-
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _openssl(cwd: Path, *args: str) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=30)
-
-
-def make_pki(d: Path, prefix: str = "") -> None:
-    """A P-256 test CA and a server certificate for 127.0.0.1 / localhost (as pki-gen-certs.sh)."""
-    ca, key = prefix + "ca.pem", prefix + "ca.key"
-    _openssl(d, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-days", "30", "-subj", "/CN=Test SIP CA " + prefix, "-keyout", key, "-out", ca,
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    if prefix:
-        return
-    _openssl(d, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")
-    (d / "server.ext").write_text(
-        "basicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth,clientAuth\n"
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl(d, "x509", "-req", "-in", "server.csr", "-CA", ca, "-CAkey", key, "-CAcreateserial",
-             "-days", "30", "-extfile", "server.ext", "-out", "server.pem")
-
-
-def make_server_cert(d: Path, ca_pem: Path, ca_key: Path, sans: str) -> None:
-    """ca.pem (a copy of `ca_pem`) and server.pem/server.key issued by that CA for `sans`
-    (e.g. "IP:10.0.2.2,IP:127.0.0.1,DNS:localhost"): a Kamailio the booted phone trusts through
-    the image's own CA bundle."""
-    shutil.copy(ca_pem, d / "ca.pem")
-    _openssl(d, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-             "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr")
-    (d / "server.ext").write_text(
-        "basicConstraints=critical,CA:FALSE\n"
-        "keyUsage=critical,digitalSignature,keyEncipherment\n"
-        "extendedKeyUsage=serverAuth,clientAuth\n"
-        "subjectAltName=%s\n" % sans)
-    _openssl(d, "x509", "-req", "-in", "server.csr", "-CA", str(ca_pem), "-CAkey", str(ca_key),
-             "-CAcreateserial", "-CAserial", str(d / "ca.srl"), "-days", "2",
-             "-extfile", "server.ext", "-out", "server.pem")
-
-
-class Kamailio:
-    def __init__(self, d: Path, algorithm: str, tls_port: int | None = None) -> None:
-        """tls_port: a fixed TLS port (the booted phone's signed device-config names 5061);
-        default a free one."""
-        self.dir = d
-        self.algorithm = algorithm
-        defines = ["WITH_SHA256"] if algorithm == "SHA-256" else []
-        self.udp_port = _free_port(socket.SOCK_DGRAM)
-        self.tls_port = tls_port if tls_port is not None else _free_port(socket.SOCK_STREAM)
-        self.ca = str(d / "ca.pem")
-        self.log = d / "kamailio.log"
-        (d / "db").mkdir()
-        shutil.copy(DATA / "subscriber", d / "db" / "subscriber")
-        shutil.copy(DATA / "version", d / "db" / "version")
-        for name in ("kamailio.cfg", "tls.cfg"):
-            text = (DATA / name).read_text()
-            text = text.replace("@DIR@", str(d)).replace("@UDP_PORT@", str(self.udp_port))
-            text = text.replace("@TLS_PORT@", str(self.tls_port))
-            (d / name).write_text(text)
-        args = [KAMAILIO, "-DD", "-E", "-m", "32", "-M", "8", "-f", str(d / "kamailio.cfg")]
-        for define in defines:
-            args += ["-A", define]
-        self.t0 = time.monotonic()
-        self._logf = open(self.log, "wb")
-        self.proc = subprocess.Popen(args, stdout=self._logf, stderr=subprocess.STDOUT, cwd=d)
-        self.ready_ms = self._wait_ready()
-
-    def _wait_ready(self) -> float:
-        # Ready means a verified TLS handshake: Kamailio binds before it may still exit on a bad
-        # certificate path.
-        ctx = ssl.create_default_context(cafile=self.ca)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("kamailio exited %s:\n%s" % (self.proc.returncode, self.log.read_text()[-3000:]))
-            try:
-                with socket.create_connection(("127.0.0.1", self.tls_port), timeout=1) as raw:
-                    with ctx.wrap_socket(raw, server_hostname="127.0.0.1"):
-                        return (time.monotonic() - self.t0) * 1000
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("kamailio not TLS-ready:\n" + self.log.read_text()[-3000:])
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self._logf.close()
+pytestmark = pytest.mark.skipif(not HAVE_KAMAILIO,
+                                reason="needs Debian kamailio + kamailio-tls-modules and openssl")
 
 
 @pytest.fixture(scope="module", params=["MD5", "SHA-256"])

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -36,8 +35,8 @@ from host_tools.console import Console
 from host_tools.provision import __main__ as provision_cli
 from host_tools.qemu.device import Device, DeviceConfig
 from host_tools.tamper.__main__ import main as tamper_main
-from tests.interop.conftest import HAVE_BARESIP, HAVE_KAMAILIO, IS_ROOT, Baresip, read_wav
-from tests.interop.test_kamailio import Kamailio, make_server_cert
+from host_tools.siplab import (HAVE_BARESIP, HAVE_KAMAILIO, IS_ROOT, Baresip, Kamailio, make_server_cert,
+                               port_free, read_wav)
 from tests.system.conftest import BOARD
 
 pytestmark = pytest.mark.slow
@@ -50,15 +49,6 @@ TONE_TO_BARESIP = 1000
 BARESIP_TONE = 600
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def kam(built_image: Path) -> Iterator[Kamailio]:
     if not HAVE_KAMAILIO or not IS_ROOT:
@@ -68,7 +58,7 @@ def kam(built_image: Path) -> Iterator[Kamailio]:
     bundle_ca = built_image / "bundle" / "components" / "ca-bundle"
     if not (ca_key.is_file() and bundle_ca.is_file()) or bundle_ca.read_bytes() != ca_pem.read_bytes():
         pytest.skip("the image's ca-bundle is not the development CA of %s" % keys)
-    if not _port_free(SIP_TLS_PORT):
+    if not port_free(SIP_TLS_PORT):
         pytest.fail("127.0.0.1:%d is taken: the phone's signed device-config names it" % SIP_TLS_PORT)
     d = Path(tempfile.mkdtemp(prefix="kam-qemu-"))
     try:
