@@ -127,18 +127,36 @@ def safe_member_path(name):
 
 
 def install(outcome, root):
-    """Write the verified components under root: code archives into app/, others into etc/."""
+    """Write the verified components under root: code archives into app/, others into etc/.
+    One open() per file with its final mode and each directory made once: this runs between the
+    separator and the unseal, where every system call costs under TCG."""
     app, etc = root + "/app", root + "/etc"
+    made = {}
     for name, data in outcome.components:
         if name in CODE_COMPONENTS:
             for member, body in ustar.parse(data):
                 rel = safe_member_path(member)
                 d = app + "/" + rel.rpartition("/")[0]
-                os.makedirs(d, mode=0o755, exist_ok=True)
-                write_file(app + "/" + rel, body)
+                if d not in made:
+                    os.makedirs(d, mode=0o755, exist_ok=True)
+                    made[d] = True
+                create_file(app + "/" + rel, body)
         else:
-            os.makedirs(etc, mode=0o755, exist_ok=True)
-            write_file(etc + "/" + name, data)
+            if etc not in made:
+                os.makedirs(etc, mode=0o755, exist_ok=True)
+                made[etc] = True
+            create_file(etc + "/" + name, data)
+
+
+def create_file(path, data, mode=0o444):
+    # O_EXCL: a member name repeated in an archive is refused rather than silently overwritten
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        view, off = data, 0
+        while off < len(view):
+            off += os.write(fd, view[off:])
+    finally:
+        os.close(fd)
 
 
 def measure():
@@ -159,8 +177,11 @@ def measure():
     active = tpm.pcr_banks()
     banks = tuple(b for b in SUPPORTED_BANKS if b in active) or ("sha256",)
 
+    stamps = []
+
     def extend(pcr, digests):
         tpm.pcr_extend(pcr, digests)
+        stamps.append(uptime())  # the last one is the separator's
 
     board = board_name()
     if board is None:
@@ -173,7 +194,9 @@ def measure():
     outcome = stage.measure_and_verify(image, extend, verify, banks=banks, board=board,
                                        min_counter=floor, floor_error=floor_error)
     outcome.anti_rollback_floor = floor if floor_error is None else None
-    outcome.separator_uptime_s = uptime()  # firmware.secrets reports separator -> release time
+    # firmware.secrets reports separator -> release time from this (taken right after the
+    # separator's extend, so the signature check and the install count in that time)
+    outcome.separator_uptime_s = stamps[-1] if stamps else uptime()
     b_board, b_version, b_counter, b_digests = outcome.bundle
     say("measured bundle %s (board %s, anti-rollback counter %d) into PCR %d: sha256 %s" % (
         b_version, b_board, b_counter, outcome.log.pcr, b_digests.get("sha256", b"").hex()))
@@ -228,6 +251,8 @@ def save_state(outcome, state, reason):
     st = outcome.to_json() if outcome is not None else {"components": []}
     if outcome is not None and getattr(outcome, "separator_uptime_s", None) is not None:
         st["separator_uptime_s"] = outcome.separator_uptime_s
+    if outcome is not None and getattr(outcome, "installed_uptime_s", None) is not None:
+        st["installed_uptime_s"] = outcome.installed_uptime_s
     if outcome is not None and hasattr(outcome, "anti_rollback_floor"):
         st["anti_rollback_floor"] = outcome.anti_rollback_floor
     st["bundle_state"] = st.get("state")
@@ -271,8 +296,10 @@ def start_console(pythonpath):
 # the standard library and `cryptography` modules the release path needs (from the initramfs, which
 # PCR 9/11 cover: no bundle code runs), then waits on a pipe. Once the bundle is verified the loader
 # writes the code directory into the pipe and only then does the process put it on sys.path and run
-# firmware.console. Interpreter start-up and those imports (most of a second under TCG) then overlap
-# the measurement instead of sitting between the separator and the unseal. EOF: exit unused.
+# firmware.console. Interpreter start-up and those imports (most of a second under TCG) then happen
+# before the measurement (the loader waits for the "ready" byte) instead of between the separator
+# and the unseal; the total work is the same. EOF on the pipe: exit unused.
+PREWARM_WAIT_S = 10.0
 PREWARM_MODULES = (
     "json", "select", "struct", "binascii", "errno", "hashlib", "hmac", "socket",
     "cryptography.exceptions", "cryptography.hazmat.primitives.asymmetric.ec",
@@ -285,6 +312,8 @@ for _m in %r:
         __import__(_m)
     except Exception:
         pass
+os.write(int(sys.argv[2]), b"R")
+os.close(int(sys.argv[2]))
 _fd = int(sys.argv[1])
 _buf = b""
 while True:
@@ -309,12 +338,26 @@ class Prewarmed:
 
     def __init__(self):
         r, self.w = os.pipe()
+        self.ready, ready_w = os.pipe()
         try:
-            self.proc = subprocess.Popen([sys.executable, "-c", PREWARM_CODE, str(r)],
+            self.proc = subprocess.Popen([sys.executable, "-c", PREWARM_CODE, str(r), str(ready_w)],
                                          env=console_env(None), cwd="/", close_fds=True,
-                                         pass_fds=(r,), **console_user())
+                                         pass_fds=(r, ready_w), **console_user())
         finally:
             os.close(r)
+            os.close(ready_w)
+
+    def wait_ready(self, timeout):
+        """True once the interpreter has done its imports (False on timeout or if it died).
+        The loader waits for this before measuring: the guest has one vCPU, so imports running
+        beside the measurement would only finish after the separator, on the unseal's path."""
+        import select
+        try:
+            ok = bool(select.select([self.ready], [], [], timeout)[0]) and \
+                os.read(self.ready, 1) == b"R"
+        finally:
+            os.close(self.ready)
+        return ok
 
     def go(self, pythonpath):
         os.write(self.w, pythonpath.encode())
@@ -353,6 +396,8 @@ def main():
     say("stage loader started (pid %d)" % os.getpid())
     prewarmed = start_prewarmed()
     prepare_run_dir()
+    if prewarmed is not None and not prewarmed.wait_ready(PREWARM_WAIT_S):
+        say("the pre-started console is not ready: measuring anyway")
     outcome = None
     state, reason = "refused", None
     try:
@@ -360,6 +405,7 @@ def main():
         reason = outcome.reason
         if outcome.state == stage.STATE_VERIFIED:
             install(outcome, RUN_DIR)
+            outcome.installed_uptime_s = uptime()
             state = "running"
             say("bundle %s verified (anti-rollback counter %d)" % (
                 outcome.manifest["bundle_version"], outcome.manifest["anti_rollback_counter"]))

@@ -73,6 +73,7 @@ def test_prewarmed_console_runs_the_given_code_only_after_go():
         app, out = os.path.join(tmp, "app"), os.path.join(tmp, "out.json")
         _fake_console(app, out)
         p = loader.Prewarmed()
+        assert p.wait_ready(60) is True  # imports done
         assert p.proc.poll() is None and not os.path.exists(out)  # waiting for the go-ahead
         rc = p.go(app).wait(timeout=60)
         assert rc == loader.EXIT_POWEROFF
@@ -91,3 +92,43 @@ def test_prewarmed_console_cancelled_exits_without_running_anything():
     p = loader.Prewarmed()
     p.cancel()
     assert p.proc.wait(timeout=60) == 0
+
+
+def test_install_writes_code_and_config_read_only():
+    loader = _loader()
+    if loader is None:
+        return
+    import os
+    import tempfile
+    from firmware.boot import stage
+    from tests.unit.firmware.test_boot_ustar import make_ustar
+
+    class Found:
+        pass
+
+    out = Found()
+    code = make_ustar([("firmware/x/a.py", b"A = 1\n"),
+                       ("firmware/x/__pycache__/a.cpython-311.pyc", b"pyc bytes")])
+    out.components = [("phone-app", code), ("device-config", b"{}")]
+    with tempfile.TemporaryDirectory() as root:
+        loader.install(out, root)
+        with open(root + "/app/firmware/x/__pycache__/a.cpython-311.pyc", "rb") as f:
+            assert f.read() == b"pyc bytes"
+        with open(root + "/etc/device-config", "rb") as f:
+            assert f.read() == b"{}"
+        assert os.stat(root + "/app/firmware/x/a.py").st_mode & 0o777 == 0o444
+    out.components = [("phone-app", make_ustar([("firmware/a.py", b"1"), ("firmware/a.py", b"2")]))]
+    with tempfile.TemporaryDirectory() as root:
+        try:
+            loader.install(out, root)
+            raise AssertionError("a repeated member must not overwrite the first")
+        except FileExistsError:
+            pass
+    out.components = [("phone-app", make_ustar([("firmware/../etc/x", b"1")]))]
+    with tempfile.TemporaryDirectory() as root:
+        try:
+            loader.install(out, root)
+            raise AssertionError("unsafe path accepted")
+        except ValueError as e:
+            assert "unsafe path" in str(e)
+    assert stage.STATE_VERIFIED == "verified"
