@@ -367,7 +367,9 @@ class Demo:
 
     def summary(self, total: float) -> str:
         r = self.r
-        return (f"The image was built in {r.build_s:.1f} s and device '{self.args.device}' "
+        built = ("The built image was reused" if self.args.no_build
+                 else f"The image was built in {r.build_s:.1f} s")
+        return (f"{built} and device '{self.args.device}' "
                 f"provisioned with a SIP account sealed to PCRs {r.sealed_to}; the phone "
                 f"booted to its prompt in {r.prompt_s:.1f} s under TCG, measuring each bundle "
                 f"component into PCR 14. The verifier replayed both event logs against the "
@@ -409,7 +411,7 @@ def run_demo(args: argparse.Namespace) -> int:
         say()
         say(f"demo: FAILED at step {demo.step}/{STEPS} ({demo.title}): {kind}{e}")
         say(f"demo: stopped {', '.join(demo.r.stopped) or 'no lab process'}; QEMU and swtpm "
-            f"stopped by PID; logs kept in {lab} and build/devices/{args.device}/")
+            f"stopped by PID; logs kept in {lab} and {demo.devices_dir / args.device}/")
         return 1
     shutil.rmtree(lab, ignore_errors=True)
     say(f"stopped {', '.join(demo.r.stopped)}; lab directory removed")

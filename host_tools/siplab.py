@@ -50,8 +50,10 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 def port_free(port: int) -> bool:
-    """True when 127.0.0.1:port (TCP) can be bound now."""
+    """True when a server can listen on 127.0.0.1:port (TCP) now. SO_REUSEADDR as Kamailio sets
+    it: connections of a stopped server in TIME-WAIT do not count, another listener does."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
