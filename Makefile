@@ -7,10 +7,16 @@ DEVICE ?= phone1
 export PYTHONPATH := $(CURDIR)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: deps image image-check qemu verify provision update tamper test test-unit test-micropython test-tpm bench typecheck clean
+.PHONY: deps demo image image-check qemu verify provision update tamper test test-unit test-micropython test-tpm bench typecheck clean
 
 deps:
 	@bash host_tools/deps.sh
+
+# The main job, end to end: build the image, provision a device, start Kamailio + baresip on the
+# host, boot the phone under QEMU + swtpm (measured boot on screen), verify its logs against the
+# reference, place an SRTP call with a tone, power off. Leaves nothing running.
+demo: image
+	$(PY) -m host_tools.demo --device demo
 
 # build/$(BOARD)/: GPT disk image (ESP with the UKI, signed phone bundle, data partition),
 # reference.json (predicted PCRs), vendor-pubkey.pem. Reproducible: same inputs, same bytes.
