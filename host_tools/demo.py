@@ -148,6 +148,7 @@ class Demo:
         self.step = 0
         self.title = ""
         self.t_prompt = 0.0
+        self.qemu_pid = 0
 
     def begin(self, title: str) -> None:
         self.step += 1
@@ -193,8 +194,10 @@ class Demo:
                "--devices-dir", str(self.devices_dir), "--secrets", str(secrets)]
         say(f"$ python -m host_tools.provision --device {device.name} --secrets secrets.json"
             f"   # {{\"sip-account\": {{\"username\": \"{PHONE_USER}\", ...}}}}")
-        rc = subprocess.run(cmd, cwd=REPO, check=False).returncode
-        secrets.unlink()
+        try:
+            rc = subprocess.run(cmd, cwd=REPO, check=False).returncode
+        finally:
+            secrets.unlink()   # the TPM holds the account now
         if rc != 0:
             raise StepFailed(f"provisioning exited with status {rc}")
         try:
@@ -249,6 +252,7 @@ class Demo:
         con = run.console
         if con is None:
             raise StepFailed("the runner connected no console")
+        self.qemu_pid = run.proc.pid
         say(f"qemu pid {run.proc.pid}, swtpm state {run.device.tpm_dir}; console:")
         echo = ConsoleEcho(con)
         try:
@@ -410,8 +414,13 @@ def run_demo(args: argparse.Namespace) -> int:
             else type(e).__name__ + ": "
         say()
         say(f"demo: FAILED at step {demo.step}/{STEPS} ({demo.title}): {kind}{e}")
-        say(f"demo: stopped {', '.join(demo.r.stopped) or 'no lab process'}; QEMU and swtpm "
-            f"stopped by PID; logs kept in {lab} and {demo.devices_dir / args.device}/")
+        if not any(lab.iterdir()):
+            lab.rmdir()
+        stopped = ([f"qemu (pid {demo.qemu_pid}) and its swtpm"] if demo.qemu_pid else []) \
+            + demo.r.stopped
+        kept = [str(p) for p in (lab, demo.devices_dir / args.device) if p.exists()]
+        say(f"demo: stopped {', '.join(stopped) or 'nothing (none was started)'}"
+            + (f"; logs kept in {' and '.join(kept)}" if kept else ""))
         return 1
     shutil.rmtree(lab, ignore_errors=True)
     say(f"stopped {', '.join(demo.r.stopped)}; lab directory removed")

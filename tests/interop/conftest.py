@@ -23,8 +23,9 @@ import pytest
 
 # The launchers live in host_tools.siplab (the demo uses them too); re-exported here for the
 # tests that import them from this module.
-from host_tools.siplab import (BARESIP, HAVE_BARESIP, HAVE_KAMAILIO, IS_ROOT, MODULES,  # noqa: F401
-                               Baresip, Kamailio, free_pair, make_pki, read_wav, write_wav)
+from host_tools.siplab import HAVE_BARESIP, HAVE_KAMAILIO, IS_ROOT, make_pki
+from host_tools.siplab import MODULES as MODULES, Baresip as Baresip, Kamailio as Kamailio
+from host_tools.siplab import read_wav as read_wav
 
 
 # --- loopback capture ------------------------------------------------------------------------------

@@ -27,10 +27,8 @@ from firmware.sip.io_cpython import Runner, TlsFlow, now_ms
 from firmware.sip.sdp import LocalMedia
 # Kamailio and its PKI live in host_tools.siplab (the demo uses them too); re-exported here for
 # the tests that import them from this module.
-from host_tools.siplab import (HAVE_KAMAILIO, KAMAILIO, KAMAILIO_CONFIG, TLS_MODULE, Kamailio,  # noqa: F401
-                               make_pki, make_server_cert)
-
-DATA = KAMAILIO_CONFIG
+from host_tools.siplab import HAVE_KAMAILIO
+from host_tools.siplab import Kamailio as Kamailio, make_pki as make_pki
 
 pytestmark = pytest.mark.skipif(not HAVE_KAMAILIO,
                                 reason="needs Debian kamailio + kamailio-tls-modules and openssl")

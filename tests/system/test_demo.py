@@ -41,7 +41,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def run_demo(lab: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # TMPDIR: the demo's lab directory (kept after a failure) stays inside the test's tmp dir
+    env = dict(os.environ, PYTHONPATH=str(REPO), TMPDIR=str(lab))
     proc = subprocess.run([sys.executable, "-m", "host_tools.demo", "--image-dir", str(lab / "img"),
                            "--devices-dir", str(lab / "devices"), *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=DEMO_TIMEOUT, check=False)
@@ -125,6 +126,8 @@ def test_demo_fails_at_verify_on_a_tampered_device_and_stops_everything(lab: Pat
     assert re.search(r"^demo: FAILED at step 5/7 \(Verify the measured boot.*\): the verifier "
                      r"exited with status 1$", out, re.M), out[-2000:]
     assert "=== [6/7]" not in out and "demo: OK" not in out
+    assert re.search(r"^demo: stopped qemu \(pid \d+\) and its swtpm, baresip \(pid \d+\), "
+                     r"kamailio \(pid \d+\); logs kept in ", out, re.M), out[-1000:]
     pids = started_pids(out)
     assert set(pids) == {"kamailio", "baresip", "qemu"}, pids
     assert not [name for name, pid in pids.items() if alive(pid)]
