@@ -16,7 +16,7 @@ deps:
 # host, boot the phone under QEMU + swtpm (measured boot on screen), verify its logs against the
 # reference, place an SRTP call with a tone, power off. Leaves nothing running.
 demo: image
-	$(PY) -m host_tools.demo --device demo
+	$(PY) -m host_tools.demo --device demo --no-build
 
 # build/$(BOARD)/: GPT disk image (ESP with the UKI, signed phone bundle, data partition),
 # reference.json (predicted PCRs), vendor-pubkey.pem. Reproducible: same inputs, same bytes.
