@@ -14,6 +14,7 @@ import binascii
 import json
 
 from firmware import compat
+from firmware.console import mem
 from firmware.console.calls import Refused, parse_options
 
 PROMPT = "phone> "
@@ -29,6 +30,7 @@ HELP = (
     "  help             this list\n"
     "  status           device state as one JSON object\n"
     "  pcrs [BANK]      PCR values of one bank (default sha256) as JSON\n"
+    "  mem              memory of the user processes (VmHWM, VmRSS) and MemTotal as JSON\n"
     "  log [WHICH]      event logs, base64 framed; WHICH is firmware, phone or all (default)\n"
     "  call URI [tone=HZ]  call a sip: URI (tone=HZ sends a sine instead of silence)\n"
     "  answer [tone=HZ] answer the ringing incoming call\n"
@@ -125,6 +127,7 @@ class Console:
             "call": (self._call, 1, 2),
             "answer": (self._answer, 0, 1),
             "hangup": (self._hangup, 0, 0),
+            "mem": (lambda args: (mem.answer(), ACTION_NONE), 0, 0),
         }
 
     def handle(self, line):
