@@ -1,0 +1,168 @@
+"""Boot benchmark (docs/BENCHMARKS.md, section "Boot"), QEMU TCG only.
+
+(1) Seconds from QEMU start to the phone console's first prompt (`phone> `) for the built image
+    build/qemu-x86_64/disk.img, against the FLOOR measured in the same run: the same OVMF, the same
+    Debian kernel, the same systemd-stub UKI layout, cmdline, GPT layout and swtpm, but an initramfs
+    of static busybox whose /init runs `poweroff -f` at once (QEMU start -> QEMU exit). Runs
+    alternate floor, phone, floor, phone, ... (RUNS each) so load from other jobs hits both alike;
+    medians are compared. Each run uses a fresh throwaway device (fresh swtpm state and OVMF
+    variables) under a temp dir: user devices in build/devices are never touched.
+(2) Image sizes: disk.img (apparent and on disk), UKI, initrd (gzip and uncompressed), bundle.
+(3) Peak memory of the phone stack, read in the guest by the console's `mem` command (VmHWM of
+    each user process from /proc/<pid>/status, MemTotal/MemAvailable), at the prompt and SETTLE_S
+    seconds later.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from host_tools import kernel_fetch, testdata
+from host_tools.image import build as image_build
+from host_tools.image import disk, uki
+from host_tools.qemu import Device
+from host_tools.qemu.device import DeviceConfig
+
+REPO = Path(__file__).resolve().parents[1]
+BOARD = "qemu-x86_64"
+RUNS = 3
+TARGET_RATIO = 1.3
+SETTLE_S = 3.0
+BOOT_TIMEOUT_S = 240.0
+# /init of the floor: nothing but an immediate power-off (reboot(2) with RB_POWER_OFF).
+FLOOR_INIT = "#!/bin/busybox sh\n/bin/busybox poweroff -f\n"
+
+
+def ensure_image(build_dir: Path) -> None:
+    if not (build_dir / image_build.DISK_NAME).is_file():
+        print("building %s (missing)" % build_dir, flush=True)
+        subprocess.run([sys.executable, "-m", "host_tools.image", "--board", BOARD,
+                        "--out", str(build_dir)], cwd=REPO, check=True)
+
+
+def build_floor(out: Path) -> dict[str, int]:
+    """The floor image from the image builder's own pieces: same stub, kernel, cmdline, ESP and
+    GPT layout as the phone image; only the initramfs differs (and the .osrel version)."""
+    _, desc = image_build.load_board(REPO, BOARD)
+    kernel = kernel_fetch.fetch_kernel(REPO / "build" / "cache" / "kernel",
+                                       str(desc["kernel"]["metapackage"]))  # type: ignore[index]
+    initrd = testdata.build_initramfs(init_script=FLOOR_INIT)  # host_tools.cpio_newc, gzip
+    sections = {".osrel": image_build.osrel(BOARD, "floor"),
+                ".cmdline": str(desc["cmdline"]).encode(),
+                ".linux": kernel.vmlinuz.read_bytes(), ".initrd": initrd}
+    out.mkdir(parents=True, exist_ok=True)
+    uki_bytes = uki.build_uki(uki.DEFAULT_STUB, sections, out / image_build.UKI_NAME)
+    sizes: dict[str, int] = desc["partitions_mib"]  # type: ignore[assignment]
+    parts = [disk.Partition("esp", disk.ESP_TYPE, sizes["esp"]),
+             disk.Partition("phone-fw", disk.LINUX_DATA_TYPE, sizes["phone-fw"]),
+             disk.Partition("phone-data", disk.LINUX_DATA_TYPE, sizes["phone-data"])]
+    esp = out / "esp.img"
+    disk.make_esp(esp, parts[0].size_mib, {image_build.ESP_UKI_PATH: uki_bytes}, BOARD,
+                  int(desc["source_date_epoch"]))  # type: ignore[call-overload]
+    disk.build_disk(out / image_build.DISK_NAME, BOARD, parts, {"esp": esp})
+    esp.unlink()
+    return {"uki": len(uki_bytes), "initrd": len(initrd)}
+
+
+def time_floor(name: str, build_dir: Path, devices: Path) -> float:
+    dev = Device(name, DeviceConfig(build_dir=build_dir, devices_dir=devices))
+    with dev.running("tcp") as run:
+        try:
+            rc = run.proc.wait(timeout=BOOT_TIMEOUT_S)
+            elapsed = run.elapsed()
+        finally:
+            if run.console is not None:
+                run.console.close()
+    if rc != 0:
+        raise SystemExit("floor QEMU exited with status %d: %s" % (rc, run.qemu_output()[-500:]))
+    return elapsed
+
+
+def time_phone(name: str, build_dir: Path, devices: Path) -> tuple[float, dict[str, Any]]:
+    dev = Device(name, DeviceConfig(build_dir=build_dir, devices_dir=devices))
+    with dev.running("tcp") as run:
+        con = run.console
+        assert con is not None
+        try:
+            run.wait_prompt(con, BOOT_TIMEOUT_S)
+            elapsed = run.elapsed()
+            at_prompt = con.json_command("mem")
+            status = con.status()
+            time.sleep(SETTLE_S)
+            settled = con.json_command("mem")
+        finally:
+            run.shutdown(con)
+    return elapsed, {"at_prompt": at_prompt, "settled": settled, "state": status.get("state"),
+                     "unsealed": status.get("unsealed")}
+
+
+def on_disk(path: Path) -> int:
+    return os.stat(path).st_blocks * 512
+
+
+def image_sizes(build_dir: Path) -> dict[str, int]:
+    initrd = (build_dir / "initrd.img").read_bytes()
+    disk_img = build_dir / image_build.DISK_NAME
+    return {"disk_apparent": disk_img.stat().st_size, "disk_on_disk": on_disk(disk_img),
+            "uki": (build_dir / image_build.UKI_NAME).stat().st_size,
+            "initrd_gzip": len(initrd), "initrd_uncompressed": len(gzip.decompress(initrd)),
+            "bundle": (build_dir / "bundle.tar").stat().st_size}
+
+
+def mib(n: int) -> str:
+    return "%.1f MiB" % (n / 1048576)
+
+
+def main() -> dict[str, Any]:
+    build_dir = REPO / "build" / BOARD
+    ensure_image(build_dir)
+    floors: list[float] = []
+    phones: list[float] = []
+    mems: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
+        floor_dir = Path(tmp) / "floor"
+        floor_sizes = build_floor(floor_dir)
+        devices = Path(tmp) / "devices"
+        for i in range(RUNS):
+            floors.append(time_floor("floor%d" % i, floor_dir, devices))
+            print("floor %d: %.2f s" % (i + 1, floors[-1]), flush=True)
+            t, m = time_phone("phone%d" % i, build_dir, devices)
+            phones.append(t)
+            mems.append(m)
+            print("phone %d: %.2f s (state %s, unsealed %s)" % (i + 1, t, m["state"],
+                                                                 m["unsealed"]), flush=True)
+    floor_med = statistics.median(floors)
+    phone_med = statistics.median(phones)
+    ratio = phone_med / floor_med
+    print("median floor %.2f s, phone %.2f s, ratio %.2fx (target <= %.1fx: %s)"
+          % (floor_med, phone_med, ratio, TARGET_RATIO, "met" if ratio <= TARGET_RATIO
+             else "NOT met"), flush=True)
+    sizes = image_sizes(build_dir)
+    print("sizes: disk.img %s apparent / %s on disk; UKI %s; initrd %s gzip / %s uncompressed; "
+          "bundle %s; floor UKI %s, floor initrd %s" % (
+              mib(sizes["disk_apparent"]), mib(sizes["disk_on_disk"]), mib(sizes["uki"]),
+              mib(sizes["initrd_gzip"]), mib(sizes["initrd_uncompressed"]), mib(sizes["bundle"]),
+              mib(floor_sizes["uki"]), mib(floor_sizes["initrd"])), flush=True)
+    for i, m in enumerate(mems):
+        for when in ("at_prompt", "settled"):
+            snap = m[when]
+            procs = ", ".join("%s %s %d kB" % (pid, p["name"], p["vm_hwm_kb"])
+                              for pid, p in sorted(snap["processes"].items(),
+                                                   key=lambda kv: int(kv[0])))
+            print("mem run %d %s: VmHWM total %d kB [%s]; MemTotal %d kB, MemAvailable %d kB"
+                  % (i + 1, when, snap["total_hwm_kb"], procs, snap["mem_total_kb"],
+                     snap["mem_available_kb"]), flush=True)
+    result = {"floor_s": floors, "phone_s": phones, "floor_median_s": floor_med,
+              "phone_median_s": phone_med, "ratio": ratio, "sizes": sizes,
+              "floor_sizes": floor_sizes, "mem": mems}
+    print(json.dumps(result, sort_keys=True))
+    return result
