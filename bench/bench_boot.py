@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -38,8 +39,11 @@ RUNS = 3
 TARGET_RATIO = 1.3
 SETTLE_S = 3.0
 BOOT_TIMEOUT_S = 240.0
-# /init of the floor: nothing but an immediate power-off (reboot(2) with RB_POWER_OFF).
-FLOOR_INIT = "#!/bin/busybox sh\n/bin/busybox poweroff -f\n"
+# /init of the floor: print the kernel's uptime (to split firmware time from kernel time, as the
+# phone's `mem` does), then power off at once (reboot(2) with RB_POWER_OFF).
+FLOOR_INIT = ("#!/bin/busybox sh\n/bin/busybox mount -t proc proc /proc\n"
+              "echo \"floor-uptime $(/bin/busybox cat /proc/uptime)\"\n/bin/busybox poweroff -f\n")
+UPTIME_RE = re.compile(r"floor-uptime ([0-9.]+) ")
 
 
 def ensure_image(build_dir: Path) -> None:
@@ -73,7 +77,8 @@ def build_floor(out: Path) -> dict[str, int]:
     return {"uki": len(uki_bytes), "initrd": len(initrd)}
 
 
-def time_floor(name: str, build_dir: Path, devices: Path) -> float:
+def time_floor(name: str, build_dir: Path, devices: Path) -> tuple[float, float]:
+    """(seconds from QEMU start to its exit, guest uptime just before the power-off)."""
     dev = Device(name, DeviceConfig(build_dir=build_dir, devices_dir=devices))
     with dev.running("tcp") as run:
         try:
@@ -84,7 +89,10 @@ def time_floor(name: str, build_dir: Path, devices: Path) -> float:
                 run.console.close()
     if rc != 0:
         raise SystemExit("floor QEMU exited with status %d: %s" % (rc, run.qemu_output()[-500:]))
-    return elapsed
+    m = UPTIME_RE.search(dev.console_log.read_text(errors="replace"))
+    if m is None:
+        raise SystemExit("floor: no uptime line in %s" % dev.console_log)
+    return elapsed, float(m.group(1))
 
 
 def time_phone(name: str, build_dir: Path, devices: Path) -> tuple[float, dict[str, Any]]:
@@ -102,7 +110,9 @@ def time_phone(name: str, build_dir: Path, devices: Path) -> tuple[float, dict[s
         finally:
             run.shutdown(con)
     return elapsed, {"at_prompt": at_prompt, "settled": settled, "state": status.get("state"),
-                     "unsealed": status.get("unsealed")}
+                     "unsealed": status.get("unsealed"),
+                     "timings": {k: v for k, v in status.items()
+                                 if k.endswith("_ms") or k.endswith("_s")}}
 
 
 def on_disk(path: Path) -> int:
@@ -126,6 +136,7 @@ def main() -> dict[str, Any]:
     build_dir = REPO / "build" / BOARD
     ensure_image(build_dir)
     floors: list[float] = []
+    floor_uptimes: list[float] = []
     phones: list[float] = []
     mems: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
@@ -133,13 +144,18 @@ def main() -> dict[str, Any]:
         floor_sizes = build_floor(floor_dir)
         devices = Path(tmp) / "devices"
         for i in range(RUNS):
-            floors.append(time_floor("floor%d" % i, floor_dir, devices))
-            print("floor %d: %.2f s" % (i + 1, floors[-1]), flush=True)
+            t, up = time_floor("floor%d" % i, floor_dir, devices)
+            floors.append(t)
+            floor_uptimes.append(up)
+            print("floor %d: %.2f s (guest uptime at power-off %.2f s: %.2f s before the kernel)"
+                  % (i + 1, t, up, t - up), flush=True)
             t, m = time_phone("phone%d" % i, build_dir, devices)
             phones.append(t)
             mems.append(m)
-            print("phone %d: %.2f s (state %s, unsealed %s)" % (i + 1, t, m["state"],
-                                                                 m["unsealed"]), flush=True)
+            up = m["at_prompt"]["uptime_s"]
+            print("phone %d: %.2f s (guest uptime at prompt %.2f s: %.2f s before the kernel; "
+                  "state %s, unsealed %s; %s)" % (i + 1, t, up, t - up, m["state"],
+                                                  m["unsealed"], m["timings"]), flush=True)
     floor_med = statistics.median(floors)
     phone_med = statistics.median(phones)
     ratio = phone_med / floor_med
@@ -161,7 +177,10 @@ def main() -> dict[str, Any]:
             print("mem run %d %s: VmHWM total %d kB [%s]; MemTotal %d kB, MemAvailable %d kB"
                   % (i + 1, when, snap["total_hwm_kb"], procs, snap["mem_total_kb"],
                      snap["mem_available_kb"]), flush=True)
-    result = {"floor_s": floors, "phone_s": phones, "floor_median_s": floor_med,
+    print("median guest uptime: floor at power-off %.2f s, phone at prompt %.2f s"
+          % (statistics.median(floor_uptimes),
+             statistics.median(m["at_prompt"]["uptime_s"] for m in mems)), flush=True)
+    result = {"floor_s": floors, "floor_uptime_s": floor_uptimes, "phone_s": phones, "floor_median_s": floor_med,
               "phone_median_s": phone_med, "ratio": ratio, "sizes": sizes,
               "floor_sizes": floor_sizes, "mem": mems}
     print(json.dumps(result, sort_keys=True))

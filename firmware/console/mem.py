@@ -3,7 +3,8 @@
 # read from /proc. Read-only; answers one JSON object on one line, like `status`.
 #
 # Fields come from proc(5): /proc/<pid>/status "VmHWM" (peak resident set size) and "VmRSS";
-# /proc/meminfo "MemTotal" and "MemAvailable". Kernel threads have no Vm* lines and are left out.
+# /proc/meminfo "MemTotal" and "MemAvailable"; /proc/uptime (when the snapshot was taken, so a host
+# can tell how much of a boot came before the kernel). Kernel threads have no Vm* lines and are left out.
 
 import json
 import os
@@ -31,6 +32,15 @@ def parse_name(text):
     return "?"
 
 
+def parse_uptime(text):
+    """Seconds since the kernel started, the first field of /proc/uptime ("123.45 67.89")."""
+    fields = text.split()
+    try:
+        return float(fields[0])
+    except (IndexError, ValueError):
+        raise ValueError("uptime: expected '<seconds> <idle seconds>', got %r" % text[:40])
+
+
 def _read(path):
     with open(path) as f:
         return f.read()
@@ -38,7 +48,7 @@ def _read(path):
 
 def snapshot(proc="/proc"):
     """{"processes": {pid: {"name", "vm_hwm_kb", "vm_rss_kb"}}, "total_hwm_kb",
-    "mem_total_kb", "mem_available_kb"}; a process that exits while being read is skipped."""
+    "mem_total_kb", "mem_available_kb", "uptime_s"}; a process that exits while being read is skipped."""
     procs = {}
     for entry in os.listdir(proc):
         if not entry.isdigit():
@@ -57,7 +67,8 @@ def snapshot(proc="/proc"):
     for p in procs.values():
         total += p["vm_hwm_kb"]
     return {"processes": procs, "total_hwm_kb": total,
-            "mem_total_kb": info.get("MemTotal"), "mem_available_kb": info.get("MemAvailable")}
+            "mem_total_kb": info.get("MemTotal"), "mem_available_kb": info.get("MemAvailable"),
+            "uptime_s": parse_uptime(_read(proc + "/uptime"))}
 
 
 def answer():

@@ -34,6 +34,12 @@ def test_bad_value_names_the_field():
     assert "MemTotal" in str(e)
 
 
+def test_parse_uptime():
+    assert mem.parse_uptime("12.34 20.01\n") == 12.34
+    assert "uptime" in str(raises(ValueError, mem.parse_uptime, ""))
+    assert "uptime" in str(raises(ValueError, mem.parse_uptime, "soon 1.0\n"))
+
+
 def test_snapshot_of_this_machine():
     snap = mem.snapshot()
     assert snap["mem_total_kb"] > 0 and 0 <= snap["mem_available_kb"] <= snap["mem_total_kb"]
@@ -43,6 +49,7 @@ def test_snapshot_of_this_machine():
         assert pid.isdigit() and p["vm_hwm_kb"] > 0 and p["name"]
         total += p["vm_hwm_kb"]
     assert snap["total_hwm_kb"] == total
+    assert snap["uptime_s"] > 0
 
 
 def test_console_mem_command_answers_one_json_line():
