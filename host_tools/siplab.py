@@ -23,6 +23,8 @@ import subprocess
 import time
 import wave
 from pathlib import Path
+
+from host_tools import ports
 from typing import IO, Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,9 +46,10 @@ class SipLabError(RuntimeError):
 
 
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    try:
+        return ports.free_port(kind)
+    except OSError as e:
+        raise SipLabError(str(e)) from e
 
 
 def port_free(port: int) -> bool:
@@ -73,7 +76,8 @@ def free_pair() -> int:
                         t.bind(("127.0.0.1", port))
                     except OSError:
                         ok = False
-        if ok and p < 65000:
+        if ok:
+            ports.reserve(p + 1)
             return p
     raise SipLabError("no free port pair")
 

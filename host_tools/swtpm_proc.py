@@ -28,6 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Sequence
 
+from host_tools import ports
+
 SWTPM = "swtpm"
 SWTPM_SETUP = "swtpm_setup"
 SWTPM_LOCALCA = "/usr/bin/swtpm_localca"
@@ -70,11 +72,8 @@ def swtpm_version() -> str:
 
 
 def free_tcp_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now (racy, as always)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that is free right now, below the ephemeral range (host_tools.ports)."""
+    return ports.free_port(socket.SOCK_STREAM)
 
 
 def write_localca_config(workdir: Path) -> Path:
