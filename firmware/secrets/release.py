@@ -182,7 +182,7 @@ def release(tpm, meta, pin=None, measured=None, names=None):
             if not tickets:
                 return IntegrityFailure("no signed policy in the store verifies with the vendor key")
         version = None
-        for o in objects:
+        for i, o in enumerate(objects):
             try:
                 h = tpm.load(srk, bytes.fromhex(o["private"]), bytes.fromhex(o["public"]))
             except TpmError as e:
@@ -212,7 +212,8 @@ def release(tpm, meta, pin=None, measured=None, names=None):
                 return _refusal(tpm, meta, e, measured, tickets[0][0] if tickets else None)
             finally:
                 tpm.flush_context(h)
-                tpm.policy_restart(session)
+                if i + 1 < len(objects):  # the last object's session is flushed below instead
+                    tpm.policy_restart(session)
         return Released(out, version)
     finally:
         if session is not None:

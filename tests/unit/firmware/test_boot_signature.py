@@ -70,3 +70,34 @@ def test_vendor_key_pem_errors():
     assert "Ed25519" in str(e)
     e = raises(ValueError, signature.raw_public_key, TEST1_PEM.replace(b"URo=", b""))
     assert "base64" in str(e) or "Ed25519" in str(e)
+
+
+def _pem(raw):
+    import binascii
+    b64 = binascii.b2a_base64(signature.ED25519_SPKI_PREFIX + raw).strip()
+    return b"-----BEGIN PUBLIC KEY-----\n" + b64 + b"\n-----END PUBLIC KEY-----\n"
+
+
+def test_openssl_and_portable_paths_agree():
+    # The stage loader uses OpenSSL (via `cryptography`) when present; the portable code is the
+    # reference. Under MicroPython there is no `cryptography`: both calls give the portable one.
+    for pk, msg, sig in VECTORS:
+        pk, msg, sig = unhex(pk), unhex(msg), unhex(sig)
+        fast = signature.load_public_key(_pem(pk))
+        slow = signature.load_public_key(_pem(pk), use_openssl=False)
+        s_big = (int.from_bytes(sig[32:], "little") + ed25519.L).to_bytes(32, "little")
+        cases = [(msg, sig), (msg + b"\x00", sig), (msg, sig[:63]), (msg, b""),
+                 (msg, sig[:32] + s_big),  # S >= L (RFC 8032 §5.1.7 step 1)
+                 (msg, bytes([sig[0] ^ 1]) + sig[1:]), (msg, sig[:63] + bytes([sig[63] ^ 0x10]))]
+        for m, s in cases:
+            assert fast(m, s) is slow(m, s), (pk.hex(), m, s.hex())
+        assert fast(msg, sig) is True
+
+
+def test_openssl_verifier_is_used_when_available():
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        assert signature.openssl_verifier(unhex(VECTORS[0][0])) is None
+        return
+    assert signature.openssl_verifier(unhex(VECTORS[0][0])) is not None
