@@ -63,7 +63,8 @@ def openssl_verifier(raw):
 
     # OpenSSL 3 looks up (fetches) the Ed25519 implementation on the first verify, which costs
     # more than the check itself under TCG: do it now, with a signature that cannot verify
-    # (S = 0 with R = 0 verifies only if R + [k]A is the identity: never in practice), not on the separator's path.
+    # (S = 0 with R = 0 verifies only if R + [k]A is the identity: never in practice), not on
+    # the separator's path.
     verify(b"", bytes(64))
     return verify
 

@@ -80,7 +80,10 @@ def _pem(raw):
 
 def test_openssl_and_portable_paths_agree():
     # The stage loader uses OpenSSL (via `cryptography`) when present; the portable code is the
-    # reference. Under MicroPython there is no `cryptography`: both calls give the portable one.
+    # reference. Under MicroPython there is no `cryptography`: both calls would give the portable
+    # one (already covered above), so the comparison only runs where OpenSSL is there.
+    if signature.openssl_verifier(unhex(VECTORS[0][0])) is None:
+        return
     for pk, msg, sig in VECTORS:
         pk, msg, sig = unhex(pk), unhex(msg), unhex(sig)
         fast = signature.load_public_key(_pem(pk))
