@@ -55,14 +55,14 @@ tamper: deps
 # Every test: pure unit tests (CPython and MicroPython), TPM tests on a real swtpm, system tests.
 test: image
 	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) tests
-	$(VENV)/bin/micropython tests/mpy_run.py
+	$(VENV)/bin/micropython -X heapsize=64M tests/mpy_run.py
 	$(PY) -m mypy --config-file tests/mypy.ini host_tools
 
 test-unit: deps
 	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) tests/unit
 
 test-micropython: deps
-	$(VENV)/bin/micropython tests/mpy_run.py
+	$(VENV)/bin/micropython -X heapsize=64M tests/mpy_run.py
 
 test-tpm: deps
 	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) tests/tpm
