@@ -7,7 +7,7 @@
     alternate floor, phone, floor, phone, ... (RUNS each) so load from other jobs hits both alike;
     medians are compared. Each run uses a fresh throwaway device (fresh swtpm state and OVMF
     variables) under a temp dir: user devices in build/devices are never touched.
-(2) Image sizes: disk.img (apparent and on disk), UKI, initrd (gzip and uncompressed), bundle.
+(2) Image sizes: disk.img (apparent and on disk), UKI, initrd (compressed and uncompressed), bundle.
 (3) Peak memory of the phone stack, read in the guest by the console's `mem` command (VmHWM of
     each user process from /proc/<pid>/status, MemTotal/MemAvailable), at the prompt and SETTLE_S
     seconds later.
@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import re
@@ -29,7 +28,7 @@ from typing import Any
 
 from host_tools import kernel_fetch, testdata
 from host_tools.image import build as image_build
-from host_tools.image import disk, uki
+from host_tools.image import disk, initramfs, uki
 from host_tools.qemu import Device
 from host_tools.qemu.device import DeviceConfig
 
@@ -124,7 +123,8 @@ def image_sizes(build_dir: Path) -> dict[str, int]:
     disk_img = build_dir / image_build.DISK_NAME
     return {"disk_apparent": disk_img.stat().st_size, "disk_on_disk": on_disk(disk_img),
             "uki": (build_dir / image_build.UKI_NAME).stat().st_size,
-            "initrd_gzip": len(initrd), "initrd_uncompressed": len(gzip.decompress(initrd)),
+            "initrd_compressed": len(initrd),
+            "initrd_uncompressed": len(initramfs.decompress(initrd)),
             "bundle": (build_dir / "bundle.tar").stat().st_size}
 
 
@@ -163,10 +163,10 @@ def main() -> dict[str, Any]:
           % (floor_med, phone_med, ratio, TARGET_RATIO, "met" if ratio <= TARGET_RATIO
              else "NOT met"), flush=True)
     sizes = image_sizes(build_dir)
-    print("sizes: disk.img %s apparent / %s on disk; UKI %s; initrd %s gzip / %s uncompressed; "
+    print("sizes: disk.img %s apparent / %s on disk; UKI %s; initrd %s compressed (gzip head + zstd) / %s uncompressed; "
           "bundle %s; floor UKI %s, floor initrd %s" % (
               mib(sizes["disk_apparent"]), mib(sizes["disk_on_disk"]), mib(sizes["uki"]),
-              mib(sizes["initrd_gzip"]), mib(sizes["initrd_uncompressed"]), mib(sizes["bundle"]),
+              mib(sizes["initrd_compressed"]), mib(sizes["initrd_uncompressed"]), mib(sizes["bundle"]),
               mib(floor_sizes["uki"]), mib(floor_sizes["initrd"])), flush=True)
     for i, m in enumerate(mems):
         for when in ("at_prompt", "settled"):

@@ -172,7 +172,7 @@ def build(opts: BuildOptions) -> BuildResult:
     kernel_desc = _dict(desc, "kernel")
     kernel = kernel_fetch.fetch_kernel(cache / "kernel", _str(kernel_desc, "metapackage"))
     root = userland.fetch_and_unpack(cache)
-    tree = userland.python_tree(root, cache)
+    tree = userland.python_tree(root, cache, repo / "firmware")
     lap("userland")
     kmods = modules.resolve(kernel.modules_dir)
     fw_spec = _dict(desc, "initramfs_firmware")

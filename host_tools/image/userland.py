@@ -48,7 +48,13 @@ DYNLOAD_KEEP = frozenset({
     "mmap", "resource", "termios",
 })
 CRYPTOGRAPHY_DROP = ("cryptography/hazmat/bindings/_rust/__init__.pyi",)
-_STAMP_VERSION = 2  # bump when the pruning rules change
+# Modules a Python start-up or an error path may import without any static import naming them
+# (the interpreter's own start-up, -m, tracebacks on the console, modules C code imports).
+IMPORT_ROOTS_EXTRA = ("site", "_sitebuiltins", "runpy", "traceback", "linecache", "tokenize",
+                      "encodings", "codecs", "io", "abc", "os", "stat", "posixpath",
+                      "genericpath", "_collections_abc", "warnings", "importlib.util",
+                      "importlib.machinery", "_strptime", "copyreg", "_weakrefset")
+_STAMP_VERSION = 4  # bump when the pruning rules change
 
 
 class UserlandError(RuntimeError):
@@ -123,6 +129,52 @@ def _stdlib_keep(rel: str) -> bool:
     return True
 
 
+def import_closure(root: Path, firmware_dir: Path) -> set[str]:
+    """Image paths (relative to *root*) of the stdlib and dist-packages files that ``firmware/``
+    and ``cryptography`` can import, found by the host's Python 3.11 ``modulefinder`` over the
+    unpacked Debian tree (the same 3.11 stdlib).  modulefinder follows every static import,
+    conditional ones included, so it over-approximates: what it leaves out no shipped code names.
+    Every package ``encodings.*`` is kept whole (codecs are looked up by name at run time)."""
+    script = (
+        "import json, modulefinder, pathlib, sys\n"
+        "cfg = json.loads(sys.stdin.read())\n"
+        "mf = modulefinder.ModuleFinder(path=cfg['path'])\n"
+        "for name in cfg['modules']:\n"
+        "    try:\n"
+        "        mf.import_hook(name)\n"
+        "    except ImportError:\n"
+        "        pass\n"
+        "for f in cfg['scripts']:\n"
+        "    mf.run_script(f)\n"
+        "files = sorted({m.__file__ for m in mf.modules.values() if m.__file__})\n"
+        "sys.stdout.write(json.dumps(files))\n")
+    stdlib, dist = root / STDLIB, root / DIST_PACKAGES
+    # Codecs are imported by name at run time (socket.getaddrinfo -> "idna" -> stringprep):
+    # every encodings module is a root, so what each one imports comes along.
+    codecs = ["encodings." + p.stem for p in sorted((stdlib / "encodings").glob("*.py"))
+              if p.stem != "__init__"]
+    scripts = [str(p) for p in sorted(firmware_dir.rglob("*.py"))]
+    scripts += [str(p) for p in sorted((dist / "cryptography").rglob("*.py"))]
+    cfg = {"path": [str(firmware_dir.parent), str(stdlib), str(stdlib / "lib-dynload"),
+                    str(dist)],
+           "modules": list(IMPORT_ROOTS_EXTRA) + codecs, "scripts": scripts}
+    proc = subprocess.run([HOST_PYTHON, "-I", "-c", script], input=json.dumps(cfg).encode(),
+                          capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise UserlandError(f"modulefinder failed: {proc.stderr.decode(errors='replace')}")
+    keep: set[str] = set()
+    for f in json.loads(proc.stdout):
+        p = Path(f)
+        for base in (root,):
+            try:
+                keep.add(p.relative_to(base).as_posix())
+            except ValueError:
+                pass
+    for p in (stdlib / "encodings").rglob("*.py"):
+        keep.add(p.relative_to(root).as_posix())
+    return keep
+
+
 def compile_pyc(sources: list[tuple[Path, str]]) -> list[bytes]:
     """Compile each (source file, path shown in tracebacks) with the host's Python 3.11."""
     if not sources:
@@ -158,15 +210,29 @@ def host_python_matches() -> None:
                             "to compile byte code for the image")
 
 
-def python_tree(root: Path, cache: Path) -> Tree:
-    """busybox + python3.11 + cryptography, pruned, sourceless .pyc; cached by content."""
+def _imports_digest(firmware_dir: Path) -> str:
+    """Digest of the firmware's import lines: the pruned stdlib depends on them."""
+    h = hashlib.sha256()
+    for p in sorted(firmware_dir.rglob("*.py")):
+        lines = [ln.strip() for ln in p.read_text().splitlines()
+                 if ln.strip().startswith(("import ", "from "))]
+        h.update(p.relative_to(firmware_dir).as_posix().encode() + b"\0"
+                 + "\n".join(lines).encode() + b"\0")
+    return h.hexdigest()
+
+
+def python_tree(root: Path, cache: Path, firmware_dir: Path) -> Tree:
+    """busybox + python3.11 + cryptography, pruned to the import closure of *firmware_dir*
+    (``firmware/``) and cryptography, sourceless .pyc; cached by content."""
     key = hashlib.sha256(json.dumps([_STAMP_VERSION, sorted(
-        p.name for p in (cache / "debs").glob("*.deb"))]).encode()).hexdigest()[:16]
+        p.name for p in (cache / "debs").glob("*.deb")), _imports_digest(firmware_dir)]
+    ).encode()).hexdigest()[:16]
     cached = cache / f"userland-{key}.json"
     tree = Tree()
     if cached.is_file():
         return _load_tree(cached)
     host_python_matches()
+    closure = import_closure(root, firmware_dir)
     tree.add("bin/busybox", _real(root, "bin/busybox").read_bytes(), 0o755)
     tree.symlinks["bin/sh"] = "busybox"
     py = _real(root, f"usr/bin/python{PYVER}")
@@ -177,7 +243,7 @@ def python_tree(root: Path, cache: Path) -> Tree:
     stdlib = root / STDLIB
     for p in sorted(stdlib.rglob("*")):
         rel = p.relative_to(stdlib).as_posix()
-        if p.is_dir() or not _stdlib_keep(rel):
+        if p.is_dir() or not _stdlib_keep(rel) or f"{STDLIB}/{rel}" not in closure:
             continue
         if p.suffix == ".py":
             sources.append((p, f"/{STDLIB}/{rel}"))

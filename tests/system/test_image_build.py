@@ -159,10 +159,9 @@ def test_code_components_ship_unchecked_hash_pyc(first: BuildResult) -> None:
 
 
 def test_initramfs_names_its_board(first: BuildResult) -> None:
-    import gzip
     from host_tools.image import initramfs
     import re
-    raw = gzip.decompress((first.out / "initrd.img").read_bytes())
+    raw = initramfs.decompress((first.out / "initrd.img").read_bytes())
     # newc: 110-byte ASCII header, name, NUL, padding to 4 bytes, then the file data
     found = re.search(re.escape(initramfs.BOARD_PATH.encode()) + b"\\x00+("
                       + re.escape(BOARD.encode()) + b")\\n", raw)

@@ -3,8 +3,8 @@ unchecked-hash .pyc, a bootable archive layout."""
 
 from __future__ import annotations
 
-import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -84,10 +84,18 @@ def test_archive_layout(tmp_path: Path) -> None:
     data = initramfs.build(tree, [("virtio.ko", b"ko")], b"#!/bin/sh\n", fw)
     assert data == initramfs.build(tree, [("virtio.ko", b"ko")], b"#!/bin/sh\n", fw)
     assert data[4:8] == b"\0\0\0\0"  # gzip MTIME field is zero (RFC 1952 §2.3.1)
-    raw = gzip.decompress(data)
+    # A gzip head archive (top directories, /dev/console), then the zstd body.
+    head = zlib.decompressobj(wbits=31)
+    head_raw = head.decompress(data)
+    assert head.eof
+    assert head.unused_data[:4] == b"\x28\xb5\x2f\xfd"  # zstd frame magic (RFC 8878 §3.1.1)
+    assert b"dev/console\0" in head_raw and b"TRAILER!!!" in head_raw[-140:]
+    raw = initramfs.decompress(data)
+    assert raw.startswith(head_raw)
     names = []
     pos = 0
-    while True:
+    trailers = 0
+    while pos < len(raw):
         # newc header: magic + 13 eight-digit hex fields (Linux initramfs-buffer-format)
         assert raw[pos:pos + 6] == b"070701"
         fields = [int(raw[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
@@ -95,15 +103,49 @@ def test_archive_layout(tmp_path: Path) -> None:
                                                  fields[6], fields[11])
         name = raw[pos + 110:pos + 110 + namesize - 1].decode()
         if name == "TRAILER!!!":
-            break
+            trailers += 1
+            pos += 110 + namesize
+            pos += -pos % 4
+            continue
         assert (uid, gid, mtime) == (0, 0, 0)
         names.append((name, mode))
         pos += 110 + namesize
         pos += -pos % 4
         pos += size + (-size % 4)
+    assert trailers == 2
     got = dict(names)
     assert got["init"] == 0o100755
     assert got["dev/console"] == 0o20600
     assert got["lib/modules/load-order"] == 0o100644
     assert "opt/phone/firmware/boot/__pycache__/__init__.cpython-311.pyc" in got
     assert "opt/phone/firmware/app.py" not in got
+
+
+def test_decompress_rejects_a_bad_body() -> None:
+    head = zlib.compressobj(9, zlib.DEFLATED, 31)
+    data = head.compress(b"070701") + head.flush()
+    with pytest.raises(initramfs.InitramfsError, match="zstd body does not decompress"):
+        initramfs.decompress(data + b"\x28\xb5\x2f\xfd broken")
+    with pytest.raises(initramfs.InitramfsError, match="gzip head archive is truncated"):
+        initramfs.decompress(data[:-6])
+
+
+def test_stdlib_import_closure(tmp_path: Path) -> None:
+    # The Debian stdlib unpacked by the image build (apt-get download + dpkg -x, cached).
+    root = userland.fetch_and_unpack(REPO / "build" / "cache")
+    fw = tmp_path / "firmware"
+    fw.mkdir()
+    (fw / "__init__.py").write_text("")
+    # An import inside a function body is followed too (modulefinder reads the byte code).
+    (fw / "a.py").write_text("import json\n\ndef f():\n    import colorsys\n")
+    keep = userland.import_closure(root, fw)
+    std = userland.STDLIB
+    assert f"{std}/json/decoder.py" in keep
+    assert f"{std}/colorsys.py" in keep
+    assert f"{std}/encodings/cp437.py" in keep  # codecs are found by name at run time
+    assert f"{std}/stringprep.py" in keep  # what they import too (idna, for getaddrinfo)
+    assert f"{std}/runpy.py" in keep and f"{std}/site.py" in keep  # -m and start-up
+    # cryptography's own closure is always in
+    assert any(k.startswith(f"{userland.DIST_PACKAGES}/cryptography/") for k in keep)
+    assert f"{std}/mailbox.py" not in keep
+    assert f"{std}/turtle.py" not in keep
