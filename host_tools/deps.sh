@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   # build + boot the image
-  python3 python3-venv ca-certificates make cpio gzip xz-utils binutils
+  python3 python3-venv ca-certificates make cpio gzip xz-utils zstd binutils
   qemu-system-x86 ovmf swtpm swtpm-tools busybox-static
   mtools dosfstools fdisk systemd-boot-efi systemd
   # test oracles: TCG structures and event logs
