@@ -14,9 +14,7 @@
 # Run: PYTHONPATH=. python -m bench call  (or through `make bench`). main() prints and returns a
 # dict; (a) is skipped with a message when Kamailio/baresip or root are missing.
 import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +28,7 @@ if REPO not in sys.path:
 from firmware.phone.call import CallMedia  # noqa: E402
 from firmware.phone.tone import sine_pcm  # noqa: E402
 from firmware.sip.sdp import PREFERENCE, MediaParams  # noqa: E402
+from bench._micropython import run_script
 
 CALLS = 15
 MEDIA_PACKETS = 1500
@@ -118,22 +117,11 @@ for suite in ("AES_CM_128_HMAC_SHA1_80", "AEAD_AES_128_GCM"):
 def bench_micropython() -> dict[str, tuple[float, float]] | None:
     """(send us, receive us) per packet through CallMedia under the micropython binary (pure
     engine; wall-clock microseconds of one busy process, as time.ticks_us measures)."""
-    mpy = os.path.join(REPO, ".venv", "bin", "micropython")
-    if not os.path.exists(mpy):
-        mpy = shutil.which("micropython") or ""
-    if not mpy:
+    stdout = run_script(MPY_SCRIPT)
+    if stdout is None:
         return None
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write("REPO = %r\n" % REPO + MPY_SCRIPT)
-        path = f.name
-    try:
-        out = subprocess.run([mpy, path], capture_output=True, text=True, timeout=120, cwd=REPO)
-    finally:
-        os.unlink(path)
-    if out.returncode != 0:
-        raise RuntimeError("micropython benchmark failed: " + out.stderr.strip()[-500:])
     res = {}
-    for line in out.stdout.split("\n"):
+    for line in stdout.split("\n"):
         parts = line.split()
         if len(parts) == 4:
             n = int(parts[1])

@@ -5,11 +5,8 @@
 #
 # Run: python -m bench.bench_srtp  (or through `make bench`). main() prints and returns a dict.
 import os
-import shutil
 import struct
-import subprocess
 import sys
-import tempfile
 import time
 from typing import Any, Callable
 
@@ -21,6 +18,7 @@ from firmware.media import g711  # noqa: E402
 from firmware.media.jitter import JitterBuffer  # noqa: E402
 from firmware.media.rtp import RtpPacket  # noqa: E402
 from firmware.media.srtp import SrtpSession  # noqa: E402
+from bench._micropython import run_script
 
 SUITES = [("AES_CM_128_HMAC_SHA1_80", 14), ("AES_CM_128_HMAC_SHA1_32", 14),
           ("AEAD_AES_128_GCM", 12)]
@@ -153,22 +151,11 @@ print("media_packet_us", n, time.ticks_diff(time.ticks_us(), t0))
 
 
 def bench_micropython() -> dict[str, float] | None:
-    mpy = os.path.join(REPO, ".venv", "bin", "micropython")
-    if not os.path.exists(mpy):
-        mpy = shutil.which("micropython") or ""
-    if not mpy:
+    stdout = run_script(MPY_SCRIPT)
+    if stdout is None:
         return None
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
-        f.write("REPO = %r\n" % REPO + MPY_SCRIPT)
-        path = f.name
-    try:
-        out = subprocess.run([mpy, path], capture_output=True, text=True, timeout=120, cwd=REPO)
-    finally:
-        os.unlink(path)
-    if out.returncode != 0:
-        raise RuntimeError("micropython benchmark failed: " + out.stderr.strip()[-500:])
     results = {}
-    for line in out.stdout.split("\n"):
+    for line in stdout.split("\n"):
         parts = line.split()
         if len(parts) == 3 and parts[0] == "media_packet_us":
             results[parts[0]] = int(parts[2]) / int(parts[1])
