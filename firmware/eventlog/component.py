@@ -65,21 +65,27 @@ def decode_component(data, base=0):
     return _decode_careful(data, base)
 
 
-def _decode_careful(data, base):
+
+def _check_tagged(data, base, tag_id, magic, kind):
+    """TCG_PCClientTaggedEvent header (see the top of this file) + our 16-byte magic; returns the offset after
+    them. `kind` is "component" or "bundle", for the error text and field names."""
     n = len(data)
     if n < 8:
         raise ParseError("truncated tagged event", offset=base, field="TaggedEvent")
     tag, size = struct.unpack_from("<II", data, 0)
-    if tag != PHONE_COMPONENT_TAG:
-        raise ParseError("taggedEventID 0x%08x is not a phone component" % tag, offset=base,
+    if tag != tag_id:
+        raise ParseError("taggedEventID 0x%08x is not a phone %s" % (tag, kind), offset=base,
                          field="TaggedEvent.taggedEventID")
     if size != n - 8:
         raise ParseError("taggedEventDataSize %d but %d bytes follow" % (size, n - 8),
                          offset=base + 4, field="TaggedEvent.taggedEventDataSize")
-    if data[8:24] != COMPONENT_MAGIC:
-        raise ParseError("missing phone-component magic", offset=base + 8,
-                         field="component.magic")
-    off = 24
+    if data[8:24] != magic:
+        raise ParseError("missing phone-%s magic" % kind, offset=base + 8, field=kind + ".magic")
+    return 24
+
+def _decode_careful(data, base):
+    n = len(data)
+    off = _check_tagged(data, base, PHONE_COMPONENT_TAG, COMPONENT_MAGIC, "component")
     out = []
     for label in ("name", "version"):
         if off + 2 > n:
@@ -146,18 +152,7 @@ def bundle_or_none(data, base=0):
 
 def decode_bundle(data, base=0):
     n = len(data)
-    if n < 8:
-        raise ParseError("truncated tagged event", offset=base, field="TaggedEvent")
-    tag, size = struct.unpack_from("<II", data, 0)
-    if tag != PHONE_BUNDLE_TAG:
-        raise ParseError("taggedEventID 0x%08x is not a phone bundle" % tag, offset=base,
-                         field="TaggedEvent.taggedEventID")
-    if size != n - 8:
-        raise ParseError("taggedEventDataSize %d but %d bytes follow" % (size, n - 8),
-                         offset=base + 4, field="TaggedEvent.taggedEventDataSize")
-    if data[8:24] != BUNDLE_MAGIC:
-        raise ParseError("missing phone-bundle magic", offset=base + 8, field="bundle.magic")
-    off = 24
+    off = _check_tagged(data, base, PHONE_BUNDLE_TAG, BUNDLE_MAGIC, "bundle")
     out = []
     for label in ("board", "version"):
         if off + 2 > n:
