@@ -4,8 +4,8 @@
 #                                        |
 #            /run/phone (tmpfs): logs/phone.bin, logs/firmware.bin, state.json, app/, etc/
 #                                        |
-#   verified: start the phone application from the bundle (python3 -m firmware.console with the
-#             bundle's code on PYTHONPATH) as uid/gid PHONE_UID, no supplementary groups;
+#   verified: start the phone application from the bundle (firmware.console from the bundle's code,
+#             in a forked child of this process) as uid/gid PHONE_UID, no supplementary groups;
 #   refused:  start the console from the initramfs' own code instead (measured in PCR 9/11), which
 #             reports the refusal and serves the logs, so the host can still verify the device.
 #
@@ -280,117 +280,117 @@ def console_env(pythonpath):
     return env
 
 
-def console_user():
-    if os.getuid() == 0:
-        return {"user": PHONE_UID, "group": PHONE_GID, "extra_groups": []}
-    return {}
-
-
-def start_console(pythonpath):
-    return subprocess.Popen([sys.executable, "-m", "firmware.console"],
-                            env=console_env(pythonpath), cwd="/", close_fds=True,
-                            **console_user())
-
-
-# The console's interpreter is started before anything is measured, as the phone user, and imports
-# the standard library and `cryptography` modules the release path needs (from the initramfs, which
-# PCR 9/11 cover: no bundle code runs), then waits on a pipe. Once the bundle is verified the loader
-# writes the code directory into the pipe and only then does the process put it on sys.path and run
-# firmware.console. Interpreter start-up and those imports (most of a second under TCG) then happen
-# before the measurement (the loader waits for the "ready" byte) instead of between the separator
-# and the unseal; the total work is the same. EOF on the pipe: exit unused.
-PREWARM_WAIT_S = 10.0
-PREWARM_MODULES = (
-    "json", "select", "struct", "binascii", "errno", "hashlib", "hmac", "socket",
+# The console runs in a child of this process (os.fork), not in a second interpreter: the child
+# keeps the standard library and `cryptography` modules (and OpenSSL's fetched algorithms) that
+# warm() loaded here before anything was measured, drops to the phone user, forgets every
+# `firmware` module this loader imported from the initramfs and imports firmware.console afresh
+# from the code directory it is given. Only that directory's code (the verified bundle, or the
+# initramfs' own code for the recovery console) runs as the phone. A second interpreter start-up
+# cost ~0.5 s under TCG before the prompt; a fork costs a few milliseconds.
+WARM_MODULES = (
+    "json", "select", "struct", "binascii", "errno", "hashlib", "hmac", "socket", "runpy",
     "cryptography.exceptions", "cryptography.hazmat.primitives.asymmetric.ec",
     "cryptography.hazmat.primitives.ciphers", "cryptography.hazmat.primitives.ciphers.aead",
 )
-PREWARM_CODE = """
-import os, sys
-for _m in %r:
-    try:
-        __import__(_m)
-    except Exception:
-        pass
-try:
-    # OpenSSL 3 looks up its EC key generation and ECDH on first use (slow under TCG): a throwaway
-    # exchange here keeps that off the unseal's path (the salted session's ECDH, firmware.tpm.ecdh)
-    from cryptography.hazmat.primitives.asymmetric import ec as _ec
-    _k = _ec.generate_private_key(_ec.SECP256R1())
-    _k.exchange(_ec.ECDH(), _ec.generate_private_key(_ec.SECP256R1()).public_key())
-    _k.public_key().public_numbers()
-    from cryptography.hazmat.primitives.ciphers import Cipher as _C, algorithms as _a, modes as _m
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM as _G
-    _C(_a.AES(bytes(16)), _m.ECB()).encryptor().update(bytes(16))
-    _G(bytes(16))
-    del _k, _ec, _C, _a, _m, _G
-except Exception:
-    pass
-os.write(int(sys.argv[2]), b"R")
-os.close(int(sys.argv[2]))
-_fd = int(sys.argv[1])
-_buf = b""
-while True:
-    _chunk = os.read(_fd, 4096)
-    if not _chunk:
-        break
-    _buf += _chunk
-os.close(_fd)
-if not _buf:
-    sys.exit(0)
-_path = _buf.decode()
-os.environ["PYTHONPATH"] = _path
-sys.path.insert(0, _path)
-del sys.argv[1:]
-import runpy
-runpy.run_module("firmware.console", run_name="__main__", alter_sys=True)
-""" % (PREWARM_MODULES,)
+MAX_FD = 65536
 
 
-class Prewarmed:
-    """A console interpreter waiting for its code directory (see PREWARM_CODE)."""
-
-    def __init__(self):
-        r, self.w = os.pipe()
-        self.ready, ready_w = os.pipe()
+def warm():
+    """Import what the console and the unseal need (from the initramfs, which PCR 9/11 cover: no
+    bundle code runs) and run one throwaway P-256 ECDH and AES key set-up: OpenSSL 3 fetches its
+    algorithm implementations on first use (~0.3 s under TCG), which would otherwise land in the
+    salted session's start, between the separator and the unseal."""
+    for name in WARM_MODULES:
         try:
-            self.proc = subprocess.Popen([sys.executable, "-c", PREWARM_CODE, str(r), str(ready_w)],
-                                         env=console_env(None), cwd="/", close_fds=True,
-                                         pass_fds=(r, ready_w), **console_user())
-        finally:
-            os.close(r)
-            os.close(ready_w)
-
-    def wait_ready(self, timeout):
-        """True once the interpreter has done its imports (False on timeout or if it died).
-        The loader waits for this before measuring: the guest has one vCPU, so imports running
-        beside the measurement would only finish after the separator, on the unseal's path."""
-        import select
-        try:
-            ok = bool(select.select([self.ready], [], [], timeout)[0]) and \
-                os.read(self.ready, 1) == b"R"
-        finally:
-            os.close(self.ready)
-        return ok
-
-    def go(self, pythonpath):
-        os.write(self.w, pythonpath.encode())
-        os.close(self.w)
-        return self.proc
-
-    def cancel(self):
-        try:
-            os.close(self.w)
-        except OSError:
+            __import__(name)
+        except Exception:  # noqa: BLE001  a missing module only costs time later
             pass
-
-
-def start_prewarmed():
     try:
-        return Prewarmed()
-    except Exception as e:  # noqa: BLE001  the console then starts the usual way
-        say("cannot pre-start the console: %s" % e)
-        return None
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        k = ec.generate_private_key(ec.SECP256R1())
+        k.exchange(ec.ECDH(), ec.generate_private_key(ec.SECP256R1()).public_key())
+        k.public_key().public_numbers()
+        Cipher(algorithms.AES(bytes(16)), modes.ECB()).encryptor().update(bytes(16))
+        AESGCM(bytes(16))
+    except Exception:  # noqa: BLE001  no cryptography: the pure engines are used
+        pass
+
+
+def drop_privileges():
+    """uid/gid PHONE_UID/PHONE_GID, no supplementary groups; raises unless root is gone for good."""
+    if os.getuid() != 0:
+        return
+    os.setgroups([])
+    os.setgid(PHONE_GID)
+    os.setuid(PHONE_UID)
+    if (os.getuid(), os.geteuid(), os.getgid(), os.getegid()) != (PHONE_UID,) * 2 + (PHONE_GID,) * 2:
+        raise OSError("still privileged after setuid/setgid")
+    try:
+        os.setuid(0)
+    except OSError:
+        return
+    raise OSError("could regain root after dropping privileges")
+
+
+def run_console_child(pythonpath):
+    """In the forked child: become the phone and run firmware.console from `pythonpath`. Never
+    returns; the exit status is the console's (EXIT_POWEROFF asks for power-off)."""
+    code = 1
+    try:
+        drop_privileges()
+        os.chdir("/")
+        os.closerange(3, MAX_FD)  # the TPM and partition descriptors stay with the loader
+        os.environ.clear()
+        os.environ.update(console_env(pythonpath))
+        for name in list(sys.modules):
+            if name == "firmware" or name.startswith("firmware."):
+                del sys.modules[name]
+        sys.path[:] = [pythonpath] + [p for p in sys.path
+                                      if p not in ("", "/", INITRAMFS_CODE, pythonpath)]
+        import importlib
+        importlib.invalidate_caches()
+        import runpy
+        runpy.run_module("firmware.console", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException as e:  # noqa: BLE001  reported; the loader restarts the console
+        try:
+            sys.stderr.write("console: %s: %s\n" % (e.__class__.__name__, e))
+        except Exception:  # noqa: BLE001
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def start_console(pythonpath):
+    """Fork the console (see run_console_child); -> its pid."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        run_console_child(pythonpath)
+    return pid
+
+
+def wait_console(pid):
+    """Wait for the console to exit, reaping any orphan on the way (PID 1's duty); -> its exit
+    status (negative: killed by that signal)."""
+    while True:
+        try:
+            got, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return -1
+        except InterruptedError:
+            continue
+        if got == pid:
+            return os.waitstatus_to_exitcode(status)
 
 
 def power_off():
@@ -408,10 +408,8 @@ def power_off():
 
 def main():
     say("stage loader started (pid %d)" % os.getpid())
-    prewarmed = start_prewarmed()
     prepare_run_dir()
-    if prewarmed is not None and not prewarmed.wait_ready(PREWARM_WAIT_S):
-        say("the pre-started console is not ready: measuring anyway")
+    warm()
     outcome = None
     state, reason = "refused", None
     try:
@@ -445,17 +443,11 @@ def main():
         say("starting the recovery console from the initramfs")
     else:
         say("no recovery console in this image")
-        if prewarmed is not None:
-            prewarmed.cancel()
         power_off()
     say("starting the phone console as uid %d" % PHONE_UID)
     restarts = 0
     while True:
-        if prewarmed is not None:
-            proc, prewarmed = prewarmed.go(pythonpath), None
-        else:
-            proc = start_console(pythonpath)
-        rc = proc.wait()
+        rc = wait_console(start_console(pythonpath))
         if rc == EXIT_POWEROFF:
             power_off()
         restarts += 1

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from host_tools.qemu.device import RNG_ARGS
 from host_tools.swtpm_proc import Swtpm, stop_process
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
@@ -68,7 +69,8 @@ def qemu_command(disk: Path, vars_copy: Path, tpm_args: list[str], memory_mb: in
             "-nodefaults", "-display", "none", "-serial", "stdio", "-nic", "none",
             "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
             "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
-            "-drive", f"if=virtio,format=raw,file={disk}", "-fw_cfg", FW_CFG_SWITCH, *tpm_args]
+            "-drive", f"if=virtio,format=raw,file={disk}", *RNG_ARGS,
+            "-fw_cfg", FW_CFG_SWITCH, *tpm_args]
 
 
 def parse_console_pcrs(answer: str) -> dict[int, bytes]:

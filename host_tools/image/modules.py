@@ -10,9 +10,10 @@ import struct
 from pathlib import Path
 
 # What the phone needs from the cloud kernel that is not built in: the virtio PCI transport,
-# its disk (the firmware and data partitions), network and console; qemu_fw_cfg lets /init read
-# the development-check switch (board/qemu-x86_64/init.sh).
-WANTED = ("virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "qemu_fw_cfg")
+# its disk (the firmware and data partitions) and network; qemu_fw_cfg lets /init read the
+# development-check switch (board/qemu-x86_64/init.sh). The console is the 16550 UART (ttyS0,
+# built in); the RNG needs no driver (OVMF hands the kernel's EFI stub a seed, board.json "rng").
+WANTED = ("virtio_pci", "virtio_blk", "virtio_net", "qemu_fw_cfg")
 
 
 class ModuleError(ValueError):

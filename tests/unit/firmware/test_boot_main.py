@@ -45,7 +45,7 @@ def test_code_archive_paths_stay_under_firmware():
 
 
 def _fake_console(root, out):
-    # a stand-in firmware.console that reports what its interpreter looked like, then asks for
+    # a stand-in firmware.console that reports what its process looked like, then asks for
     # power-off like the real one
     import os
     os.makedirs(os.path.join(root, "firmware", "console"))
@@ -53,15 +53,19 @@ def _fake_console(root, out):
         open(os.path.join(root, rel), "w").close()
     with open(os.path.join(root, "firmware", "console", "__main__.py"), "w") as f:
         f.write("import json, os, sys\n"
+                "import firmware\n"
                 "with open(%r, 'w') as f:\n"
-                "    json.dump({'path0': sys.path[0], 'uid': os.getuid(),\n"
+                "    json.dump({'path0': sys.path[0], 'uid': os.getuid(), 'gid': os.getgid(),\n"
+                "               'groups': os.getgroups(),\n"
                 "               'ec': 'cryptography.hazmat.primitives.asymmetric.ec' in sys.modules,\n"
-                "               'env': os.environ.get('PYTHONPATH'),\n"
+                "               'loader': 'firmware.boot' in sys.modules,\n"
+                "               'package': firmware.__file__,\n"
+                "               'env': os.environ.get('PYTHONPATH'), 'cwd': os.getcwd(),\n"
                 "               'file': __file__, 'name': __name__}, f)\n"
                 "sys.exit(80)\n" % out)
 
 
-def test_prewarmed_console_runs_the_given_code_only_after_go():
+def test_forked_console_runs_only_the_given_code_as_the_phone_user():
     loader = _loader()
     if loader is None:
         return
@@ -72,26 +76,39 @@ def test_prewarmed_console_runs_the_given_code_only_after_go():
         os.chmod(tmp, 0o777)  # the console runs as the phone user when the tests run as root
         app, out = os.path.join(tmp, "app"), os.path.join(tmp, "out.json")
         _fake_console(app, out)
-        p = loader.Prewarmed()
-        assert p.wait_ready(60) is True  # imports done
-        assert p.proc.poll() is None and not os.path.exists(out)  # waiting for the go-ahead
-        rc = p.go(app).wait(timeout=60)
+        loader.warm()
+        rc = loader.wait_console(loader.start_console(app))
         assert rc == loader.EXIT_POWEROFF
         with open(out) as f:
             seen = json.load(f)
     assert seen["path0"] == app and seen["env"] == app and seen["name"] == "__main__"
     assert seen["file"] == os.path.join(app, "firmware", "console", "__main__.py")
-    assert seen["ec"] is True  # imported before the go-ahead
-    assert seen["uid"] == (loader.PHONE_UID if os.getuid() == 0 else os.getuid())
+    # the loader's own firmware modules are gone: `firmware` is the given directory's package
+    assert seen["package"] == os.path.join(app, "firmware", "__init__.py")
+    assert seen["loader"] is False
+    assert seen["ec"] is True  # warmed in the parent, inherited
+    assert seen["cwd"] == "/"
+    if os.getuid() == 0:
+        assert (seen["uid"], seen["gid"], seen["groups"]) == (loader.PHONE_UID, loader.PHONE_GID, [])
+    else:
+        assert seen["uid"] == os.getuid()
 
 
-def test_prewarmed_console_cancelled_exits_without_running_anything():
+def test_forked_console_that_crashes_reports_a_failure_status():
     loader = _loader()
     if loader is None:
         return
-    p = loader.Prewarmed()
-    p.cancel()
-    assert p.proc.wait(timeout=60) == 0
+    import os
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o777)
+        app = os.path.join(tmp, "app")
+        os.makedirs(os.path.join(app, "firmware", "console"))
+        for rel in ("firmware/__init__.py", "firmware/console/__init__.py"):
+            open(os.path.join(app, rel), "w").close()
+        with open(os.path.join(app, "firmware", "console", "__main__.py"), "w") as f:
+            f.write("raise RuntimeError('broken console')\n")
+        assert loader.wait_console(loader.start_console(app)) == 1
 
 
 def test_install_writes_code_and_config_read_only():

@@ -54,7 +54,8 @@ def test_qemu_command_line(tmp_path: Path) -> None:
                  f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
                  f"if=pflash,format=raw,unit=1,file={dev.vars}",
                  f"if=virtio,format=raw,file={dev.disk}", "-serial chardev:ser0",
-                 f"socket,id=ser0,port=1,logfile={dev.console_log}", "-tpmdev T"):
+                 f"socket,id=ser0,port=1,logfile={dev.console_log}", "-tpmdev T",
+                 "virtio-rng-pci,rng=rng0", "rng-random,id=rng0,filename=/dev/urandom"):
         assert part in line, part
     net = make_device(tmp_path, "dev2", network=True, kvm=True).qemu_command([], "pty,id=ser0")
     line = " ".join(net)
