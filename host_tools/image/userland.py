@@ -47,6 +47,9 @@ DYNLOAD_KEEP = frozenset({
     "_multiprocessing", "_posixshmem", "_queue", "_ssl", "_typing", "_zoneinfo", "audioop",
     "mmap", "resource", "termios",
 })
+# Packages whose every import counts, inside functions too (import_closure); "__main__" is how
+# modulefinder names each file it runs as a script (all of firmware/ and cryptography/).
+FULL_SCAN = ("__main__", "firmware", "cryptography")
 CRYPTOGRAPHY_DROP = ("cryptography/hazmat/bindings/_rust/__init__.pyi",)
 # Modules a Python start-up or an error path may import without any static import naming them
 # (the interpreter's own start-up, -m, tracebacks on the console, modules C code imports).
@@ -54,7 +57,7 @@ IMPORT_ROOTS_EXTRA = ("site", "_sitebuiltins", "runpy", "traceback", "linecache"
                       "encodings", "codecs", "io", "abc", "os", "stat", "posixpath",
                       "genericpath", "_collections_abc", "warnings", "importlib.util",
                       "importlib.machinery", "_strptime", "copyreg", "_weakrefset")
-_STAMP_VERSION = 4  # bump when the pruning rules change
+_STAMP_VERSION = 5  # bump when the pruning rules change
 
 
 class UserlandError(RuntimeError):
@@ -132,13 +135,48 @@ def _stdlib_keep(rel: str) -> bool:
 def import_closure(root: Path, firmware_dir: Path) -> set[str]:
     """Image paths (relative to *root*) of the stdlib and dist-packages files that ``firmware/``
     and ``cryptography`` can import, found by the host's Python 3.11 ``modulefinder`` over the
-    unpacked Debian tree (the same 3.11 stdlib).  modulefinder follows every static import,
-    conditional ones included, so it over-approximates: what it leaves out no shipped code names.
-    Every package ``encodings.*`` is kept whole (codecs are looked up by name at run time)."""
+    unpacked Debian tree (the same 3.11 stdlib).  In ``firmware`` and ``cryptography`` every
+    static import counts, conditional ones and those inside functions included.  In the standard
+    library only the imports a module runs when it is imported (module and class bodies, their
+    try/except fallbacks) count, not those inside its functions or its ``if __name__ ==
+    "__main__":`` block: those are self-tests and CLIs (``pickle._test`` -> doctest -> unittest ->
+    asyncio, ``calendar.main`` -> argparse) or
+    fallbacks of paths the firmware does not take (``hashlib`` logging a missing digest), and
+    following them shipped ~4 MB of byte code nobody runs.  What the firmware runs is checked by
+    the system tests in the booted image.  Every ``encodings.*`` module is kept (codecs are looked
+    up by name at run time)."""
     script = (
-        "import json, modulefinder, pathlib, sys\n"
+        "import ast, json, modulefinder, pathlib, sys, types\n"
         "cfg = json.loads(sys.stdin.read())\n"
-        "mf = modulefinder.ModuleFinder(path=cfg['path'])\n"
+        "FULL = tuple(cfg['full'])\n"
+        "def full(name):\n"
+        "    return name in FULL or name.startswith(tuple(f + '.' for f in FULL))\n"
+        "def is_main_block(n):  # if __name__ == '__main__':\n"
+        "    t = getattr(n, 'test', None)\n"
+        "    return (isinstance(n, ast.If) and isinstance(t, ast.Compare)\n"
+        "            and isinstance(t.left, ast.Name) and t.left.id == '__name__'\n"
+        "            and len(t.comparators) == 1 and isinstance(t.comparators[0], ast.Constant)\n"
+        "            and t.comparators[0].value == '__main__')\n"
+        "class Parsed:  # stands in for the source file: compile() takes the AST\n"
+        "    def __init__(self, tree):\n"
+        "        self.tree = tree\n"
+        "    def read(self):\n"
+        "        return self.tree\n"
+        "class Finder(modulefinder.ModuleFinder):\n"
+        "    def load_module(self, fqname, fp, pathname, file_info):\n"
+        "        if file_info[2] == modulefinder._PY_SOURCE and not full(fqname):\n"
+        "            tree = ast.parse(fp.read(), pathname)\n"
+        "            tree.body = [n for n in tree.body if not is_main_block(n)]\n"
+        "            fp = Parsed(tree)\n"
+        "        return super().load_module(fqname, fp, pathname, file_info)\n"
+        "    def scan_code(self, co, m):\n"
+        "        if not full(m.__name__):\n"
+        "            # function bodies (CO_OPTIMIZED) become None: same constant indices\n"
+        "            co = co.replace(co_consts=tuple(\n"
+        "                None if isinstance(c, types.CodeType) and c.co_flags & 1 else c\n"
+        "                for c in co.co_consts))\n"
+        "        super().scan_code(co, m)\n"
+        "mf = Finder(path=cfg['path'])\n"
         "for name in cfg['modules']:\n"
         "    try:\n"
         "        mf.import_hook(name)\n"
@@ -157,7 +195,8 @@ def import_closure(root: Path, firmware_dir: Path) -> set[str]:
     scripts += [str(p) for p in sorted((dist / "cryptography").rglob("*.py"))]
     cfg = {"path": [str(firmware_dir.parent), str(stdlib), str(stdlib / "lib-dynload"),
                     str(dist)],
-           "modules": list(IMPORT_ROOTS_EXTRA) + codecs, "scripts": scripts}
+           "modules": list(IMPORT_ROOTS_EXTRA) + codecs, "scripts": scripts,
+           "full": list(FULL_SCAN)}
     proc = subprocess.run([HOST_PYTHON, "-I", "-c", script], input=json.dumps(cfg).encode(),
                           capture_output=True, check=False)
     if proc.returncode != 0:

@@ -136,12 +136,17 @@ def test_stdlib_import_closure(tmp_path: Path) -> None:
     fw = tmp_path / "firmware"
     fw.mkdir()
     (fw / "__init__.py").write_text("")
-    # An import inside a function body is followed too (modulefinder reads the byte code).
-    (fw / "a.py").write_text("import json\n\ndef f():\n    import colorsys\n")
+    # In firmware code an import inside a function body is followed too (modulefinder reads the
+    # byte code); in the stdlib only what a module imports when it is imported.
+    (fw / "a.py").write_text("import json, pickle, calendar\n\ndef f():\n    import colorsys\n")
     keep = userland.import_closure(root, fw)
     std = userland.STDLIB
     assert f"{std}/json/decoder.py" in keep
     assert f"{std}/colorsys.py" in keep
+    assert f"{std}/pickle.py" in keep and f"{std}/_compat_pickle.py" in keep  # module level
+    assert f"{std}/doctest.py" not in keep  # only pickle._test() imports it
+    assert f"{std}/argparse.py" not in keep  # only calendar.main() imports it
+    assert not any(k.startswith(f"{std}/asyncio/") for k in keep)
     assert f"{std}/encodings/cp437.py" in keep  # codecs are found by name at run time
     assert f"{std}/stringprep.py" in keep  # what they import too (idna, for getaddrinfo)
     assert f"{std}/runpy.py" in keep and f"{std}/site.py" in keep  # -m and start-up
