@@ -5,7 +5,7 @@
 #
 # Output rules the host driver (host_tools/console.py) relies on:
 #   * every answer is followed by the prompt PROMPT at the start of a line;
-#   * `status` and `pcrs` answer one JSON object on one line;
+#   * `status`, `pcrs` and `pin` answer one JSON object on one line;
 #   * an error is one line starting with "error: " and the console keeps running;
 #   * `log` frames each log as  -----BEGIN <NAME> size=<n> sha256=<hex>-----, base64 lines of
 #     76 characters, -----END <NAME>-----  so the host can rebuild the bytes exactly and check them.
@@ -23,18 +23,27 @@ ACTION_NONE = 0
 ACTION_POWEROFF = 1
 B64_CHUNK = 57  # 57 input bytes -> 76 base64 characters per line (RFC 2045 line length)
 LOG_NAMES = {"firmware": "FIRMWARE-LOG", "phone": "PHONE-LOG"}
-USAGE = {"call": "a URI: call sip:user@host [tone=HZ]"}
+USAGE = {"call": "a URI: call sip:user@host [tone=HZ]", "pin": "the PIN: pin DIGITS"}
+# The PINs provisioning seals to (host_tools/provision: 4..16 ASCII digits); anything else cannot
+# be the PIN, so it never reaches the TPM (and costs no dictionary-attack try).
+PIN_MIN = 4
+PIN_MAX = 16
+# What a `pin` answer may carry: metadata only. The core drops anything else the device returns,
+# so neither the secret nor the PIN can reach the serial line through this command.
+PIN_ANSWER_KEYS = ("unlocked", "name", "length", "state", "reason", "tpm_rc", "da", "da_error")
 
 HELP = (
     "commands:\n"
     "  help             this list\n"
-    "  status           device state as one JSON object\n"
+    "  status           device state as one JSON object (\"da\": the TPM's PIN-guess counter)\n"
     "  pcrs [BANK]      PCR values of one bank (default sha256) as JSON\n"
     "  mem              memory of the user processes (VmHWM, VmRSS) and MemTotal as JSON\n"
     "  log [WHICH]      event logs, base64 framed; WHICH is firmware, phone or all (default)\n"
     "  call URI [tone=HZ]  call a sip: URI (tone=HZ sends a sine instead of silence)\n"
     "  answer [tone=HZ] answer the ringing incoming call\n"
     "  hangup           end, cancel or decline the current call\n"
+    "  pin PIN          unseal the PIN-bound user secret; answers metadata only (never the\n"
+    "                   secret or the PIN) as JSON; a wrong PIN counts toward the TPM's lockout\n"
     "  poweroff         shut the TPM down cleanly (TPM2_Shutdown) and power off\n"
 )
 
@@ -112,6 +121,7 @@ class Console:
          firmware_log() -> bytes     phone_log() -> bytes
          shutdown_tpm() -> None
          call(uri, tone_hz) -> call id    answer(tone_hz) -> call id    hangup() -> call id
+         unlock_pin(pin bytes) -> dict (metadata: "unlocked", "state", "reason", "da", ...)
        (calls.Refused: printed as is; ValueError: the user's mistake, printed with the command)
        Each may raise any Exception; the console turns it into one "error: " line."""
 
@@ -127,6 +137,7 @@ class Console:
             "call": (self._call, 1, 2),
             "answer": (self._answer, 0, 1),
             "hangup": (self._hangup, 0, 0),
+            "pin": (self._pin, 1, 1),
             "mem": (lambda args: (mem.answer(), ACTION_NONE), 0, 0),
         }
 
@@ -225,6 +236,23 @@ class Console:
         cid = self.device.hangup()
         return "hanging up call %s\n" % cid, ACTION_NONE
 
+    def _pin(self, args):
+        # Never echo the PIN: not in errors, not in the answer (the typed line itself is on the
+        # serial line already: that is the user's input, not the firmware's output).
+        pin = args[0]
+        if not PIN_MIN <= len(pin) <= PIN_MAX or not _ascii_digits(pin):
+            return "error: pin: a PIN is %d to %d digits (0-9)\n" % (PIN_MIN, PIN_MAX), ACTION_NONE
+        try:
+            answer = self.device.unlock_pin(pin.encode())
+        except Exception as e:  # transport errors; the message is scrubbed of the PIN anyway
+            return "error: pin failed: %s\n" % _one_line(e).replace(pin, "<PIN>"), ACTION_NONE
+        out = {}
+        for k in PIN_ANSWER_KEYS:
+            if k in answer:
+                out[k] = answer[k]
+        out["unlocked"] = answer.get("unlocked") is True  # fail closed: anything else is "no"
+        return _json(out) + "\n", ACTION_NONE
+
     def _poweroff(self, args):
         # TPM2_Shutdown(CLEAR) first: powering off without it counts as an unclean reset and
         # costs a dictionary-attack failure (DESIGN.md, TPM trials). Power off even if it fails.
@@ -235,6 +263,13 @@ class Console:
             note = "TPM2_Shutdown failed: %s" % _one_line(e)
         self.powered_off = True
         return "%s; powering off\n" % note, ACTION_POWEROFF
+
+
+def _ascii_digits(text):
+    for ch in text:
+        if not "0" <= ch <= "9":
+            return False
+    return True
 
 
 def _short(text):

@@ -11,6 +11,7 @@ FIRMWARE_LOG = "/sys/kernel/security/tpm0/binary_bios_measurements"
 RUN_DIR = "/run/phone"
 TPM_DEVICE = "/dev/tpmrm0"
 PHONE_PCR = 14
+USER_SECRET = "user-secret"  # the PIN-bound sealed object (host_tools/provision)
 
 
 def _read(path):
@@ -86,6 +87,11 @@ class PhoneDevice:
             self._hook.merge_status(out)
         else:
             out["unsealed_reason"] = self._hook_error or "credentials not released yet"
+        da_state, da_error = self.dictionary_attack()
+        if da_state is not None:
+            out["da"] = da_state
+        else:
+            out["da_error"] = da_error
         out.update(self.calls.status())
         if self.media_socks is not None:
             # what peers are told (SDP c=/m=) and the host forwards (host_tools.qemu)
@@ -93,6 +99,42 @@ class PhoneDevice:
             out["media_port"] = self.media_socks[0].getsockname()[1]
         if self.phone is not None and self.phone.reconnect_at is not None:
             out["registered_reason"] = "registrar connection lost; reconnecting"
+        return out
+
+    def dictionary_attack(self):
+        """(the TPM's DA state (firmware.secrets.da.state), None) or (None, why unreadable)."""
+        try:
+            from firmware.secrets import da
+            return da.state(self.tpm()), None
+        except Exception as e:
+            return None, "%s: %s" % (e.__class__.__name__, e)
+
+    def unlock_pin(self, pin):
+        """The console's `pin`: have the TPM unseal the PIN-bound user secret (hook.unlock) and
+        answer metadata only. Nothing on this device consumes the user secret yet, so it is wiped
+        at once: the answer proves the TPM released it (its name and length), nothing more. A
+        wrong PIN costs one dictionary-attack try (the TPM's count is in "da")."""
+        if self._hook is None:
+            # a refused bundle (or no credential support) never asks the TPM for anything
+            out = {"unlocked": False, "state": "unavailable",
+                   "reason": self._hook_error or "credentials not released yet"}
+        else:
+            released, st = self._hook.unlock(self.tpm(), pin, name=USER_SECRET, run_dir=self.run_dir)
+            if released is not None:
+                try:
+                    out = {"unlocked": True, "name": USER_SECRET,
+                           "length": len(released.get(USER_SECRET))}
+                finally:
+                    released.wipe()
+            else:
+                out = {"unlocked": False, "state": st.get("state"), "reason": st.get("reason")}
+                if "tpm_rc" in st:
+                    out["tpm_rc"] = st["tpm_rc"]
+        da_state, da_error = self.dictionary_attack()
+        if da_state is not None:
+            out["da"] = da_state
+        else:
+            out["da_error"] = da_error
         return out
 
     # --- the SIP phone ------------------------------------------------------------------------------

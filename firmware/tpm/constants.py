@@ -196,6 +196,10 @@ TPM_PT_MAX_AUTH_FAIL = TPM_PT_VAR + 15
 TPM_PT_LOCKOUT_INTERVAL = TPM_PT_VAR + 16
 TPM_PT_LOCKOUT_RECOVERY = TPM_PT_VAR + 17
 
+# TPMA_PERMANENT (Part 2 §8.6), the value of TPM_PT_PERMANENT: bit 9 inLockout is SET while the
+# dictionary-attack protection refuses DA-protected authorizations (TPM_RC_LOCKOUT)
+TPMA_PERMANENT_INLOCKOUT = 1 << 9
+
 # Limits this client enforces on sizes read from responses before using them (Part 2 §10-§11:
 # the reference implementation's values; a real TPM is smaller).
 MAX_PCR_SELECTIONS = 16  # banks in one TPML_PCR_SELECTION

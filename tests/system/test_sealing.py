@@ -4,8 +4,8 @@ component is tampered with (and re-signed, as a compromised build server would) 
 and the phone reports integrity-failed naming PCR 14 and the component. The secret never shows
 on the serial console or in the flash. One device, booted once per scenario.
 
-Needs the phone console to call firmware.secrets.hook (release_at_boot + merge_status, see
-docs/sealing.md); until it does, the tests skip saying so."""
+The PIN-bound user secret (the console's `pin`: lockout, power cycles, a copied blob) is
+test_sealing_pin.py."""
 
 from __future__ import annotations
 
@@ -15,55 +15,9 @@ from typing import Any, Iterator
 
 import pytest
 
-from host_tools.provision import __main__ as provision_cli
-from host_tools.qemu.device import Device, DeviceConfig
-from host_tools.tamper.__main__ import main as tamper_main
+from tests.system.sealing_support import SealedDevice, assert_no_secret
 
 pytestmark = pytest.mark.slow
-
-BOARD = "qemu-x86_64"
-BOOT_TIMEOUT = 300.0
-SIP_PASSWORD = "qemu-Sip-Secret-7d3b91f0c2"
-USER_SECRET = "qemu-user-secret-55aa01"
-PIN = b"739104"
-
-
-class SealedDevice:
-    def __init__(self, image: Path, base: Path) -> None:
-        self.image = image
-        self.devices = base / "devices"
-        self.device = Device("sealing", DeviceConfig(board=BOARD, build_dir=image, devices_dir=self.devices))
-        self.inputs = base / "inputs"
-        self.inputs.mkdir()
-        (self.inputs / "secrets.json").write_text(json.dumps(
-            {"sip-account": {"username": "phone1", "password": SIP_PASSWORD}, "user-secret": USER_SECRET}))
-        (self.inputs / "pin").write_bytes(PIN)
-        self.policy_key = base / "policy-signing-key.pem"
-        self.integrated: bool | None = None  # does the image's console call the hook?
-
-    def restore_golden(self) -> None:
-        """The flash as provisioned (golden image + store); `tamper --restore` would zero the store."""
-        self.device.disk.write_bytes(self.golden)
-
-    def tamper(self, *args: str) -> None:
-        rc = tamper_main(["--device", "sealing", "--image-dir", str(self.image), "--devices-dir",
-                          str(self.devices), *args])
-        assert rc == 0
-
-    def provision(self) -> None:
-        rc = provision_cli.main(["--device", "sealing", "--board", BOARD, "--build-dir", str(self.image),
-                                 "--devices-dir", str(self.devices), "--secrets", str(self.inputs / "secrets.json"),
-                                 "--pin-file", str(self.inputs / "pin"), "--policy-key", str(self.policy_key)])
-        assert rc == 0
-        self.golden = self.device.disk.read_bytes()
-
-    def boot_status(self) -> tuple[dict[str, Any], str]:
-        if self.integrated is False:  # one boot told us already: do not boot again to skip
-            _skip()
-        with self.device.boot(timeout=BOOT_TIMEOUT) as con:
-            st: dict[str, Any] = con.status()
-        self.integrated = "credentials_state" in st
-        return st, self.device.console_log.read_text(errors="replace")
 
 
 @pytest.fixture(scope="module")
@@ -73,29 +27,13 @@ def sealed(built_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
     yield d
 
 
-def _skip() -> None:
-    pytest.skip("the phone console does not call firmware.secrets.hook yet (status has no "
-                "credentials_state): see docs/sealing.md 'Release at boot'")
-
-
-def _needs_hook(st: dict[str, Any]) -> None:
-    if "credentials_state" not in st:
-        _skip()
-
-
-def _no_secret(text: str, flash: bytes) -> None:
-    for needle in (SIP_PASSWORD, USER_SECRET, PIN.decode()):
-        assert needle not in text
-        assert needle.encode() not in flash
-
-
 def test_golden_image_unseals_then_tampered_component_is_refused(sealed: SealedDevice) -> None:
     st, console = sealed.boot_status()
-    _needs_hook(st)
+    assert "credentials_state" in st, st  # the console folds the hook's result into status
     assert st["state"] == "running", st
     assert st["unsealed"] is True and st["credentials_state"] == "unsealed", st
     assert "unsealed_reason" not in st
-    _no_secret(console + json.dumps(st), sealed.device.disk.read_bytes())
+    assert_no_secret(console + json.dumps(st), sealed.device.disk.read_bytes())
     print("in guest: release %s ms, separator -> released %s ms"
           % (st.get("release_ms"), st.get("separator_to_release_ms")))
 
@@ -108,11 +46,10 @@ def test_golden_image_unseals_then_tampered_component_is_refused(sealed: SealedD
     assert "PCR 14" in st["unsealed_reason"] and "phone-app" in st["unsealed_reason"]
     assert [d["pcr"] for d in st["pcrs_differ"]] == [14]
     assert [c["name"] for c in st["components_differ"]] == ["phone-app"]
-    _no_secret(console + json.dumps(st), sealed.device.disk.read_bytes())
+    assert_no_secret(console + json.dumps(st), sealed.device.disk.read_bytes())
 
 
 def _refused(st: dict[str, Any]) -> None:
-    _needs_hook(st)
     assert st["unsealed"] is False and st["state"] == "integrity-failed", st
     assert st["unsealed_reason"].startswith("TPM refused the sealed credentials (TPM_RC_"), st
 
@@ -147,5 +84,6 @@ def test_golden_again_after_restore_unseals(sealed: SealedDevice) -> None:
     failures are no PIN guesses, and every power-off was clean)."""
     sealed.restore_golden()
     st, _ = sealed.boot_status()
-    _needs_hook(st)
-    assert st["unsealed"] is True, st
+    assert st["unsealed"] is True and st["credentials_state"] == "unsealed", st
+    # the TPM's own count says so: no dictionary-attack failure after the refused boots
+    assert st["da"]["counter"] == 0 and st["da"]["in_lockout"] is False, st["da"]

@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from firmware.secrets import da
 from firmware.secrets import release as R
 from firmware.tpm import constants as C
 from firmware.tpm import errors as E
@@ -58,6 +59,21 @@ def test_wrong_pins_lock_out_and_then_the_right_pin_is_refused(device) -> None: 
     res = R.release(tpm, meta, pin=S.PIN, names=[S.USER])
     assert isinstance(res, R.Released) and bytes(res.get(S.USER)) == S.USER_SECRET
     res.wipe()
+
+
+def test_da_state_as_the_console_reports_it(device) -> None:  # type: ignore[no-untyped-def]
+    """firmware.secrets.da.state (the console's `status` "da" and `pin` answer) on a real TPM:
+    TPM_PT_LOCKOUT_COUNTER and TPMA_PERMANENT.inLockout move with wrong PINs (Part 2 §6.13, §8.6)."""
+    tpm, meta = device
+    assert da.state(tpm) == {"counter": 0, "max_tries": 5, "recovery_s": 600,
+                             "lockout_recovery_s": 86400, "in_lockout": False}
+    for i in range(5):
+        assert isinstance(R.release(tpm, meta, pin=b"11111%d" % i, names=[S.USER]), R.PinFailure)
+        st = da.state(tpm)
+        assert st["counter"] == i + 1 == S.lockout_counter(tpm)
+        assert st["in_lockout"] is (i == 4)
+    tpm.dictionary_attack_lock_reset()
+    assert da.state(tpm)["counter"] == 0 and da.state(tpm)["in_lockout"] is False
 
 
 def test_clean_power_cycle_keeps_the_counter(device) -> None:  # type: ignore[no-untyped-def]
