@@ -34,7 +34,7 @@ from host_tools.qemu.device import DeviceConfig
 
 REPO = Path(__file__).resolve().parents[1]
 BOARD = "qemu-x86_64"
-RUNS = 3
+RUNS = 5
 TARGET_RATIO = 1.3
 SETTLE_S = 3.0
 BOOT_TIMEOUT_S = 240.0

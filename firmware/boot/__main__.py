@@ -126,16 +126,32 @@ def safe_member_path(name):
     return name
 
 
-def install(outcome, root):
+def install(outcome, root, cache_tag=None):
     """Write the verified components under root: code archives into app/, others into etc/.
-    One open() per file with its final mode and each directory made once: this runs between the
-    separator and the unseal, where every system call costs under TCG."""
+    Code goes in sourceless: each `pkg/__pycache__/mod.<cache_tag>.pyc` of the archive is written
+    as `pkg/mod.pyc` and its `pkg/mod.py` is left out (the sources stay in the measured component
+    on the flash; console tracebacks then show file and line, not the code line). Half the files:
+    this runs between the separator and the unseal, where every system call costs under TCG. A
+    source whose byte code is for another interpreter (or missing) is installed as it is. One
+    open() per file with its final mode and each directory made once."""
+    if cache_tag is None:
+        cache_tag = getattr(getattr(sys, "implementation", None), "cache_tag", None)
+    suffix = ".%s.pyc" % cache_tag if cache_tag else None
     app, etc = root + "/app", root + "/etc"
     made = {}
     for name, data in outcome.components:
         if name in CODE_COMPONENTS:
-            for member, body in ustar.parse(data):
-                rel = safe_member_path(member)
+            members = [(safe_member_path(m), body) for m, body in ustar.parse(data)]
+            compiled = {}
+            for rel, body in members:
+                d, _, base = rel.rpartition("/")
+                if suffix and d.endswith("/__pycache__") and base.endswith(suffix):
+                    compiled[d[:-len("/__pycache__")] + "/" + base[:-len(suffix)] + ".py"] = body
+            for rel, body in members:
+                if "/__pycache__/" in rel:
+                    continue
+                if rel in compiled:
+                    rel, body = rel[:-3] + ".pyc", compiled[rel]
                 d = app + "/" + rel.rpartition("/")[0]
                 if d not in made:
                     os.makedirs(d, mode=0o755, exist_ok=True)
@@ -293,6 +309,7 @@ WARM_MODULES = (
     "cryptography.hazmat.primitives.ciphers", "cryptography.hazmat.primitives.ciphers.aead",
 )
 MAX_FD = 65536
+_LOADER_MODULES = []  # the console child's references to the loader's firmware modules
 
 
 def warm():
@@ -334,19 +351,40 @@ def drop_privileges():
     raise OSError("could regain root after dropping privileges")
 
 
-def run_console_child(pythonpath):
-    """In the forked child: become the phone and run firmware.console from `pythonpath`. Never
-    returns; the exit status is the console's (EXIT_POWEROFF asks for power-off)."""
+def run_console_child(pythonpath, go_fd=None):
+    """In the forked child: become the phone and run firmware.console from `pythonpath`. With
+    `go_fd` the child forks before the measurement (prefork_console): it drops its privileges at
+    once and reads the code directory from that pipe once the loader has verified the bundle
+    (EOF: exit unused). Never returns; the exit status is the console's (EXIT_POWEROFF asks for
+    power-off)."""
     code = 1
     try:
         drop_privileges()
         os.chdir("/")
-        os.closerange(3, MAX_FD)  # the TPM and partition descriptors stay with the loader
+        # the TPM and partition descriptors stay with the loader
+        if go_fd is None:
+            os.closerange(3, MAX_FD)
+        else:
+            os.closerange(3, go_fd)
+            os.closerange(go_fd + 1, MAX_FD)
+            chunks = []
+            while True:
+                chunk = os.read(go_fd, 4096)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            os.close(go_fd)
+            pythonpath = b"".join(chunks).decode()
+            if not pythonpath:
+                code = 0
+                return
         os.environ.clear()
         os.environ.update(console_env(pythonpath))
-        for name in list(sys.modules):
-            if name == "firmware" or name.startswith("firmware."):
-                del sys.modules[name]
+        # Out of sys.modules, so the console imports its own; still referenced, so nothing is
+        # deallocated here: freeing them would write to (and copy) the pages shared with PID 1.
+        global _LOADER_MODULES
+        _LOADER_MODULES = [sys.modules.pop(name) for name in list(sys.modules)
+                           if name == "firmware" or name.startswith("firmware.")]
         sys.path[:] = [pythonpath] + [p for p in sys.path
                                       if p not in ("", "/", INITRAMFS_CODE, pythonpath)]
         import importlib
@@ -369,14 +407,64 @@ def run_console_child(pythonpath):
             os._exit(code)
 
 
-def start_console(pythonpath):
-    """Fork the console (see run_console_child); -> its pid."""
+def _fork():
     sys.stdout.flush()
     sys.stderr.flush()
-    pid = os.fork()
+    # Everything allocated so far moves to the collector's permanent generation: the child's
+    # collections then never walk (and copy-on-write) the pages it shares with this process.
+    import gc
+    gc.freeze()
+    return os.fork()
+
+
+def start_console(pythonpath):
+    """Fork the console (see run_console_child); -> its pid."""
+    pid = _fork()
     if pid == 0:
         run_console_child(pythonpath)
     return pid
+
+
+class Preforked:
+    """The console's process, forked (and unprivileged) before the measurement, waiting for its
+    code directory: the fork and the privilege drop are then not between the separator and the
+    unseal. go(path) -> pid; cancel() lets it exit unused."""
+
+    def __init__(self):
+        r, self.w = os.pipe()
+        try:
+            self.pid = _fork()
+        except BaseException:
+            os.close(r)
+            os.close(self.w)
+            raise
+        if self.pid == 0:
+            os.close(self.w)
+            run_console_child(None, go_fd=r)
+        os.close(r)
+
+    def go(self, pythonpath):
+        data = pythonpath.encode()
+        try:
+            while data:
+                data = data[os.write(self.w, data):]
+        finally:
+            os.close(self.w)
+        return self.pid
+
+    def cancel(self):
+        try:
+            os.close(self.w)
+        except OSError:
+            pass
+
+
+def prefork_console():
+    try:
+        return Preforked()
+    except Exception as e:  # noqa: BLE001  the console is then forked when it is needed
+        say("cannot fork the console ahead: %s" % e)
+        return None
 
 
 def wait_console(pid):
@@ -410,6 +498,7 @@ def main():
     say("stage loader started (pid %d)" % os.getpid())
     prepare_run_dir()
     warm()
+    preforked = prefork_console()
     outcome = None
     state, reason = "refused", None
     try:
@@ -443,11 +532,17 @@ def main():
         say("starting the recovery console from the initramfs")
     else:
         say("no recovery console in this image")
+        if preforked is not None:
+            preforked.cancel()
         power_off()
     say("starting the phone console as uid %d" % PHONE_UID)
     restarts = 0
     while True:
-        rc = wait_console(start_console(pythonpath))
+        if preforked is not None:
+            pid, preforked = preforked.go(pythonpath), None
+        else:
+            pid = start_console(pythonpath)
+        rc = wait_console(pid)
         if rc == EXIT_POWEROFF:
             power_off()
         restarts += 1

@@ -131,8 +131,10 @@ def measure_and_verify(image, extend, verify_signature, banks=("sha256",), board
         out.measured.append((label, version, digests))
     extend(log.pcr, log.close())
 
+    # the SHA-256 each component was just measured with (None when that bank is not active)
+    measured = [d.get("sha256") for _, _, d in out.measured]
     out.reason = _verify(man_bytes, sig, comps, archive_err, untrusted, manifest_err,
-                         verify_signature, board, min_counter, floor_error)
+                         verify_signature, board, min_counter, floor_error, measured)
     if out.reason is None:
         out.state = STATE_VERIFIED
         out.manifest = untrusted
@@ -142,7 +144,7 @@ def measure_and_verify(image, extend, verify_signature, banks=("sha256",), board
 
 
 def _verify(man_bytes, sig, comps, archive_err, manifest, manifest_err, verify_signature, board,
-            min_counter, floor_error=None):
+            min_counter, floor_error=None, measured=None):
     """None when the bundle may run, else the reason (one line naming what is wrong)."""
     if archive_err is not None:
         return "bundle archive malformed: %s" % archive_err
@@ -183,13 +185,15 @@ def _verify(man_bytes, sig, comps, archive_err, manifest, manifest_err, verify_s
     if found_names != signed_names:
         return "components out of order: found %s, signed %s" % (
             ",".join(found_names), ",".join(signed_names))
-    for (name, data), entry in zip(comps, signed):
+    for i, ((name, data), entry) in enumerate(zip(comps, signed)):
         if entry["pcr"] != PHONE_PCR:
             return "component %r: manifest asks for PCR %d, this loader measures into %d" % (
                 name, entry["pcr"], PHONE_PCR)
         if len(data) != entry["size"]:
             return "component %r: %d bytes, the signed manifest says %d" % (
                 name, len(data), entry["size"])
-        if not compat.constant_time_equal(compat.sha256(data), entry["sha256"]):
+        # the digest the measurement computed from these same bytes, when there is one
+        digest = measured[i] if measured and i < len(measured) and measured[i] else None
+        if not compat.constant_time_equal(digest or compat.sha256(data), entry["sha256"]):
             return "component %r: sha256 differs from the signed manifest" % name
     return None

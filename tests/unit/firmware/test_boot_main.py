@@ -94,6 +94,38 @@ def test_forked_console_runs_only_the_given_code_as_the_phone_user():
         assert seen["uid"] == os.getuid()
 
 
+def test_preforked_console_waits_for_its_code_then_runs_it():
+    loader = _loader()
+    if loader is None:
+        return
+    import json
+    import os
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        os.chmod(tmp, 0o777)
+        app, out = os.path.join(tmp, "app"), os.path.join(tmp, "out.json")
+        _fake_console(app, out)
+        p = loader.Preforked()
+        assert os.waitpid(p.pid, os.WNOHANG) == (0, 0)  # alive, waiting for the go-ahead
+        assert not os.path.exists(out)
+        assert loader.wait_console(p.go(app)) == loader.EXIT_POWEROFF
+        with open(out) as f:
+            seen = json.load(f)
+    assert seen["path0"] == app and seen["package"] == os.path.join(app, "firmware", "__init__.py")
+    assert seen["loader"] is False and seen["cwd"] == "/"
+    if os.getuid() == 0:
+        assert (seen["uid"], seen["gid"], seen["groups"]) == (loader.PHONE_UID, loader.PHONE_GID, [])
+
+
+def test_preforked_console_cancelled_exits_without_running_anything():
+    loader = _loader()
+    if loader is None:
+        return
+    p = loader.Preforked()
+    p.cancel()
+    assert loader.wait_console(p.pid) == 0
+
+
 def test_forked_console_that_crashes_reports_a_failure_status():
     loader = _loader()
     if loader is None:
@@ -111,6 +143,43 @@ def test_forked_console_that_crashes_reports_a_failure_status():
         assert loader.wait_console(loader.start_console(app)) == 1
 
 
+def test_installed_sourceless_code_imports():
+    loader = _loader()
+    if loader is None:
+        return
+    import subprocess
+    import sys
+    import tempfile
+    import importlib._bootstrap_external as be
+    import importlib.util
+    from tests.unit.firmware.test_boot_ustar import make_ustar
+
+    def pyc(src, path):
+        code = compile(src, path, "exec", dont_inherit=True)
+        return bytes(be._code_to_hash_pyc(code, importlib.util.source_hash(src), False))
+
+    tag = sys.implementation.cache_tag
+    members = []
+    for rel, src in (("firmware/__init__.py", b""), ("firmware/x/__init__.py", b""),
+                     ("firmware/x/a.py", b"A = 41 + 1\n")):
+        d, _, base = rel.rpartition("/")
+        members += [(rel, src), ("%s/__pycache__/%s.%s.pyc" % (d, base[:-3], tag), pyc(src, rel))]
+
+    class Found:
+        pass
+
+    out = Found()
+    out.components = [("phone-app", make_ustar(members))]
+    with tempfile.TemporaryDirectory() as root:
+        loader.install(out, root)
+        r = subprocess.run([sys.executable, "-I", "-c",
+                            "import sys; sys.path.insert(0, %r); import firmware.x.a as m; "
+                            "print(m.A, m.__file__)" % (root + "/app")],
+                           capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["42", root + "/app/firmware/x/a.pyc"]
+
+
 def test_install_writes_code_and_config_read_only():
     loader = _loader()
     if loader is None:
@@ -125,15 +194,21 @@ def test_install_writes_code_and_config_read_only():
 
     out = Found()
     code = make_ustar([("firmware/x/a.py", b"A = 1\n"),
-                       ("firmware/x/__pycache__/a.cpython-311.pyc", b"pyc bytes")])
+                       ("firmware/x/__pycache__/a.cpython-311.pyc", b"pyc bytes"),
+                       ("firmware/x/b.py", b"B = 2\n"),
+                       ("firmware/x/__pycache__/b.cpython-399.pyc", b"other interpreter")])
     out.components = [("phone-app", code), ("device-config", b"{}")]
     with tempfile.TemporaryDirectory() as root:
-        loader.install(out, root)
-        with open(root + "/app/firmware/x/__pycache__/a.cpython-311.pyc", "rb") as f:
+        loader.install(out, root, cache_tag="cpython-311")
+        # sourceless: the byte code in place of the source, no __pycache__
+        with open(root + "/app/firmware/x/a.pyc", "rb") as f:
             assert f.read() == b"pyc bytes"
+        assert sorted(os.listdir(root + "/app/firmware/x")) == ["a.pyc", "b.py"]
+        with open(root + "/app/firmware/x/b.py", "rb") as f:  # no byte code for this one
+            assert f.read() == b"B = 2\n"
         with open(root + "/etc/device-config", "rb") as f:
             assert f.read() == b"{}"
-        assert os.stat(root + "/app/firmware/x/a.py").st_mode & 0o777 == 0o444
+        assert os.stat(root + "/app/firmware/x/a.pyc").st_mode & 0o777 == 0o444
     out.components = [("phone-app", make_ustar([("firmware/a.py", b"1"), ("firmware/a.py", b"2")]))]
     with tempfile.TemporaryDirectory() as root:
         try:
