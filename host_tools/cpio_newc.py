@@ -89,3 +89,37 @@ class CpioArchive:
     def to_gzip(self, level: int = 9) -> bytes:
         """gzip with mtime 0 and no file name: byte-for-byte reproducible."""
         return gzip.compress(self.to_bytes(), compresslevel=level, mtime=0)
+
+
+class CpioError(ValueError):
+    """A newc archive is malformed (the message names the offset and what is wrong)."""
+
+
+def read_entries(data: bytes) -> list[Entry]:
+    """The entries of one or more concatenated newc archives (each ending with TRAILER!!!, as
+    the kernel reads an initramfs: zero padding between archives is skipped), in order; a later
+    entry for the same path is listed again, as the kernel would overwrite it."""
+    out: list[Entry] = []
+    pos = 0
+    while pos < len(data):
+        if data[pos] == 0:  # padding between concatenated archives
+            pos += 1
+            continue
+        head = data[pos:pos + 110]
+        if len(head) < 110 or head[:6] != _MAGIC:
+            raise CpioError(f"offset {pos}: no newc header (magic {head[:6]!r})")
+        try:
+            f = [int(head[6 + 8 * i:14 + 8 * i], 16) for i in range(13)]
+        except ValueError:
+            raise CpioError(f"offset {pos}: header fields are not hexadecimal") from None
+        mode, size, rmaj, rmin, namesize = f[1], f[6], f[9], f[10], f[11]
+        name_end = pos + 110 + namesize
+        body = name_end + (-(110 + namesize) % 4)
+        if namesize < 1 or body + size > len(data):
+            raise CpioError(f"offset {pos}: entry runs past the end of the archive")
+        name = data[pos + 110:name_end - 1].decode("utf-8", "replace")
+        pos = body + size + (-size % 4)
+        if name == "TRAILER!!!":
+            continue
+        out.append(Entry(name, mode, data[body:body + size], rmaj, rmin))
+    return out

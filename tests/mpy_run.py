@@ -1,6 +1,8 @@
 # Runs the firmware unit tests under the real `micropython` command (no pytest there): imports each
 # tests/unit/firmware/test_*.py module, calls every test_* function, prints a pytest-like summary
 # and exits non-zero on any failure. Usage: micropython tests/mpy_run.py  (from the repository root)
+# It runs under CPython too (tests/system/test_image_userland.py runs it with the image's own
+# python3 and pruned standard library).
 import os
 import sys
 
@@ -9,6 +11,14 @@ if sys.path.count("") == 0:
     sys.path.insert(0, "")
 
 TEST_DIR = "tests/unit/firmware"
+
+
+def _print_exception(e):
+    if hasattr(sys, "print_exception"):  # MicroPython
+        sys.print_exception(e)
+    else:
+        import traceback
+        traceback.print_exception(type(e), e, e.__traceback__)
 
 
 def main():
@@ -37,8 +47,8 @@ def main():
             except Exception as e:
                 failed.append((modname, attr, e))
                 print("FAIL %s::%s: %r" % (modname, attr, e))
-                sys.print_exception(e)
-    print("micropython: %d passed, %d failed" % (passed, len(failed)))
+                _print_exception(e)
+    print("%s: %d passed, %d failed" % (sys.implementation.name, passed, len(failed)))
     sys.exit(1 if failed else 0)
 
 
