@@ -64,10 +64,7 @@ def build_floor(out: Path) -> dict[str, int]:
                 ".linux": kernel.vmlinuz.read_bytes(), ".initrd": initrd}
     out.mkdir(parents=True, exist_ok=True)
     uki_bytes = uki.build_uki(uki.DEFAULT_STUB, sections, out / image_build.UKI_NAME)
-    sizes: dict[str, int] = desc["partitions_mib"]  # type: ignore[assignment]
-    parts = [disk.Partition("esp", disk.ESP_TYPE, sizes["esp"]),
-             disk.Partition("phone-fw", disk.LINUX_DATA_TYPE, sizes["phone-fw"]),
-             disk.Partition("phone-data", disk.LINUX_DATA_TYPE, sizes["phone-data"])]
+    parts = image_build.partitions(desc["partitions_mib"])  # type: ignore[arg-type]
     esp = out / "esp.img"
     disk.make_esp(esp, parts[0].size_mib, {image_build.ESP_UKI_PATH: uki_bytes}, BOARD,
                   int(desc["source_date_epoch"]))  # type: ignore[call-overload]

@@ -10,8 +10,12 @@ APT_PACKAGES=(
   python3 python3-venv ca-certificates make cpio gzip xz-utils zstd binutils
   qemu-system-x86 ovmf swtpm swtpm-tools busybox-static
   mtools dosfstools fdisk systemd-boot-efi systemd
+  # the dm-verity system partition: squashfs, the static dm helper (gcc + libc.a)
+  squashfs-tools libc6-dev
   # test oracles: TCG structures and event logs
   tpm2-tools osslsigncode
+  # test oracle: dm-verity hash trees (veritysetup)
+  cryptsetup-bin
   # real SIP peers for interop tests
   kamailio kamailio-tls-modules baresip-core
   # tpm2-pytss (benchmark oracle for the unseal) builds against these

@@ -19,14 +19,6 @@ for m in $(cat /lib/modules/load-order); do
   insmod "/lib/modules/$m" || echo "init: insmod $m failed"
 done
 
-# Network (QEMU -netdev user): its fixed addresses, no DHCP round trip; the host's loopback is
-# 10.0.2.2 (docs/calling.md). Without a NIC (-nic none) there is no eth0 and this is skipped.
-ip link set lo up
-if [ -e /sys/class/net/eth0 ]; then
-  ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2 \
-    && echo "init: eth0 10.0.2.15/24 via 10.0.2.2"
-fi
-
 # Partitions are found by GPT partition name (PARTNAME in the block device's uevent).
 find_part() {
   for u in /sys/class/block/*/uevent; do
@@ -37,6 +29,37 @@ find_part() {
   done
   return 1
 }
+i=0
+while ! PHONE_SYS_DEV=$(find_part phone-sys) && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+
+# The system partition (python3, its libraries, cryptography): a squashfs that dm-verity checks
+# block by block against the root hash on the kernel command line, which PCRs 9 and 11 cover
+# (host_tools/image/sysimage.py). Any failure stops the boot: no unverified code runs.
+refuse() {
+  echo "init: REFUSED: system partition: $1"
+  while true; do poweroff -f; sleep 1; done
+}
+sys_arg=$(sed -n 's/.*phone\.sys=\([0-9a-f]*:[0-9a-f]*:[0-9]*\).*/\1/p' /proc/cmdline)
+[ -n "$sys_arg" ] || refuse "no phone.sys= on the kernel command line"
+[ -n "$PHONE_SYS_DEV" ] || refuse "no partition named phone-sys"
+sys_root=${sys_arg%%:*}
+sys_rest=${sys_arg#*:}
+sys_salt=${sys_rest%%:*}
+sys_blocks=${sys_rest#*:}
+dm=$(dm-verity-setup phone-sys "/dev/$PHONE_SYS_DEV" "$sys_blocks" "$sys_root" "$sys_salt") \
+  || refuse "dm-verity set-up failed"
+mkdir -p /sysroot
+mount -t squashfs -o ro "/dev/$dm" /sysroot || refuse "cannot mount /dev/$dm (dm-verity)"
+export PATH=/sysroot/usr/bin:$PATH
+
+# Network (QEMU -netdev user): its fixed addresses, no DHCP round trip; the host's loopback is
+# 10.0.2.2 (docs/calling.md). Without a NIC (-nic none) there is no eth0 and this is skipped.
+ip link set lo up
+if [ -e /sys/class/net/eth0 ]; then
+  ip link set eth0 up && ip addr add 10.0.2.15/24 dev eth0 && ip route add default via 10.0.2.2 \
+    && echo "init: eth0 10.0.2.15/24 via 10.0.2.2"
+fi
+
 i=0
 while ! PHONE_FW_DEV=$(find_part phone-fw) && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 PHONE_DATA_DEV=$(find_part phone-data)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from host_tools import kernel_fetch
-from host_tools.image import bundle, devca, disk, initramfs, modules, pe, predict, uki, userland
+from host_tools.image import (bundle, devca, disk, initramfs, modules, pe, predict, sysimage, uki,
+                              userland)
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_SCHEMA = 1
@@ -118,6 +119,14 @@ def code_component(repo: Path, spec: dict[str, object], name: str) -> bytes:
     return bundle.ustar(sorted(with_pyc))
 
 
+
+def partitions(sizes: dict[str, object]) -> list[disk.Partition]:
+    """The board's GPT layout (docs/image-format.md): ESP, firmware, data, system."""
+    return [disk.Partition("esp", disk.ESP_TYPE, _int(sizes, "esp")),
+            disk.Partition("phone-fw", disk.LINUX_DATA_TYPE, _int(sizes, "phone-fw")),
+            disk.Partition("phone-data", disk.LINUX_DATA_TYPE, _int(sizes, "phone-data")),
+            disk.Partition("phone-sys", disk.LINUX_DATA_TYPE, _int(sizes, "phone-sys"))]
+
 def build(opts: BuildOptions) -> BuildResult:
     t0 = time.monotonic()
     timings: dict[str, float] = {}
@@ -174,6 +183,16 @@ def build(opts: BuildOptions) -> BuildResult:
     root = userland.fetch_and_unpack(cache)
     tree = userland.python_tree(root, cache, repo / "firmware")
     lap("userland")
+    # The CPython userland goes to the dm-verity system partition, its root hash on the command
+    # line (host_tools/image/sysimage.py); the initramfs keeps busybox, modules, /init, the
+    # loader's code and the dm-verity helper.
+    sizes = _dict(desc, "partitions_mib")
+    tree, sys_tree = sysimage.split(tree)
+    sys_img = sysimage.build(sys_tree, opts.board, _int(desc, "source_date_epoch"),
+                             _int(sizes, "phone-sys"))
+    tree.add(sysimage.HELPER_PATH, sysimage.compile_helper(bdir / "dm-verity-setup.c"), 0o755)
+    cmdline = f"{cmdline} {sys_img.cmdline_arg()}"
+    lap("sysimage")
     kmods = modules.resolve(kernel.modules_dir)
     fw_spec = _dict(desc, "initramfs_firmware")
     fw_files = initramfs.firmware_files(
@@ -194,15 +213,13 @@ def build(opts: BuildOptions) -> BuildResult:
     lap("uki")
 
     # 4. Disk.
-    sizes = _dict(desc, "partitions_mib")
-    parts = [disk.Partition("esp", disk.ESP_TYPE, _int(sizes, "esp")),
-             disk.Partition("phone-fw", disk.LINUX_DATA_TYPE, _int(sizes, "phone-fw")),
-             disk.Partition("phone-data", disk.LINUX_DATA_TYPE, _int(sizes, "phone-data"))]
+    parts = partitions(sizes)
     esp_img = out / "esp.img"
     disk.make_esp(esp_img, parts[0].size_mib, {ESP_UKI_PATH: uki_bytes}, opts.board,
                   _int(desc, "source_date_epoch"))
     disk_path = out / DISK_NAME
-    disk.build_disk(disk_path, opts.board, parts, {"esp": esp_img, "phone-fw": packed})
+    disk.build_disk(disk_path, opts.board, parts,
+                    {"esp": esp_img, "phone-fw": packed, "phone-sys": sys_img.partition})
     esp_img.unlink()
     lap("disk")
 
@@ -235,6 +252,9 @@ def build(opts: BuildOptions) -> BuildResult:
             "kernel_authenticode_sha256": pe.authenticode_digest(
                 sections[".linux"]).hex(),
             "initrd_sha256": predict.sha256(initrd).hex(),
+            "system_partition": {"root_hash": sys_img.root_hash.hex(), "salt": sys_img.salt.hex(),
+                                 "data_blocks": sys_img.data_blocks,
+                                 "size": len(sys_img.partition)},
             "cmdline": cmdline,
             "manifest_sha256": predict.sha256(manifest).hex(),
         },

@@ -13,7 +13,8 @@ from pathlib import Path
 # its disk (the firmware and data partitions) and network; qemu_fw_cfg lets /init read the
 # development-check switch (board/qemu-x86_64/init.sh). The console is the 16550 UART (ttyS0,
 # built in); the RNG needs no driver (OVMF hands the kernel's EFI stub a seed, board.json "rng").
-WANTED = ("virtio_pci", "virtio_blk", "virtio_net", "qemu_fw_cfg")
+# dm_verity and squashfs mount the system partition (host_tools/image/sysimage.py).
+WANTED = ("virtio_pci", "virtio_blk", "virtio_net", "qemu_fw_cfg", "dm_verity", "squashfs")
 
 
 class ModuleError(ValueError):

@@ -1,11 +1,14 @@
-"""The image's own userland runs the firmware: the built initramfs is unpacked into a directory and
-the firmware unit tests run in it under the image's python3.11 and its pruned standard library
-(host_tools/image/userland.py keeps only what the firmware and `cryptography` import), in a chroot
-with its own mount and PID namespaces. A module the pruning dropped but the firmware needs fails
-here, before any boot. Needs root or unprivileged user namespaces (unshare --map-root-user)."""
+"""The image's own userland runs the firmware: the built initramfs and the system partition (the
+squashfs, read back with unsquashfs after checking its dm-verity root hash against reference.json)
+are unpacked into one directory as the guest sees them (/sysroot), and the firmware unit tests run
+in it under the image's python3.11 and its pruned standard library (host_tools/image/userland.py
+keeps only what the firmware and `cryptography` import), in a chroot with its own mount and PID
+namespaces. A module the pruning dropped but the firmware needs fails here, before any boot.
+Needs root or unprivileged user namespaces (unshare --map-root-user)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -15,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from host_tools.cpio_newc import read_entries
-from host_tools.image import initramfs
+from host_tools.image import disk, initramfs, verity
+from host_tools.image.build import partitions
+from host_tools.image.sysimage import MOUNT_POINT
 
 REPO = Path(__file__).resolve().parents[2]
 # Modules the image does not ship on purpose: the libsrtp engine needs pylibsrtp (host only).
@@ -55,6 +60,25 @@ def image_root(built_image: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     root = tmp_path_factory.mktemp("userland") / "root"
     root.mkdir()
     unpack((built_image / "initrd.img").read_bytes(), root)
+    # the system partition, as /init mounts it
+    reference = json.loads((built_image / "reference.json").read_text())
+    sysp = reference["boot"]["system_partition"]
+    offset = disk.MIB
+    for p in partitions(json.loads((REPO / "board" / "qemu-x86_64" / "board.json").read_text())
+                        ["partitions_mib"]):
+        if p.name == "phone-sys":
+            break
+        offset += p.size_mib * disk.MIB
+    with (built_image / "disk.img").open("rb") as f:
+        f.seek(offset)
+        part = f.read(sysp["size"])
+    data = part[:sysp["data_blocks"] * verity.BLOCK]
+    tree, root_hash = verity.hash_tree(data, bytes.fromhex(sysp["salt"]))
+    assert root_hash.hex() == sysp["root_hash"] and part[len(data):] == tree
+    img = root.parent / "sys.squashfs"
+    img.write_bytes(data)
+    subprocess.run(["unsquashfs", "-q", "-d", str(root / MOUNT_POINT), str(img)], check=True,
+                   capture_output=True)
     (root / "proc").mkdir(exist_ok=True)
     work = root / "work"
     shutil.copytree(REPO / "firmware", work / "firmware",
@@ -83,15 +107,15 @@ def test_every_firmware_module_imports_with_the_image_stdlib(image_root: Path) -
               "print('\\n'.join(bad))\n"
               "sys.exit(1 if bad else 0)\n")
     (image_root / "work" / "imports.py").write_text(script)
-    r = in_image(image_root, "cd /work && PYTHONPATH=/work PYTHONDONTWRITEBYTECODE=1 "
-                             "python3 imports.py")
+    r = in_image(image_root, "cd /work && PATH=/sysroot/usr/bin:$PATH PYTHONPATH=/work "
+                             "PYTHONDONTWRITEBYTECODE=1 python3 imports.py")
     assert r.returncode == 0, r.stdout + r.stderr
     assert len(names) > 50
 
 
 def test_firmware_unit_tests_pass_in_the_image_userland(image_root: Path) -> None:
-    r = in_image(image_root, "cd /work && PYTHONPATH=/work PYTHONDONTWRITEBYTECODE=1 "
-                             "python3 tests/mpy_run.py")
+    r = in_image(image_root, "cd /work && PATH=/sysroot/usr/bin:$PATH PYTHONPATH=/work "
+                             "PYTHONDONTWRITEBYTECODE=1 python3 tests/mpy_run.py")
     tail = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert tail.startswith("cpython: ") and tail.endswith(" 0 failed"), tail
