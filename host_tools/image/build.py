@@ -191,7 +191,9 @@ def build(opts: BuildOptions) -> BuildResult:
     sys_img = sysimage.build(sys_tree, opts.board, _int(desc, "source_date_epoch"),
                              _int(sizes, "phone-sys"))
     tree.add(sysimage.HELPER_PATH, sysimage.compile_helper(bdir / "dm-verity-setup.c"), 0o755)
-    cmdline = f"{cmdline} {sys_img.cmdline_arg()}"
+    # first, so the board's own arguments keep the end of the line (the tamper tool's default
+    # --uki cmdline byte is the last one: panic=-1 -> panic=-2, a boot that still runs)
+    cmdline = f"{sys_img.cmdline_arg()} {cmdline}"
     lap("sysimage")
     kmods = modules.resolve(kernel.modules_dir)
     fw_spec = _dict(desc, "initramfs_firmware")
