@@ -1,8 +1,14 @@
 """The verification itself, with no I/O: parse (done by the caller), replay, compare.
 
 Order matters and is the point: a log is only a claim until its replay equals the PCR values the TPM
-reports, so events are compared with the reference only as "trusted" when every bank of their PCR
-replayed exactly; otherwise the report says the log is forged or incomplete for those PCRs.
+reports. Replay is per bank: each bank of a PCR is extended with its own digest, so a log can carry
+the measured SHA-1 digest and a made-up SHA-256 digest in one event, and the SHA-1 replay still
+matches. A digest is therefore evidence only in a bank whose replay matched the TPM: an event is
+"trusted" when the bank of the reference's digests (REFERENCE_BANK, sha256) of its PCR replayed
+exactly and no other compared bank of that PCR failed. Otherwise its comparison with the reference
+is "unverified" (never ok) and says which bank and PCR; a replay failure says the log is forged or
+incomplete for that PCR. Expected PCR values of the reference are held to the same rule: one in a
+bank left out by --banks counts only if a compared bank pins the same PCR, else it is "unverified".
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from firmware.eventlog.types import EV_EVENT_TAG, EV_NO_ACTION, EV_SEPARATOR
 from host_tools.verify._fw import (BUNDLE_EVENT_NAME, ParsedLog, bundle_label, bundle_or_none,
                                    component_or_none, describe, event_type_name, initial_value,
                                    parse_log, replay)
-from host_tools.verify.reference import KNOWN_BANK_SIZES, InputError, Reference
+from host_tools.verify.reference import KNOWN_BANK_SIZES, REFERENCE_BANK, InputError, Reference
 
 PcrValues = dict[str, dict[int, bytes]]
 
@@ -26,12 +32,16 @@ UNEXPLAINED = "unexplained"           # no log extends this PCR, yet it is not a
 BANK_MISSING = "bank-missing"         # the log extending this PCR has no digests for this bank
 UNEXPECTED = "unexpected"             # replay fine, but the value is not the reference's
 UNAVAILABLE = "unavailable"           # the reference expects a value the PCR input lacks
+UNVERIFIED = "unverified"             # the reference expects a value in a bank left out by --banks
+#                                       and no compared bank pins this PCR (also an event status)
 
 # event statuses
 DIFFERS = "differs"
 MISSING = "missing"
 EXTRA = "extra"
 OUT_OF_ORDER = "out-of-order"
+# UNVERIFIED: the event matches the reference, but its digest is not evidence: the reference bank
+# of its PCR was not compared with the TPM or did not replay (EventResult.problems says which)
 
 
 @dataclass
@@ -95,11 +105,22 @@ class Report:
                 and not self.notes)
 
     @property
+    def result(self) -> str:
+        """"ok"; "unverified" when nothing differs but something could not be checked (a bank not
+        compared, a PCR left out); "mismatch" otherwise. Only "ok" is exit status 0."""
+        if self.ok:
+            return "ok"
+        if (not self.notes and all(p.status in (OK, UNVERIFIED) for p in self.pcrs)
+                and all(e.status in (OK, UNVERIFIED) for e in self.events)):
+            return UNVERIFIED
+        return "mismatch"
+
+    @property
     def replay_failures(self) -> list[PcrResult]:
         return [p for p in self.pcrs if p.status in (REPLAY_MISMATCH, UNEXPLAINED, BANK_MISSING)]
 
     def to_json(self) -> dict[str, Any]:
-        return {"result": "ok" if self.ok else "mismatch",
+        return {"result": self.result,
                 "replay_failed_pcrs": sorted({p.pcr for p in self.replay_failures}),
                 "pcrs": [p.to_json() for p in self.pcrs],
                 "events": [e.to_json() for e in self.events], "notes": self.notes,
@@ -146,9 +167,14 @@ def merged_replay(logs: Sequence[NamedLog], banks: set[str] | None = None
 
 
 def compare_pcrs(logs: Sequence[NamedLog], actual: PcrValues, reference: Reference | None,
-                 only: set[int] | None = None) -> list[PcrResult]:
-    owner, replays = merged_replay(logs, set(actual) | (set(reference.pcrs) if reference else set()))
+                 only: set[int] | None = None, banks: set[str] | None = None) -> list[PcrResult]:
+    """`actual` holds the compared banks (the --banks selection `banks`, if given, already
+    applied). A reference value in a bank --banks left out is skipped when a compared bank's
+    reference value pins the same PCR, else it is UNVERIFIED: never silently dropped."""
     expected = reference.pcrs if reference is not None else {}
+    excluded = {b for b in expected if b not in actual and banks is not None and b not in banks}
+    pinned = {pcr for b, exp in expected.items() if b in actual for pcr in exp}
+    owner, replays = merged_replay(logs, (set(actual) | set(expected)) - excluded)
     results: list[PcrResult] = []
     for bank in sorted(set(actual) | set(expected)):
         act = actual.get(bank, {})
@@ -158,6 +184,10 @@ def compare_pcrs(logs: Sequence[NamedLog], actual: PcrValues, reference: Referen
             if only is not None and pcr not in only:
                 continue
             src = owner.get(pcr)
+            if bank in excluded:
+                if pcr not in pinned:
+                    results.append(PcrResult(bank, pcr, UNVERIFIED, None, None, exp[pcr], src))
+                continue
             replayed: bytes | None
             if src is None:
                 replayed = initial_value(size, pcr)
@@ -215,7 +245,7 @@ def compare_events(logs: Sequence[NamedLog], reference: Reference,
     separated: set[int] = set()
     for nl in logs:
         banks = nl.log.header.banks
-        sha256_pos = banks.index("sha256") if "sha256" in banks else -1
+        sha256_pos = banks.index(REFERENCE_BANK) if REFERENCE_BANK in banks else -1
         for ev in nl.log.events:
             comp: tuple[str, str] | None = None
             if ev.type == EV_EVENT_TAG:
@@ -241,7 +271,8 @@ def compare_events(logs: Sequence[NamedLog], reference: Reference,
                 separated.add(ev.pcr)
                 continue
             if sha256_pos < 0:
-                raise InputError("%s: log has no sha256 bank to compare with the reference" % nl.name)
+                raise InputError("%s: log has no %s bank to compare with the reference"
+                                 % (nl.name, REFERENCE_BANK))
             digest = ev.digest_values[sha256_pos]
             trusted = ev.pcr in verified_pcrs
             if comp is None:
@@ -296,31 +327,56 @@ def compare_events(logs: Sequence[NamedLog], reference: Reference,
 
 
 def verify(logs: Sequence[NamedLog], actual: PcrValues, reference: Reference | None,
-           only: set[int] | None = None) -> Report:
-    """Replay `logs`, compare with `actual` PCRs, then (if given) with `reference`."""
+           only: set[int] | None = None, banks: set[str] | None = None) -> Report:
+    """Replay `logs`, compare with `actual` PCRs, then (if given) with `reference`. `banks`: the
+    --banks selection (None: every bank in `actual`); only those banks are evidence."""
     if not logs:
         raise InputError("no event log given")
+    if banks is not None:
+        actual = {b: v for b, v in actual.items() if b in banks}
     notes: list[str] = []
     if not set(actual) & {b for nl in logs for b in nl.log.header.banks}:
         raise InputError("no PCR bank in common between the logs and the PCR values")
-    pcrs = compare_pcrs(logs, actual, reference, only)
-    # A PCR is verified when every bank we could compare replayed exactly and at least one did.
-    verified: set[int] = set()
-    failed: set[int] = set()
-    for p in pcrs:
-        if p.status in (REPLAY_MISMATCH, UNEXPLAINED, BANK_MISSING):
-            failed.add(p.pcr)
-        elif p.status in (OK, UNEXPECTED):
-            verified.add(p.pcr)
-    verified -= failed
+    pcrs = compare_pcrs(logs, actual, reference, only, banks)
+    # (bank, PCR) whose replay equals the TPM's value; PCRs where any compared bank failed
+    replayed = {(p.bank, p.pcr) for p in pcrs if p.status in (OK, UNEXPECTED)}
+    failed = {p.pcr for p in pcrs if p.status in (REPLAY_MISMATCH, UNEXPLAINED, BANK_MISSING)}
+    # An event's digest is compared in REFERENCE_BANK: that bank must have replayed (PFP §10.2.2:
+    # each bank of a TCG_PCR_EVENT2 is a separate digest, extended into its own bank only).
+    verified = {pcr for bank, pcr in replayed if bank == REFERENCE_BANK} - failed
     events: list[EventResult] = []
     if reference is not None:
         events, more = compare_events(logs, reference, verified)
         notes.extend(more)
         for e in events:
-            if e.pcr is not None and not e.trusted and e.pcr not in failed:
-                e.problems.append("PCR %d not checked against TPM values" % e.pcr)
+            if e.pcr is not None and not e.trusted:
+                e.problems.append(untrusted_reason(e.pcr, pcrs, actual, only, banks))
+                if e.status == OK:
+                    e.status = UNVERIFIED
     return Report(pcrs, events, notes, claimed_events(logs, failed))
+
+
+def untrusted_reason(pcr: int, pcrs: Sequence[PcrResult], actual: PcrValues,
+                     only: set[int] | None, banks: set[str] | None) -> str:
+    """Why the events of `pcr` are not evidence: names the bank and the PCR."""
+    bad = ["%s:%d %s" % (p.bank, p.pcr, p.status) for p in pcrs
+           if p.pcr == pcr and p.status in (REPLAY_MISMATCH, UNEXPLAINED, BANK_MISSING)]
+    if bad:
+        return ("PCR %d replay does not match the TPM (%s): the log's digests are not what was "
+                "measured" % (pcr, ", ".join(bad)))
+    if only is not None and pcr not in only:
+        return "PCR %d not checked against TPM values (not in --pcr-list)" % pcr
+    head = "%s bank of PCR %d not verified: " % (REFERENCE_BANK, pcr)
+    tail = ("; the log's %s digest is not evidence unless that bank replays to the TPM's value"
+            % REFERENCE_BANK)
+    if REFERENCE_BANK not in actual:
+        if banks is not None:
+            why = "--banks %s leaves it out" % ",".join(sorted(banks))
+        else:
+            why = "the PCR values have no %s bank (read: %s)" % (
+                REFERENCE_BANK, ", ".join(sorted(actual)) or "none")
+        return head + why + tail
+    return head + "no %s value of PCR %d was read" % (REFERENCE_BANK, pcr) + tail
 
 
 def claimed_events(logs: Sequence[NamedLog], pcrs: set[int]) -> dict[int, list[dict[str, Any]]]:
@@ -337,5 +393,5 @@ def claimed_events(logs: Sequence[NamedLog], pcrs: set[int]) -> dict[int, list[d
 
 
 def verify_bytes(logs: Sequence[tuple[str, bytes]], actual: PcrValues,
-                 reference: Reference | None) -> Report:
-    return verify([parse_named(n, d) for n, d in logs], actual, reference)
+                 reference: Reference | None, banks: set[str] | None = None) -> Report:
+    return verify([parse_named(n, d) for n, d in logs], actual, reference, banks=banks)

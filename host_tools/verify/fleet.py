@@ -1,9 +1,12 @@
 """Fleet mode: verify many devices in one process (--fleet DIR).
 
 Each subdirectory of DIR is one device and holds `pcrs.json`, its event logs (the firmware's
-`binary_bios_measurements` first, then every `*.log` in name order) and optionally its own
-`reference.json` (else the --reference given). One result line per device, then a summary. A bad
-device's input is reported on its line (ERROR) and does not stop the others.
+`binary_bios_measurements` first, then every `*.log` in name order). The reference is the one
+given with --reference, for every device: a `reference.json` inside a device's directory sits next
+to what the device sent and never replaces it (it is used only when no --reference is given, as
+that directory's operator-made reference). One result line per device (OK / MISMATCH / UNVERIFIED
+/ ERROR), then a summary whose "mismatch" counts every device with exit status 1. A bad device's
+input is reported on its line (ERROR) and does not stop the others.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ import json
 from pathlib import Path
 
 from host_tools.verify.core import verify
-from host_tools.verify.reference import (InputError, Reference, load_pcrs, load_reference,
-                                         restrict_banks)
+from host_tools.verify.inputs import read_log, select_banks
+from host_tools.verify.reference import InputError, Reference, load_pcrs, load_reference
 from host_tools.verify.report import summary_line
 
 FIRMWARE_LOG = "binary_bios_measurements"
@@ -29,8 +32,6 @@ def device_logs(device: Path) -> list[Path]:
 
 def verify_device(device: Path, reference: Reference | None, only: set[int] | None,
                   banks: set[str] | None = None) -> tuple[int, str, dict[str, object]]:
-    from host_tools.verify.cli import read_log, select_banks
-
     try:
         paths = device_logs(device)
         if not paths:
@@ -38,9 +39,9 @@ def verify_device(device: Path, reference: Reference | None, only: set[int] | No
         logs = [read_log(p) for p in paths]
         actual = select_banks(load_pcrs(device / "pcrs.json"), banks, str(device / "pcrs.json"))
         ref = reference
-        if (device / "reference.json").is_file():
-            ref = restrict_banks(load_reference(device / "reference.json"), banks)
-        report = verify(logs, actual, ref, only)
+        if ref is None and (device / "reference.json").is_file():
+            ref = load_reference(device / "reference.json")
+        report = verify(logs, actual, ref, only, banks)
     except InputError as e:
         return 2, "ERROR " + str(e), {"device": device.name, "result": "error", "error": str(e)}
     line = summary_line(report)

@@ -7,7 +7,7 @@ partially used, because a silently ignored field would weaken the check.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,9 @@ from host_tools.verify._fw import BUNDLE_EVENT_NAME, bundle_label
 
 SCHEMA_VERSION = 1
 KNOWN_BANK_SIZES = {"sha1": 20, "sha256": 32, "sha384": 48, "sha512": 64}
+# The bank of the components' digests (`components[].sha256`): a log's digest is compared with the
+# reference only in this bank, so only this bank's replay can make it evidence (docs/eventlog.md).
+REFERENCE_BANK = "sha256"
 
 
 class InputError(ValueError):
@@ -128,13 +131,6 @@ def parse_reference(obj: Any, where: str) -> Reference:
                                         _hex(bundle.get("sha256"), 32, what + ".sha256"), pcr))
     pcrs = parse_pcr_values(obj.get("pcrs", {}), where + ": pcrs")
     return Reference(SCHEMA_VERSION, board, image_version, tuple(components), pcrs)
-
-
-def restrict_banks(reference: Reference | None, banks: set[str] | None) -> Reference | None:
-    """The reference with expected PCR values only for `banks` (what --banks compares)."""
-    if reference is None or banks is None:
-        return reference
-    return replace(reference, pcrs={b: v for b, v in reference.pcrs.items() if b in banks})
 
 
 def load_json(path: Path) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from host_tools.verify.core import (BANK_MISSING, OK, REPLAY_MISMATCH, UNAVAILABLE, UNEXPECTED,
-                                    UNEXPLAINED, Report)
+                                    UNEXPLAINED, UNVERIFIED, Report)
 
 _PCR_TEXT = {
     OK: "ok",
@@ -12,6 +12,8 @@ _PCR_TEXT = {
     BANK_MISSING: "BANK MISSING: its log has no digests for this bank",
     UNEXPECTED: "UNEXPECTED: replay matches but the value is not the reference's",
     UNAVAILABLE: "UNAVAILABLE: the reference expects it but no value was read",
+    UNVERIFIED: "UNVERIFIED: the reference expects it in a bank --banks leaves out, and no "
+                "compared bank pins this PCR",
 }
 
 
@@ -20,7 +22,7 @@ def _h(b: bytes | None) -> str:
 
 
 def render(report: Report, verbose: bool = False) -> str:
-    lines = ["measured-boot verification: %s" % ("OK" if report.ok else "MISMATCH")]
+    lines = ["measured-boot verification: %s" % report.result.upper()]
     failed = sorted({(p.bank, p.pcr) for p in report.replay_failures})
     if failed:
         lines.append("replay does not match the TPM for PCRs: " + ", ".join(
@@ -52,7 +54,8 @@ def render(report: Report, verbose: bool = False) -> str:
             where = ""
             if e.log is not None:
                 where = " [%s event %d, PCR %s]" % (e.log, e.number or 0, e.pcr)
-            untrusted = "" if e.trusted else " (UNVERIFIED: its PCR was not confirmed by replay)"
+            untrusted = ("" if e.trusted or e.status == UNVERIFIED
+                         else " (UNVERIFIED: not confirmed by the TPM's PCR values)")
             lines.append("  %-12s %s %s%s%s" % (e.status, e.name, version, where, untrusted))
             for problem in e.problems:
                 lines.append("      " + problem)
@@ -65,15 +68,23 @@ def summary_line(report: Report) -> str:
     """One line for fleet mode."""
     if report.ok:
         return "OK"
-    parts = []
+    parts: list[str] = []
     failed = sorted({p.pcr for p in report.replay_failures})
     if failed:
         parts.append("replay mismatch PCR " + ",".join(str(p) for p in failed))
     unexpected = sorted({p.pcr for p in report.pcrs if p.status in (UNEXPECTED, UNAVAILABLE)})
     if unexpected:
         parts.append("unexpected PCR " + ",".join(str(p) for p in unexpected))
+    unverified = sorted({(p.bank, p.pcr) for p in report.pcrs if p.status == UNVERIFIED})
+    if unverified:
+        parts.append("unverified PCR " + ",".join("%s:%d" % bp for bp in unverified)
+                     + " (bank not compared)")
+    reasons: list[str] = []  # why events are unverified, once each (one per PCR)
     for e in report.events:
         if e.status != OK or not e.trusted:
             parts.append("%s %s %s" % (e.status, e.name, e.version or e.expected_version or ""))
+            if e.status == UNVERIFIED and e.problems and e.problems[-1] not in reasons:
+                reasons.append(e.problems[-1])
+    parts.extend(reasons)
     parts.extend(report.notes)
-    return "MISMATCH " + "; ".join(p.strip() for p in parts)
+    return "%s %s" % (report.result.upper(), "; ".join(p.strip() for p in parts))

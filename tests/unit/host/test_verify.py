@@ -397,3 +397,81 @@ def test_wrong_bank_sha1_value_in_sha256_slot(capsys: pytest.CaptureFixture[str]
     paths["phone"].write_bytes(bytes(data))
     rc, out, err = run(capsys, paths)
     assert rc == 2 and str(paths["phone"]) in err and "at offset" in err
+
+
+def test_reference_digest_in_unverified_bank(capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path) -> None:
+    # Issue 9.3 in miniature (the attack on a real swtpm: tests/tpm/test_verify_bank_confusion.py):
+    # the evil component-04's sha1 digest stays in the log, its sha256 digest is the reference's.
+    # The sha1 replay equals the TPM's; the reference's sha256 digest is evidence of nothing.
+    import hashlib
+
+    from firmware.eventlog.parser import parse_log
+    from tests.unit.host.test_verify_support import OVMF_ALL
+
+    banks = ("sha1", "sha256", "sha384", "sha512")
+    booted = list(COMPS)
+    booted[4] = ("component-04", "1.4.0", b"evil")
+    evil = phone_log(booted, banks)
+    pcrs = actual_pcrs(evil, OVMF_ALL)
+    ev = parse_log(evil).events[4]  # type: ignore[no-untyped-call]
+    slot = ev.offset + 12 + 2 + 20 + 2  # the sha256 digest after the sha1 TPMT_HA
+    forged = bytearray(evil)
+    forged[slot:slot + 32] = hashlib.sha256(COMPS[4][2]).digest()
+    good_pcrs = actual_pcrs(phone_log(COMPS, banks), OVMF_ALL)
+    paths = write_device(tmp_path / "dev", bytes(forged), pcrs, reference(COMPS, good_pcrs),
+                         (OVMF_ALL / "binary_bios_measurements").read_bytes())
+    rc, out, _ = run(capsys, paths, "--banks", "sha1")
+    assert rc == 1 and out.startswith("measured-boot verification: UNVERIFIED"), out
+    assert "unverified   component-04 1.4.0" in out
+    assert ("sha256 bank of PCR 14 not verified: --banks sha1 leaves it out" in out)
+    # the reference's sha256 PCRs 4, 7, 14 are pinned by no compared bank: unverified, not dropped
+    assert "sha256  4: UNVERIFIED" in out and "sha256 14: UNVERIFIED" in out
+    rc, out, _ = run(capsys, paths, "--banks", "sha1", "--json")
+    report = json.loads(out)
+    assert rc == 1 and report["result"] == "unverified"
+    assert [(p["bank"], p["pcr"]) for p in report["pcrs"] if p["status"] == "unverified"] == [
+        ("sha256", 4), ("sha256", 7), ("sha256", 14)]
+    assert set(statuses(report).values()) == {"unverified"}
+    # a sha1-only PCR file (no --banks): the reference bank was not read
+    only_sha1 = tmp_path / "sha1.json"
+    only_sha1.write_text(json.dumps({"sha1": pcrs["sha1"]}))
+    rc = main(["--log", str(paths["firmware"]), "--log", str(paths["phone"]), "--pcrs",
+               str(only_sha1), "--reference", str(paths["reference"]), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 1 and statuses(report)["component-04"] == "unverified"
+    assert ("sha256 bank of PCR 14 not verified: the PCR values have no sha256 bank (read: sha1)"
+            in report["events"][4]["problems"][0])
+    # every bank: the sha256 replay of PCR 14 fails; never ok
+    rc, report = run_json(capsys, paths)
+    assert rc == 1 and report["result"] == "mismatch" and report["replay_failed_pcrs"] == [14]
+    ev4 = report["events"][4]
+    assert (ev4["status"], ev4["trusted"]) == ("unverified", False)
+    assert ev4["problems"][0].startswith("PCR 14 replay does not match the TPM (sha256:14 "
+                                         "replay-mismatch")
+
+
+def test_pcr_left_out_by_pcr_list_is_unverified(capsys: pytest.CaptureFixture[str],
+                                                device: dict[str, Path]) -> None:
+    rc, out, _ = run(capsys, device, "--pcr-list", "0,1,2,3,4,5,6,7")
+    assert rc == 1 and out.startswith("measured-boot verification: UNVERIFIED"), out
+    assert "unverified   component-00 1.0.0" in out
+    assert "PCR 14 not checked against TPM values (not in --pcr-list)" in out
+
+
+def test_fleet_device_reference_never_replaces_reference(capsys: pytest.CaptureFixture[str],
+                                                         tmp_path: Path) -> None:
+    # A device ran another component-01 and its directory carries a reference.json saying so.
+    booted = list(COMPS)
+    booted[1] = ("component-01", "9", b"other")
+    other = phone_log(booted)
+    root = tmp_path / "fleet"
+    write_device(root / "dev", other, actual_pcrs(other), reference(booted))
+    ref_path = tmp_path / "reference.json"
+    ref_path.write_text(json.dumps(reference(COMPS)))
+    rc = main(["--fleet", str(root), "--reference", str(ref_path)])
+    out = capsys.readouterr().out
+    assert rc == 1 and out.startswith("dev: MISMATCH ") and "differs component-01 9" in out
+    # without --reference, the directory's reference.json is the reference (documented)
+    rc = main(["--fleet", str(root)])
+    assert rc == 0 and capsys.readouterr().out.startswith("dev: OK")
