@@ -42,9 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pcr-list", metavar="LIST",
                    help="compare only these PCRs (comma-separated); default: all given")
     p.add_argument("--banks", metavar="LIST",
-                   help="compare only these PCR banks (e.g. sha256); default: every bank read")
+                   help="compare only these PCR banks (e.g. sha256); default: every bank read. "
+                        "A reference digest in a bank left out is unverified, never ok")
     p.add_argument("--fleet", type=Path, metavar="DIR",
-                   help="verify every device subdirectory of DIR (logs + pcrs.json), one line each")
+                   help="verify every device subdirectory of DIR (logs + pcrs.json), one line "
+                        "each, against --reference")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--verbose", action="store_true", help="list every PCR, also matching ones")
     return p
