@@ -18,10 +18,20 @@ PREFERENCE = ("AEAD_AES_128_GCM", "AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SH
 # RFC 3551 §6 static payload types this phone plays.
 CODECS = {0: "PCMU", 8: "PCMA"}
 MAX_SDP = 8192
+# Attributes whose grammar (RFC 4566 §6, RFC 4568 §9.1, RFC 3605 §2.1) has a value after ':';
+# one of these without a value is malformed, never a property attribute.
+VALUE_ATTRIBUTES = ("rtpmap", "fmtp", "crypto", "ptime", "maxptime", "rtcp", "framerate",
+                    "orient", "type", "charset", "sdplang", "lang", "quality", "cat", "keywds",
+                    "tool")
 
 
 class SdpError(SipParseError):
-    """The SDP text does not parse (a ParseError; a UAS answers 400)."""
+    """The SDP text does not parse (a ParseError). A UAS answers the INVITE 488 Not Acceptable
+    Here with a Warning naming the line (RFC 3261 §21.4.26, §20.43); the offerer ends the call
+    with BYE and a Reason."""
+
+    def __init__(self, message, offset=None, field=None, status=488):
+        SipParseError.__init__(self, message, offset=offset, field=field, status=status)
 
 
 class NegotiationError(ValueError):
@@ -44,7 +54,23 @@ class Media:
         self.bandwidths = []
 
     def attr(self, name):
-        return [v for k, v in self.attributes if k == name]
+        """The values of every `a=name:value` line. A value attribute is never handed out as
+        None: parse() refuses `a=crypto`/`a=rtpmap`... without one, and a property attribute
+        (`a=sendrecv`) asked for as a value is a typed error, not a None."""
+        out = []
+        for k, v in self.attributes:
+            if k == name:
+                if v is None:
+                    raise SdpError("a=%s has no value" % name[:20], field="a=" + name[:20])
+                out.append(v)
+        return out
+
+    def has(self, name):
+        """True when a property attribute (`a=sendrecv`, RFC 4566 §6) is present."""
+        for k, v in self.attributes:
+            if k == name:
+                return True
+        return False
 
 
 class SessionDescription:
@@ -98,6 +124,11 @@ class SessionDescription:
                 name, colon, val = v.partition(":")
                 if not name:
                     raise SdpError("empty attribute name", field=field)
+                if name in VALUE_ATTRIBUTES and (not colon or not val.strip()):
+                    # RFC 4566 §6: these are value attributes; a bare `a=crypto` is malformed
+                    raise SdpError("a=%s without a value" % name, field=field)
+                if name == "rtpmap":
+                    parse_rtpmap(val, field)
                 (cur.attributes if cur is not None else sd.attributes).append((name, val if colon else None))
             elif cur is not None:
                 if t == "b":
@@ -186,6 +217,8 @@ class Crypto:
     @classmethod
     def parse(cls, value):
         f = "a=crypto"
+        if not isinstance(value, str):
+            raise SdpError("crypto attribute has no value", field=f)
         parts = value.split()
         if len(parts) < 3:
             raise SdpError("crypto needs tag, suite and key-params", field=f)
@@ -328,11 +361,29 @@ def create_offer(local, signalling_secure):
     return sd, cryptos
 
 
+def parse_rtpmap(value, field="a=rtpmap"):
+    """RFC 4566 §6: `a=rtpmap:<payload type> <encoding name>/<clock rate>[/<parameters>]`.
+    Returns (payload type text, lower-case "name/rate[/params]"); raises SdpError."""
+    if not isinstance(value, str):
+        raise SdpError("a=rtpmap without a value", field=field)
+    pt, sp, enc = value.partition(" ")
+    if not sp or not pt.isdigit() or len(pt) > 3 or int(pt) > 127:
+        raise SdpError("a=rtpmap needs '<payload type 0-127> <encoding>/<rate>', got %r"
+                       % value[:40], field=field)
+    enc = enc.strip()
+    parts = enc.split("/")
+    if len(parts) < 2 or len(parts) > 3 or not parts[0] or not parts[1].isdigit() \
+            or len(parts[1]) > 9:
+        raise SdpError("a=rtpmap encoding must be '<name>/<clock rate>[/<params>]', got %r"
+                       % enc[:40], field=field)
+    return pt, enc.lower()
+
+
 def _rtpmap(m):
     out = {}
     for v in m.attr("rtpmap"):
-        pt, _, enc = v.partition(" ")
-        out[pt] = enc.lower()
+        pt, enc = parse_rtpmap(v)
+        out[pt] = enc
     return out
 
 

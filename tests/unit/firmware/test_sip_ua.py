@@ -467,10 +467,12 @@ def test_offerless_or_non_sdp_invite_refused():
     resp = parse_message(b.data_to_send()[0], True)
     assert resp.status == 415 and resp.get("Accept") == "application/sdp"
     assert events(b)[0].reason == "offer is text/plain, not SDP"
-    # a corrupt SDP offer is a 400 with the parser's reason
+    # a corrupt SDP offer is a 488 (RFC 3261 §21.4.26) with the parser's reason in a Warning
     b.receive(_raw_invite(b"v=0\r\nbogus\r\n").replace(b"raw-1", b"raw-3").replace(b"Kraw1", b"Kraw3"), 300)
     resp = parse_message(b.data_to_send()[0], True)
-    assert resp.status == 400 and "<type>=<value>" in resp.reason
+    assert resp.status == 488 and resp.reason == "Not Acceptable Here"
+    assert resp.get("Warning") == '399 10.0.0.2 "expected \'<type>=<value>\', got \'bogus\' (field line 2)"', \
+        resp.get("Warning")
     assert b.calls == {} and b.registered
 
 
