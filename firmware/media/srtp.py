@@ -400,7 +400,9 @@ class SrtpSession:
     count each drop in `dropped[reason]`.
     """
 
-    def __init__(self, profile, master_key, master_salt, engine="auto"):
+    def __init__(self, profile, master_key, master_salt, engine="auto", lifetime=None):
+        """lifetime: the master key's SDES lifetime (RFC 4568 §6.1), a packet count; None means
+        RFC 3711 §9.2's own limits, which both engines enforce already."""
         if profile not in PROFILES:
             raise ValueError("unknown SRTP profile %r" % (profile,))
         _, key_len, salt_len, _, _, _ = PROFILES[profile]
@@ -410,19 +412,50 @@ class SrtpSession:
         if len(master_salt) != salt_len:
             raise ValueError("%s needs a %d-byte master salt, got %d"
                              % (profile, salt_len, len(master_salt)))
+        if lifetime is not None and (not isinstance(lifetime, int) or
+                                     not 1 <= lifetime <= MAX_SRTP_PACKETS):
+            raise ValueError("SDES key lifetime must be 1..2^48 packets, got %r" % (lifetime,))
         self.profile = profile
+        self.lifetime = lifetime
+        # packets this master key protected / accepted, per kind (RFC 4568 §6.1 counts both)
+        self.packets = {"srtp_out": 0, "srtp_in": 0, "srtcp_out": 0, "srtcp_in": 0}
         self._use(_make_engine(engine, profile, bytes(master_key), bytes(master_salt)))
 
     def _use(self, engine):
         self._engine = engine
         self.engine = engine.name
         self.dropped = engine.dropped
-        # The engine's methods are bound straight onto the session (one call layer less per
-        # packet); the methods below only document the interface.
-        self.protect = engine.protect
-        self.protect_rtcp = engine.protect_rtcp
-        self.unprotect = engine.unprotect
-        self.unprotect_rtcp = engine.unprotect_rtcp
+        if self.lifetime is None:
+            # The engine's methods are bound straight onto the session (one call layer less per
+            # packet); the methods below only document the interface.
+            self.protect = engine.protect
+            self.protect_rtcp = engine.protect_rtcp
+            self.unprotect = engine.unprotect
+            self.unprotect_rtcp = engine.unprotect_rtcp
+            return
+        rtp_limit = min(self.lifetime, MAX_SRTP_PACKETS)
+        rtcp_limit = min(self.lifetime, MAX_SRTCP_PACKETS)
+        self.protect = self._counted(engine.protect, "srtp_out", rtp_limit, False)
+        self.protect_rtcp = self._counted(engine.protect_rtcp, "srtcp_out", rtcp_limit, False)
+        self.unprotect = self._counted(engine.unprotect, "srtp_in", rtp_limit, True)
+        self.unprotect_rtcp = self._counted(engine.unprotect_rtcp, "srtcp_in", rtcp_limit, True)
+
+    def _counted(self, fn, kind, limit, inbound):
+        """fn, refused once `limit` packets of `kind` went through under this master key."""
+        packets = self.packets
+        dropped = self.dropped
+
+        def run(packet):
+            if packets[kind] >= limit:
+                e = SrtpKeyExpired("master key lifetime of %d packets reached (%s; RFC 4568 §6.1):"
+                                   " re-key" % (limit, kind))
+                if inbound:
+                    count_drop(dropped, e)
+                raise e
+            out = fn(packet)
+            packets[kind] += 1
+            return out
+        return run
 
     @classmethod
     def from_session_keys(cls, profile, rtp_key, rtp_salt, rtp_auth_key, rtcp_key, rtcp_salt,

@@ -203,6 +203,14 @@ class PhoneApp:
             t = self.media.get_timer()
             if t is not None and t <= now:
                 self.media.handle_timer(now)
+            m = self.media
+            if m is not None and m.key_expired is not None and self.call_id is not None:
+                # RFC 4568 §6.1: the key's lifetime is used up; re-keying would need a re-INVITE
+                # with new a=crypto lines, which this phone does not send: end the call
+                cid = self.call_id
+                self.log("call %s: hanging up: %s" % (cid, m.key_expired))
+                self.ua.hangup(cid, now)
+                self._pump(now)
 
     # --- internals -------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ PREFERENCE = ("AEAD_AES_128_GCM", "AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SH
 # RFC 3551 §6 static payload types this phone plays.
 CODECS = {0: "PCMU", 8: "PCMA"}
 MAX_SDP = 8192
+MAX_LIFETIME = 1 << 48   # RFC 3711 §9.2 / RFC 4568 §6.1
 # Attributes whose grammar (RFC 4566 §6, RFC 4568 §9.1, RFC 3605 §2.1) has a value after ':';
 # one of these without a value is malformed, never a property attribute.
 VALUE_ATTRIBUTES = ("rtpmap", "fmtp", "crypto", "ptime", "maxptime", "rtcp", "framerate",
@@ -248,11 +249,11 @@ class Crypto:
                     raise SdpError("bad MKI %r" % it[:20], field=f)
                 mki, mki_len = int(a), int(b)
             elif it.startswith("2^"):
-                if not it[2:].isdigit() or int(it[2:]) > 64:
+                if not it[2:].isdigit() or len(it) > 4:
                     raise SdpError("bad lifetime %r" % it[:20], field=f)
-                lifetime = 1 << int(it[2:])
+                lifetime = _lifetime(1 << int(it[2:]), it, f)
             elif it.isdigit() and len(it) < 21:
-                lifetime = int(it)
+                lifetime = _lifetime(int(it), it, f)
             else:
                 raise SdpError("bad key parameter %r" % it[:20], field=f)
         key = salt = None
@@ -282,6 +283,13 @@ class Crypto:
         return s
 
 
+def _lifetime(n, text, f):
+    # RFC 4568 §6.1: a packet count, at most what SRTP allows (RFC 3711 §9.2: 2^48)
+    if n < 1 or n > MAX_LIFETIME:
+        raise SdpError("lifetime %s outside 1..2^48 packets" % text[:20], field=f)
+    return n
+
+
 def new_crypto(tag, suite):
     klen, slen = SUITES[suite]
     raw = compat.random_bytes(klen + slen)
@@ -307,7 +315,7 @@ class MediaParams:
     """The negotiated stream: where to send, which codec, and SRTP keys each way (None = plain)."""
 
     def __init__(self, remote_address, remote_port, payload_type, telephone_event, suite,
-                 tx_key, tx_salt, rx_key, rx_salt):
+                 tx_key, tx_salt, rx_key, rx_salt, tx_lifetime=None, rx_lifetime=None):
         self.remote_address = remote_address
         self.remote_port = remote_port
         self.payload_type = payload_type
@@ -318,6 +326,10 @@ class MediaParams:
         self.tx_salt = tx_salt
         self.rx_key = rx_key
         self.rx_salt = rx_salt
+        # RFC 4568 §6.1: the packet lifetime each master key's a=crypto line gave (None: the
+        # RFC 3711 §9.2 maximum)
+        self.tx_lifetime = tx_lifetime
+        self.rx_lifetime = rx_lifetime
 
     @property
     def secure(self):
@@ -465,7 +477,8 @@ def create_answer(offer, local, signalling_secure):
         lm = LocalMedia(local.address, local.port, local.suites, local.codecs, te, local.insecure)
         answer.media.append(_audio_media(lm, m.proto, pts, [tx] if tx else []))
         params = MediaParams(remote_addr, m.port, pt, te, suite, tx.key if tx else None,
-                             tx.salt if tx else None, rx.key if rx else None, rx.salt if rx else None)
+                             tx.salt if tx else None, rx.key if rx else None, rx.salt if rx else None,
+                             tx.lifetime if tx else None, rx.lifetime if rx else None)
         chosen = m
     if params is None:
         raise NegotiationError("offer has no audio stream")
@@ -501,5 +514,6 @@ def accept_answer(answer, offered, local, signalling_secure):
             raise NegotiationError("answer's a=crypto weakens protection: %s" % " ".join(c.session_params)[:60])
         if mine is None or mine.suite != c.suite or c.key is None or c.mki is not None:
             raise NegotiationError("answer's crypto does not match an offered tag and suite")
-        return MediaParams(remote_addr, m.port, pt, te, c.suite, mine.key, mine.salt, c.key, c.salt)
+        return MediaParams(remote_addr, m.port, pt, te, c.suite, mine.key, mine.salt, c.key, c.salt,
+                           mine.lifetime, c.lifetime)
     raise NegotiationError("answer accepted no audio stream")

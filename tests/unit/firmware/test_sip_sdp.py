@@ -196,3 +196,21 @@ def test_rtpmap_grammar():
     bad = OFFER.replace("a=rtpmap:8 PCMA/8000", "a=rtpmap:8 PCMA").encode()
     e = raises(SdpError, SessionDescription.parse, bad)
     assert str(e) == "a=rtpmap encoding must be '<name>/<clock rate>[/<params>]', got 'PCMA' (field line 8)"
+
+
+def test_crypto_lifetime_bounds():
+    # RFC 4568 §6.1 lifetime; RFC 3711 §9.2: never more than 2^48 packets per master key
+    assert Crypto.parse("1 AES_CM_128_HMAC_SHA1_80 inline:%s|2^48" % KEY30).lifetime == 1 << 48
+    assert Crypto.parse("1 AES_CM_128_HMAC_SHA1_80 inline:%s|1000" % KEY30).lifetime == 1000
+    for bad in ("2^49", "2^64", "0", "281474976710657", "2^", "2^1000"):
+        e = raises(SdpError, Crypto.parse, "1 AES_CM_128_HMAC_SHA1_80 inline:%s|%s" % (KEY30, bad))
+        assert "lifetime" in str(e), (bad, str(e))
+    e = raises(SdpError, Crypto.parse, "1 AES_CM_128_HMAC_SHA1_80 inline:%s|2^49" % KEY30)
+    assert str(e) == "lifetime 2^49 outside 1..2^48 packets (field a=crypto)"
+
+
+def test_answer_carries_the_offered_key_lifetime():
+    offer = OFFER.replace("a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:%s|2^20|1:4\r\n" % KEY30, "")
+    _, mp = sdp.create_answer(offer, LocalMedia("192.0.2.9", 40000), True)
+    assert mp.suite == "AES_CM_128_HMAC_SHA1_80" and mp.rx_lifetime == 1 << 20
+    assert mp.tx_lifetime is None
