@@ -664,6 +664,8 @@ def test_internal_error_on_remote_input_is_answered_500_not_raised():
     assert boom == [cid]
     ev = [e for e in events(b) if isinstance(e, sipua.MessageRejected)]
     assert len(ev) == 1 and ev[0].status == 500
-    assert ev[0].reason == "internal error on INVITE: KeyError: 'simulated bug'", ev[0].reason
+    # CPython shows a KeyError's text quoted, MicroPython bare
+    assert ev[0].reason in ("internal error on INVITE: KeyError: 'simulated bug'",
+                            "internal error on INVITE: KeyError: simulated bug"), ev[0].reason
     ended = [e for e in events(a) if isinstance(e, sipua.CallEnded)]
     assert len(ended) == 1 and ended[0].status == 500
