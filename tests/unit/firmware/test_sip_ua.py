@@ -669,3 +669,29 @@ def test_internal_error_on_remote_input_is_answered_500_not_raised():
                             "internal error on INVITE: KeyError: simulated bug"), ev[0].reason
     ended = [e for e in events(a) if isinstance(e, sipua.CallEnded)]
     assert len(ended) == 1 and ended[0].status == 500
+
+
+def test_bare_crypto_or_rtpmap_offer_is_488_with_warning_byte_exact():
+    # issue 9: the INVITE that used to crash the phone; the answer is byte-exact
+    proxy, a, b, net = _registered()
+    sdp_head = (b"v=0\r\no=- 1 1 IN IP4 192.0.2.66\r\ns=-\r\nc=IN IP4 192.0.2.66\r\nt=0 0\r\n"
+                b"m=audio 40000 RTP/SAVP 0\r\n")
+    for n, (line, want) in enumerate(((b"a=crypto", b"a=crypto without a value (field line 7)"),
+                                      (b"a=rtpmap", b"a=rtpmap without a value (field line 7)"))):
+        cid = ("raw-x%d" % n).encode()
+        raw = _raw_invite(sdp_head + line + b"\r\n").replace(b"raw-1", cid).replace(
+            b"Kraw1", b"Kx%d" % n)
+        b.receive(raw, 100 + n)
+        out = b.data_to_send()
+        assert len(out) == 1
+        tag = parse_message(out[0], True).to.tag
+        assert out[0] == (b"SIP/2.0 488 Not Acceptable Here\r\n"
+                          b"Via: SIP/2.0/TLS proxy.test;branch=z9hG4bKx%d\r\n"
+                          b"From: <sip:mallory@example.test>;tag=m1\r\n"
+                          b"To: <sip:bob@example.test>;tag=%s\r\n"
+                          b"Call-ID: %s\r\nCSeq: 1 INVITE\r\n"
+                          b"Warning: 399 10.0.0.2 \"%s\"\r\n"
+                          b"Content-Length: 0\r\n\r\n") % (n, tag.encode(), cid, want), out[0]
+        ev = events(b)
+        assert len(ev) == 1 and isinstance(ev[0], sipua.MessageRejected) and ev[0].status == 488
+    assert b.calls == {} and b.registered
