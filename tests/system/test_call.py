@@ -51,6 +51,11 @@ BARESIP_TONE = 600
 
 @pytest.fixture(scope="module")
 def kam(built_image: Path) -> Iterator[Kamailio]:
+    yield from kamailio_for_phone(built_image)
+
+
+def kamailio_for_phone(built_image: Path, defines: tuple[str, ...] = ()) -> Iterator[Kamailio]:
+    """Kamailio on 127.0.0.1:5061 with a certificate from the image's development CA."""
     if not HAVE_KAMAILIO or not IS_ROOT:
         pytest.skip("needs Debian kamailio + kamailio-tls-modules, openssl, and root")
     keys = built_image.parent / "keys"
@@ -63,7 +68,7 @@ def kam(built_image: Path) -> Iterator[Kamailio]:
     d = Path(tempfile.mkdtemp(prefix="kam-qemu-"))
     try:
         make_server_cert(d, ca_pem, ca_key, "IP:10.0.2.2,IP:127.0.0.1,DNS:localhost")
-        k = Kamailio(d, "MD5", tls_port=SIP_TLS_PORT)
+        k = Kamailio(d, "MD5", tls_port=SIP_TLS_PORT, defines=defines)
         try:
             yield k
         finally:

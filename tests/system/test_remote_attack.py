@@ -10,7 +10,9 @@ or its answers replaced.
   console and the loader powered the device off), and a normal call still connects afterwards.
 * The callee answers the phone's INVITE 401 with a challenge in the registrar's own realm: the
   phone never sends an INVITE carrying Authorization (our SIP credentials go only to the
-  registrar's 407/401 on REGISTER).
+  registrar's challenge on REGISTER and its proxy's 407). Kamailio runs WITH_TRUSTED_CALLERS
+  (INVITEs relayed unchallenged), so the callee's 401 is the first challenge of the call: on the
+  code before this fix the phone answered it with its account's digest.
 """
 
 from __future__ import annotations
@@ -26,10 +28,9 @@ from firmware.sip import ua as sipua
 from host_tools.console import Console, ConsoleError
 from host_tools.siplab import Kamailio
 from tests.system.test_call import (BOOT_TIMEOUT, DOMAIN, PHONE_USER, CallPhone, _call,
-                                    _needs_guest_network, kam, wait_status)
+                                    _needs_guest_network, kamailio_for_phone, wait_status)
 
 pytestmark = pytest.mark.slow
-__all__ = ["kam"]   # the module-scoped Kamailio fixture of test_call
 
 ATTACKER, ATTACKER_PW = "bob", "bobpw"
 KEY = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz"    # 30 octets of base64, RFC 4568 §9.1 style
@@ -54,6 +55,13 @@ class _RawOffer:
 
     def serialize(self) -> bytes:
         return self.body
+
+
+@pytest.fixture(scope="module")
+def kam(built_image: Path) -> Iterator[Kamailio]:
+    # INVITEs relayed unchallenged (WITH_TRUSTED_CALLERS): the phone's call reaches the callee
+    # with its one digest attempt unused, so the callee's own 401 is the first challenge it sees
+    yield from kamailio_for_phone(built_image, ("WITH_TRUSTED_CALLERS",))
 
 
 @pytest.fixture(scope="module")
