@@ -153,7 +153,7 @@ class UserAgent:
         self._reg_auth_nonce = None
         self._reg_stale_retries = 0
         # the realm of the registrar's own challenge to our REGISTER, on our verified TLS flow:
-        # the only realm our credentials are ever computed for (RFC 3261 §22.1, §26.3.2.2)
+        # the only realm our credentials are ever computed for (RFC 3261 §22.1, §22.3)
         self.registrar_realm = None
         self._reg_wanted = 0
         self._reg_refresh_at = None
