@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from firmware.sip import digest, sdp
@@ -100,6 +100,9 @@ def test_stream_framer_only_typed_errors(chunks: list[bytes]) -> None:
 
 @FAST
 @given(mutated([SDP]))
+@example(SDP.replace(b"a=sendrecv", b"a=crypto"))        # issue 9: the value-less attributes
+@example(SDP.replace(b"a=sendrecv", b"a=rtpmap"))
+@example(SDP.replace(b"a=sendrecv", b"a=crypto:"))
 def test_sdp_parse_or_typed_error(data: bytes) -> None:
     try:
         sd = SessionDescription.parse(data)
