@@ -153,12 +153,13 @@ class Kamailio:
     algorithm: "MD5" or "SHA-256" (every challenge SHA-256, RFC 8760)."""
 
     def __init__(self, d: Path, algorithm: str, tls_port: int | None = None,
-                 config: Path = KAMAILIO_CONFIG) -> None:
+                 config: Path = KAMAILIO_CONFIG, defines: tuple[str, ...] = ()) -> None:
         """tls_port: a fixed TLS port (the booted phone's signed device-config names 5061);
-        default a free one."""
+        default a free one. defines: extra `-A` names for kamailio.cfg (e.g.
+        WITH_TRUSTED_CALLERS: INVITEs relayed without a digest challenge)."""
         self.dir = d
         self.algorithm = algorithm
-        defines = ["WITH_SHA256"] if algorithm == "SHA-256" else []
+        defines = (("WITH_SHA256",) if algorithm == "SHA-256" else ()) + tuple(defines)
         self.udp_port = free_port(socket.SOCK_DGRAM)
         self.tls_port = tls_port if tls_port is not None else free_port(socket.SOCK_STREAM)
         self.ca = str(d / "ca.pem")

@@ -117,6 +117,11 @@ def split_list(value, field):
 
 # --- parameters (§25.1 generic-param) ----------------------------------------------------------
 
+# RFC 3261 §25.1: parameters whose grammar is `name EQUAL value` (a flag form is malformed)
+VALUE_PARAMS = ("tag", "branch", "expires", "q", "ttl", "maddr", "received", "transport", "user",
+                "method")
+
+
 def parse_params(text, field):
     """';name[=value]' pairs after a URI or header value -> list of (lowercase name, value|None)."""
     params = []
@@ -142,6 +147,10 @@ def parse_params(text, field):
         else:
             name = item
             val = None
+            if name.lower() in VALUE_PARAMS:
+                # §25.1: tag-param, via-branch, c-p-expires... are `name EQUAL value`; a bare
+                # `;tag` is malformed, not an empty tag
+                raise SipParseError("parameter %s needs a value" % name.lower(), field=field)
         if not is_token(name):
             raise SipParseError("bad parameter name %r" % name[:40], field=field)
         params.append((name.lower(), val))

@@ -199,3 +199,31 @@ def test_registration_failure_shown_in_status():
     a.register(0)
     w.pump()
     assert a.status()["registered"] and a.status()["registration_error"] is None
+
+
+def test_an_event_the_app_cannot_act_on_is_one_log_line_and_drops_only_that_call():
+    # a peer's answer that breaks the app's media set-up (here: a simulated bug) must not stop the
+    # phone: one log line, the call is hung up, registration stays
+    w = World()
+    for app in w.apps.values():
+        app.register(0)
+    w.pump()
+    a, b = w.apps["alice"], w.apps["bob"]
+    real = a._on_event
+
+    def broken(e, now):
+        if isinstance(e, sipua.CallAnswered):
+            raise TypeError("simulated bug")
+        real(e, now)
+
+    a._on_event = broken
+    cid = a.call("sip:bob@" + REALM, w.now)
+    w.pump()
+    b.answer(w.now)
+    w.pump()
+    w.run(200)
+    assert [ln for ln in a.log_lines if ln.startswith("phone: ")] == [
+        "phone: CallAnswered failed: TypeError: simulated bug"]
+    assert a.call_id is None and a.status()["call"] is None and a.status()["registered"]
+    assert b.status()["call"] is None and b.last_call["reason"] == "remote hangup", b.last_call
+    assert b.last_call["call_id"] == cid

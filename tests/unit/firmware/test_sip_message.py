@@ -203,3 +203,15 @@ def test_torture_invalid_messages_rejected():
         e = raises(SipParseError, parse_message, _load("invalid", name))
         assert e.field == expect[name], (name, str(e))
         assert e.status == (505 if name == "badvers.sip" else 400), name
+
+
+def test_value_parameter_without_value_is_typed():
+    # RFC 3261 §25.1: `;tag` and `;branch` without '=token' are malformed, never an empty tag
+    e = raises(SipParseError, NameAddr.parse, "<sip:bob@example.test>;tag", "From")
+    assert str(e) == "parameter tag needs a value (field From)"
+    e = raises(SipParseError, Via.parse, "SIP/2.0/TLS 10.0.0.1:5061;branch", "Via")
+    assert str(e) == "parameter branch needs a value (field Via)"
+    assert Via.parse("SIP/2.0/TLS 10.0.0.1:5061;branch=z9hG4bKx;rport", "Via").param("rport") == ""
+    raw = REGISTER.replace(b";tag=", b";tag;x=", 1)
+    e = raises(SipParseError, parse_message, raw, True)
+    assert "parameter tag needs a value" in str(e) and e.status == 400
