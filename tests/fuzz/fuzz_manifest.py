@@ -2,6 +2,7 @@
 Seed: tests/fuzz/corpus/manifest/, the manifest of a bundle built by `make image`."""
 import _common  # noqa: F401
 import atheris
+import bundle_seeds
 import runner
 
 with atheris.instrument_imports(include=["firmware"]):
@@ -14,4 +15,4 @@ def one_input(data):
 
 
 if __name__ == "__main__":
-    runner.main("manifest", one_input, (ParseError,))
+    runner.main("manifest", one_input, (ParseError,), bundle_seeds.manifest_seeds)

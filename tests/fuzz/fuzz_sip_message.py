@@ -41,5 +41,16 @@ def _use(msg):
     msg.serialize()
 
 
+def seeds():
+    # RFC 4475 torture cases (tests/data/sip/torture); real Kamailio/baresip traffic is committed
+    # in tests/fuzz/corpus/sip_message (capture_sip.py)
+    import glob
+    import os
+
+    for path in sorted(glob.glob(os.path.join(runner.ROOT, "tests", "data", "sip", "torture", "*", "*.sip"))):
+        with open(path, "rb") as f:
+            yield f.read()
+
+
 if __name__ == "__main__":
-    runner.main("sip_message", one_input, (SipParseError,))
+    runner.main("sip_message", one_input, (SipParseError,), seeds)

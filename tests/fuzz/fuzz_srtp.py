@@ -13,14 +13,19 @@ with atheris.instrument_imports(include=["firmware"]):
     from firmware.errors import ParseError
     from firmware.media import srtp
 
+from tests.unit.firmware.test_media_srtp import (
+    B3_KEY, B3_SALT, GCM_KEY, GCM_SALT, LIBSRTP_RTCP, LIBSRTP_RTP, RFC7714_RTCP, RFC7714_RTP,
+    RFC7714_SRTCP, RFC7714_SRTP)
+
 SUITES = sorted(srtp.PROFILES)
-KEY = bytes(range(16))
-SALT = bytes(range(100, 114))
+# The published vectors' keys, so their packets authenticate: RFC 7714 §16-17 for GCM, libsrtp's
+# reference (RFC 3711 §B.3 key) for AES-CM.
+KEYS = {"AEAD_AES_128_GCM": (GCM_KEY, GCM_SALT)}
 
 
 def _session(suite):
-    salt_len = srtp.PROFILES[suite][2]
-    return srtp.SrtpSession(suite, KEY, SALT[:salt_len], engine="pure")
+    key, salt = KEYS.get(suite, (B3_KEY, B3_SALT))
+    return srtp.SrtpSession(suite, key, salt, engine="pure")
 
 
 def one_input(data):
@@ -53,5 +58,21 @@ def one_input(data):
     raise AssertionError("forged packet accepted (bit %d of %d flipped)" % (bit, 8 * len(sealed)))
 
 
+def seeds():
+    gcm = SUITES.index("AEAD_AES_128_GCM")
+    cm80 = SUITES.index("AES_CM_128_HMAC_SHA1_80")
+    yield bytes([gcm, 0]) + RFC7714_SRTP
+    yield bytes([gcm | 1 << 2, 0]) + RFC7714_SRTCP
+    # libsrtp's reference SRTP packet and SRTCP packet (index 1) for AES_CM_128_HMAC_SHA1_80
+    yield bytes([cm80, 0]) + bytes.fromhex(
+        "800f1234decafbadcafebabe4e55dc4ce79978d88ca4d215949d2402b78d6acc99ea179b8dbb")
+    yield bytes([cm80 | 1 << 2, 0]) + bytes.fromhex(
+        "81c8000bcafebabe7128035be487b9bdbef89041f977a5a880000001993e08cd54d6c1230798")
+    for i in range(len(SUITES)):
+        for mode in (2, 3, 4, 5):
+            for pkt in ((RFC7714_RTP, LIBSRTP_RTP) if mode % 2 == 0 else (RFC7714_RTCP, LIBSRTP_RTCP)):
+                yield bytes([i | mode << 2, 77]) + pkt
+
+
 if __name__ == "__main__":
-    runner.main("srtp", one_input, (ParseError, srtp.SrtpError))
+    runner.main("srtp", one_input, (ParseError, srtp.SrtpError), seeds)

@@ -3,6 +3,7 @@ raises and returns what parse() would (members, or members up to the error). See
 tests/fuzz/corpus/ustar/, the small members of a bundle built by `make image`."""
 import _common  # noqa: F401
 import atheris
+import bundle_seeds
 import runner
 
 with atheris.instrument_imports(include=["firmware"]):
@@ -20,4 +21,4 @@ def one_input(data):
 
 
 if __name__ == "__main__":
-    runner.main("ustar", one_input, ())
+    runner.main("ustar", one_input, (), bundle_seeds.ustar_seeds)
