@@ -11,7 +11,8 @@ Usage (libFuzzer flags pass through):
     python tests/fuzz/fuzz_sip_message.py                    # fuzz until stopped
     python tests/fuzz/fuzz_sip_message.py -runs=1000000      # a fixed number of inputs
     python tests/fuzz/fuzz_sip_message.py CRASHFILE          # re-run one input (reproduce a crash)
-New inputs go to build/fuzz/<NAME>/corpus (the committed corpus is never written to).
+New inputs go to build/fuzz/<NAME>/corpus, or $FUZZ_WORK/<NAME>/corpus (the committed corpus is
+never written to).
 """
 
 import hashlib
@@ -24,7 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 CORPUS = os.path.join(ROOT, "tests", "fuzz", "corpus")
-WORK = os.path.join(ROOT, "build", "fuzz")
+WORK = os.environ.get("FUZZ_WORK") or os.path.join(ROOT, "build", "fuzz")
 
 
 def _write_seed(d, data):
