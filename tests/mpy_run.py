@@ -1,6 +1,7 @@
 # Runs the firmware unit tests under the real `micropython` command (no pytest there): imports each
 # tests/unit/firmware/test_*.py module, calls every test_* function, prints a pytest-like summary
-# and exits non-zero on any failure. Usage: micropython tests/mpy_run.py  (from the repository root)
+# ("N passed, N failed, N skipped"; a test that cannot run here calls check.skip(reason) and is
+# listed with its reason, never counted as passed) and exits non-zero on any failure. Usage: micropython tests/mpy_run.py  (from the repository root)
 # It runs under CPython too (tests/system/test_image_userland.py runs it with the image's own
 # python3 and pruned standard library).
 import os
@@ -22,9 +23,12 @@ def _print_exception(e):
 
 
 def main():
+    from tests.unit.firmware.check import Skipped
+
     only = sys.argv[1:]
     passed = 0
     failed = []
+    skipped = []
     for name in sorted(os.listdir(TEST_DIR)):
         if not (name.startswith("test_") and name.endswith(".py")):
             continue
@@ -44,11 +48,15 @@ def main():
             try:
                 fn()
                 passed += 1
+            except Skipped as e:
+                skipped.append((modname, attr, str(e)))
+                print("SKIP %s::%s: %s" % (modname, attr, e))
             except Exception as e:
                 failed.append((modname, attr, e))
                 print("FAIL %s::%s: %r" % (modname, attr, e))
                 _print_exception(e)
-    print("%s: %d passed, %d failed" % (sys.implementation.name, passed, len(failed)))
+    print("%s: %d passed, %d failed, %d skipped" % (sys.implementation.name, passed, len(failed),
+                                                   len(skipped)))
     sys.exit(1 if failed else 0)
 
 

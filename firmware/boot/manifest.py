@@ -28,6 +28,21 @@ def _str(obj, key, where, limit=255):
     return v
 
 
+def _component_name(c, where):
+    """A component name becomes one file name under the bundle's components/ and the code
+    directory: a single path segment - no '/', no '\\', not '.' or '..', no NUL or other control
+    character - or the manifest is refused (a name like '../etc/x' would write outside)."""
+    name = _str(c, "name", where)
+    if name in (".", ".."):
+        raise ParseError("component name %r is not a single path segment" % name,
+                         field=where + "name")
+    for ch in name:
+        if ch == "/" or ch == "\\" or ord(ch) < 0x20 or ord(ch) == 0x7F:
+            raise ParseError("component name %r is not a single path segment (%r not allowed)"
+                             % (name[:40], ch), field=where + "name")
+    return name
+
+
 def parse(data):
     if len(data) > MAX_MANIFEST:
         raise ParseError("manifest of %d bytes (at most %d)" % (len(data), MAX_MANIFEST),
@@ -64,7 +79,7 @@ def parse(data):
         where = "components[%d]." % i
         if not isinstance(c, dict):
             raise ParseError("must be an object", field="components[%d]" % i)
-        name = _str(c, "name", where)
+        name = _component_name(c, where)
         if name in seen:
             raise ParseError("duplicate component %r" % name, field=where + "name")
         seen[name] = True

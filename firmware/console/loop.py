@@ -36,6 +36,7 @@ def serve_select(device, in_fd, stdout, now_ms, max_wait_ms=1000):
     stdout.write(("\n" + PROMPT).encode())
     stdout.flush()
     buf = b""
+    errors = 0
     while True:
         now = now_ms()
         wait = max_wait_ms
@@ -65,4 +66,29 @@ def serve_select(device, in_fd, stdout, now_ms, max_wait_ms=1000):
                 buf = b""   # no newline in a kilobyte: not a command line; the core reports long lines
                 stdout.write(b"error: line too long\n" + PROMPT.encode())
                 stdout.flush()
-        device.step(ready, now_ms())
+        try:
+            device.step(ready, now_ms())
+        except Exception as e:
+            # one bad request or packet must not end the console (and with it, after the
+            # loader's restart budget, the device): log one line, go on
+            errors += 1
+            if errors <= 10 or errors % 100 == 0:
+                _log_step_error(device, stdout, e, errors)
+
+
+def _log_step_error(device, stdout, e, count):
+    """One line in the phone's log (shown by `log phone`), or on the console if there is none."""
+    text = []
+    for ch in str(e)[:160]:
+        text.append(ch if " " <= ch <= "~" else "?")
+    line = "error: phone step failed (%d): %s: %s" % (count, e.__class__.__name__, "".join(text))
+    app = getattr(getattr(device, "phone", None), "app", None)
+    log = getattr(app, "log", None)
+    if log is not None:
+        try:
+            log(line)
+            return
+        except Exception:
+            pass
+    stdout.write((line + "\n").encode())
+    stdout.flush()

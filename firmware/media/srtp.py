@@ -17,31 +17,14 @@
 
 from firmware import compat
 from firmware.errors import ParseError
-from firmware.media.rtp import RTP_VERSION, rtp_header_length
+from firmware.media.rtp import rtp_header_length
+# The shared pieces live one level down (srtp_libsrtp imports them from there too); their
+# names stay importable from here: they are part of this module's public interface.
+from firmware.media.srtp_profiles import (  # noqa: F401
+    AES_CM, AES_GCM, DROP_REASONS, MAX_SRTCP_PACKETS, MAX_SRTP_PACKETS, PROFILES, SrtpAuthError,
+    SrtpError, SrtpKeyExpired, SrtpReplayError, count_drop, new_drop_counts, rtcp_check)
 
-
-class SrtpError(ValueError):
-    """A packet could not be protected or unprotected."""
-
-
-class SrtpAuthError(SrtpError):
-    """The authentication tag did not verify: the packet is forged, damaged or for another key."""
-
-
-class SrtpReplayError(SrtpError):
-    """The packet index was already received or is older than the replay window."""
-
-
-# name: (cipher, master key length, master salt length, auth key length, RTP tag, RTCP tag)
-# RFC 4568 §6.2: the _32 suite shortens only the SRTP tag; SRTCP keeps 80 bits.
-# RFC 7714 §12: AEAD_AES_128_GCM has a 96-bit salt and a 16-octet tag for both.
-AES_CM = "AES_CM"
-AES_GCM = "AES_GCM"
-PROFILES = {
-    "AES_CM_128_HMAC_SHA1_80": (AES_CM, 16, 14, 20, 10, 10),
-    "AES_CM_128_HMAC_SHA1_32": (AES_CM, 16, 14, 20, 4, 10),
-    "AEAD_AES_128_GCM": (AES_GCM, 16, 12, 0, 16, 16),
-}
+_rtcp_check = rtcp_check
 
 # RFC 3711 §4.3.2 key derivation labels.
 LABEL_RTP_ENCRYPTION = 0
@@ -55,10 +38,6 @@ REPLAY_WINDOW = 128  # RFC 3711 §3.3.2 asks for at least 64; libsrtp's default 
 MAX_STREAMS = 64  # SSRCs per direction; new ones are only created after a packet authenticates
 SRTCP_E_FLAG = 0x80000000
 SRTCP_INDEX_MASK = 0x7FFFFFFF
-
-# Reasons under which unprotect/unprotect_rtcp drop packets (keys of SrtpSession.dropped);
-# "other" is any other SrtpError (too many SSRCs, exhausted index space, a libsrtp failure).
-DROP_REASONS = ("parse", "auth", "replay", "other")
 
 
 def derive_key(master_key, master_salt, label, length, index_div_kdr=0):
@@ -179,25 +158,6 @@ class _RtcpStream:
     def __init__(self):
         self.next_index = 0  # RFC 3711 §3.3.2: zero before the first SRTCP packet
         self.window = ReplayWindow()
-
-
-def new_drop_counts():
-    counts = {}
-    for reason in DROP_REASONS:
-        counts[reason] = 0
-    return counts
-
-
-def count_drop(dropped, e):
-    """Count a refused inbound packet under its reason (see DROP_REASONS)."""
-    if isinstance(e, SrtpReplayError):
-        dropped["replay"] += 1
-    elif isinstance(e, SrtpAuthError):
-        dropped["auth"] += 1
-    elif isinstance(e, ParseError):
-        dropped["parse"] += 1
-    else:
-        dropped["other"] += 1
 
 
 class _PureEngine:
@@ -411,16 +371,6 @@ class _PureEngine:
         return plain
 
 
-def _rtcp_check(packet):
-    """The sender SSRC of an RTCP compound, after the length and version checks SRTCP needs."""
-    if len(packet) < 8:
-        raise ParseError("RTCP packet length is less than 8 bytes", offset=0, field="header")
-    if packet[0] >> 6 != RTP_VERSION:
-        raise ParseError("RTCP packet has invalid version %d" % (packet[0] >> 6), offset=0,
-                         field="version")
-    return int.from_bytes(packet[4:8], "big")
-
-
 def _make_engine(engine, profile, master_key, master_salt):
     if engine in (None, "auto"):
         engine = "pure"
@@ -450,7 +400,9 @@ class SrtpSession:
     count each drop in `dropped[reason]`.
     """
 
-    def __init__(self, profile, master_key, master_salt, engine="auto"):
+    def __init__(self, profile, master_key, master_salt, engine="auto", lifetime=None):
+        """lifetime: the master key's SDES lifetime (RFC 4568 §6.1), a packet count; None means
+        RFC 3711 §9.2's own limits, which both engines enforce already."""
         if profile not in PROFILES:
             raise ValueError("unknown SRTP profile %r" % (profile,))
         _, key_len, salt_len, _, _, _ = PROFILES[profile]
@@ -460,19 +412,50 @@ class SrtpSession:
         if len(master_salt) != salt_len:
             raise ValueError("%s needs a %d-byte master salt, got %d"
                              % (profile, salt_len, len(master_salt)))
+        if lifetime is not None and (not isinstance(lifetime, int) or
+                                     not 1 <= lifetime <= MAX_SRTP_PACKETS):
+            raise ValueError("SDES key lifetime must be 1..2^48 packets, got %r" % (lifetime,))
         self.profile = profile
+        self.lifetime = lifetime
+        # packets this master key protected / accepted, per kind (RFC 4568 §6.1 counts both)
+        self.packets = {"srtp_out": 0, "srtp_in": 0, "srtcp_out": 0, "srtcp_in": 0}
         self._use(_make_engine(engine, profile, bytes(master_key), bytes(master_salt)))
 
     def _use(self, engine):
         self._engine = engine
         self.engine = engine.name
         self.dropped = engine.dropped
-        # The engine's methods are bound straight onto the session (one call layer less per
-        # packet); the methods below only document the interface.
-        self.protect = engine.protect
-        self.protect_rtcp = engine.protect_rtcp
-        self.unprotect = engine.unprotect
-        self.unprotect_rtcp = engine.unprotect_rtcp
+        if self.lifetime is None:
+            # The engine's methods are bound straight onto the session (one call layer less per
+            # packet); the methods below only document the interface.
+            self.protect = engine.protect
+            self.protect_rtcp = engine.protect_rtcp
+            self.unprotect = engine.unprotect
+            self.unprotect_rtcp = engine.unprotect_rtcp
+            return
+        rtp_limit = min(self.lifetime, MAX_SRTP_PACKETS)
+        rtcp_limit = min(self.lifetime, MAX_SRTCP_PACKETS)
+        self.protect = self._counted(engine.protect, "srtp_out", rtp_limit, False)
+        self.protect_rtcp = self._counted(engine.protect_rtcp, "srtcp_out", rtcp_limit, False)
+        self.unprotect = self._counted(engine.unprotect, "srtp_in", rtp_limit, True)
+        self.unprotect_rtcp = self._counted(engine.unprotect_rtcp, "srtcp_in", rtcp_limit, True)
+
+    def _counted(self, fn, kind, limit, inbound):
+        """fn, refused once `limit` packets of `kind` went through under this master key."""
+        packets = self.packets
+        dropped = self.dropped
+
+        def run(packet):
+            if packets[kind] >= limit:
+                e = SrtpKeyExpired("master key lifetime of %d packets reached (%s; RFC 4568 §6.1):"
+                                   " re-key" % (limit, kind))
+                if inbound:
+                    count_drop(dropped, e)
+                raise e
+            out = fn(packet)
+            packets[kind] += 1
+            return out
+        return run
 
     @classmethod
     def from_session_keys(cls, profile, rtp_key, rtp_salt, rtp_auth_key, rtcp_key, rtcp_salt,

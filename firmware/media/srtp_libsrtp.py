@@ -13,8 +13,9 @@ from pylibsrtp._binding import ffi, lib
 
 from firmware.errors import ParseError
 from firmware.media.rtp import rtp_header_length
-from firmware.media.srtp import (
-    PROFILES, SrtpAuthError, SrtpError, SrtpReplayError, _rtcp_check, count_drop, new_drop_counts)
+from firmware.media.srtp_profiles import (
+    PROFILES, SrtpAuthError, SrtpError, SrtpReplayError, count_drop, new_drop_counts)
+from firmware.media.srtp_profiles import rtcp_check as _rtcp_check
 
 _PROFILE_IDS = {
     "AES_CM_128_HMAC_SHA1_80": Policy.SRTP_PROFILE_AES128_CM_SHA1_80,

@@ -203,6 +203,14 @@ class PhoneApp:
             t = self.media.get_timer()
             if t is not None and t <= now:
                 self.media.handle_timer(now)
+            m = self.media
+            if m is not None and m.key_expired is not None and self.call_id is not None:
+                # RFC 4568 §6.1: the key's lifetime is used up; re-keying would need a re-INVITE
+                # with new a=crypto lines, which this phone does not send: end the call
+                cid = self.call_id
+                self.log("call %s: hanging up: %s" % (cid, m.key_expired))
+                self.ua.hangup(cid, now)
+                self._pump(now)
 
     # --- internals -------------------------------------------------------------------------------
 
@@ -227,8 +235,29 @@ class PhoneApp:
             e = self.ua.next_event()
             if e is None:
                 return
-            self._on_event(e, now)
+            try:
+                self._on_event(e, now)
+            except Exception as err:
+                # one event the app could not act on (e.g. media for a peer's odd answer) must
+                # not stop the phone: log one line, drop that call, go on
+                self.log("phone: %s failed: %s: %s" % (e.__class__.__name__, err.__class__.__name__,
+                                                       _one_line(str(err))))
+                self._drop_call(e, now)
             self._events.append(e)
+
+    def _drop_call(self, e, now):
+        cid = getattr(e, "call_id", None)
+        if cid is None or cid != self.call_id:
+            return
+        try:
+            if self.ua.calls.get(cid) is not None:
+                self.ua.hangup(cid, now)
+        except Exception as err:
+            self.log("phone: hangup of %s failed: %s" % (cid, _one_line(str(err))))
+        if self.media is not None:
+            self._closing.append(self.media)
+        self.media = None
+        self.call_id = None
 
     def _on_event(self, e, now):
         if isinstance(e, sipua.IncomingCall):
@@ -280,3 +309,10 @@ class PhoneApp:
         elif isinstance(e, sipua.Registered):
             self.registration_error = None
             self.log("sip: registered as %s for %d s" % (self.ua.aor, e.expires))
+
+
+def _one_line(text, limit=160):
+    out = []
+    for ch in text[:limit]:
+        out.append(ch if " " <= ch <= "~" else "?")
+    return "".join(out)

@@ -23,7 +23,7 @@ from firmware.media.rtp import (
     RTCP_BYE, RTCP_RR, RTCP_SDES, RTCP_SR, RtcpPacket, RtcpReportBlock, RtcpSenderReport, RtpPacket,
     is_rtcp, parse_rtcp, serialize_rtcp,
 )
-from firmware.media.srtp import SrtpAuthError, SrtpReplayError, SrtpSession
+from firmware.media.srtp import SrtpAuthError, SrtpKeyExpired, SrtpReplayError, SrtpSession
 
 CLOCK_RATE = 8000           # RFC 3551 §4.5.14: PCMU/PCMA sample at 8 kHz
 FRAME_MS = 20
@@ -127,8 +127,11 @@ class CallMedia:
         self.rtcp_addr = (params.remote_address, params.remote_port + 1)
         if params.suite is not None:
             # RFC 4568 §6.1: each side protects with the key it put in its own a=crypto
-            self.tx_srtp = SrtpSession(params.suite, params.tx_key, params.tx_salt, engine)
-            self.rx_srtp = SrtpSession(params.suite, params.rx_key, params.rx_salt, engine)
+            # and each key's SDES lifetime bounds the packets under it (RFC 4568 §6.1)
+            self.tx_srtp = SrtpSession(params.suite, params.tx_key, params.tx_salt, engine,
+                                       getattr(params, "tx_lifetime", None))
+            self.rx_srtp = SrtpSession(params.suite, params.rx_key, params.rx_salt, engine,
+                                       getattr(params, "rx_lifetime", None))
             self.engine = self.tx_srtp.engine
         else:
             self.tx_srtp = self.rx_srtp = None
@@ -169,6 +172,9 @@ class CallMedia:
         self.dropped = _drop_counts()
         self.rtcp_dropped = _drop_counts()
         self.closed = False
+        # set when a master key reached its lifetime: the call must end (re-keying needs a
+        # re-INVITE, which this phone does not send)
+        self.key_expired = None
 
     # --- API -------------------------------------------------------------------------------------
 
@@ -275,7 +281,11 @@ class CallMedia:
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (self._ts + FRAME_SAMPLES) & 0xFFFFFFFF
         if self.tx_srtp is not None:
-            pkt = self.tx_srtp.protect(pkt)
+            try:
+                pkt = self.tx_srtp.protect(pkt)
+            except SrtpKeyExpired as e:
+                self._expired(str(e))
+                return None
         self.sent_packets += 1
         self.sent_octets += len(payload)
         self._out.append(("rtp", pkt, self.rtp_addr))
@@ -311,11 +321,21 @@ class CallMedia:
             packets.append(RtcpPacket(RTCP_BYE, 1, struct.pack("!I", self.ssrc)))
         data = serialize_rtcp(packets)
         if self.tx_srtp is not None:
-            data = self.tx_srtp.protect_rtcp(data)
+            try:
+                data = self.tx_srtp.protect_rtcp(data)
+            except SrtpKeyExpired as e:
+                self._expired(str(e))
+                return
         self.rtcp_sent += 1
         self._out.append(("rtcp", data, self.rtcp_addr))
 
     # --- receiving -------------------------------------------------------------------------------
+
+    def _expired(self, why):
+        if self.key_expired is None:
+            self.key_expired = why
+            if self._log is not None:
+                self._log("media %s: stopped sending: %s" % (self.name, why))
 
     def _drop(self, counts, what, reason, addr, detail):
         counts[reason] += 1
@@ -330,6 +350,8 @@ class CallMedia:
             plain = self.rx_srtp.unprotect(data) if self.rx_srtp is not None else bytes(data)
             pkt = RtpPacket.parse(plain)
         except ValueError as e:     # ParseError and the SRTP errors are ValueErrors
+            if isinstance(e, SrtpKeyExpired):
+                self._expired(str(e))
             self._drop(self.dropped, what, _reason(e), addr, str(e))
             return
         if pkt.payload_type != self.payload_type:

@@ -18,10 +18,21 @@ PREFERENCE = ("AEAD_AES_128_GCM", "AES_CM_128_HMAC_SHA1_80", "AES_CM_128_HMAC_SH
 # RFC 3551 §6 static payload types this phone plays.
 CODECS = {0: "PCMU", 8: "PCMA"}
 MAX_SDP = 8192
+MAX_LIFETIME = 1 << 48   # RFC 3711 §9.2 / RFC 4568 §6.1
+# Attributes whose grammar (RFC 4566 §6, RFC 4568 §9.1, RFC 3605 §2.1) has a value after ':';
+# one of these without a value is malformed, never a property attribute.
+VALUE_ATTRIBUTES = ("rtpmap", "fmtp", "crypto", "ptime", "maxptime", "rtcp", "framerate",
+                    "orient", "type", "charset", "sdplang", "lang", "quality", "cat", "keywds",
+                    "tool")
 
 
 class SdpError(SipParseError):
-    """The SDP text does not parse (a ParseError; a UAS answers 400)."""
+    """The SDP text does not parse (a ParseError). A UAS answers the INVITE 488 Not Acceptable
+    Here with a Warning naming the line (RFC 3261 §21.4.26, §20.43); the offerer ends the call
+    with BYE and a Reason."""
+
+    def __init__(self, message, offset=None, field=None, status=488):
+        SipParseError.__init__(self, message, offset=offset, field=field, status=status)
 
 
 class NegotiationError(ValueError):
@@ -44,7 +55,23 @@ class Media:
         self.bandwidths = []
 
     def attr(self, name):
-        return [v for k, v in self.attributes if k == name]
+        """The values of every `a=name:value` line. A value attribute is never handed out as
+        None: parse() refuses `a=crypto`/`a=rtpmap`... without one, and a property attribute
+        (`a=sendrecv`) asked for as a value is a typed error, not a None."""
+        out = []
+        for k, v in self.attributes:
+            if k == name:
+                if v is None:
+                    raise SdpError("a=%s has no value" % name[:20], field="a=" + name[:20])
+                out.append(v)
+        return out
+
+    def has(self, name):
+        """True when a property attribute (`a=sendrecv`, RFC 4566 §6) is present."""
+        for k, v in self.attributes:
+            if k == name:
+                return True
+        return False
 
 
 class SessionDescription:
@@ -98,6 +125,11 @@ class SessionDescription:
                 name, colon, val = v.partition(":")
                 if not name:
                     raise SdpError("empty attribute name", field=field)
+                if name in VALUE_ATTRIBUTES and (not colon or not val.strip()):
+                    # RFC 4566 §6: these are value attributes; a bare `a=crypto` is malformed
+                    raise SdpError("a=%s without a value" % name, field=field)
+                if name == "rtpmap":
+                    parse_rtpmap(val, field)
                 (cur.attributes if cur is not None else sd.attributes).append((name, val if colon else None))
             elif cur is not None:
                 if t == "b":
@@ -186,6 +218,8 @@ class Crypto:
     @classmethod
     def parse(cls, value):
         f = "a=crypto"
+        if not isinstance(value, str):
+            raise SdpError("crypto attribute has no value", field=f)
         parts = value.split()
         if len(parts) < 3:
             raise SdpError("crypto needs tag, suite and key-params", field=f)
@@ -215,11 +249,11 @@ class Crypto:
                     raise SdpError("bad MKI %r" % it[:20], field=f)
                 mki, mki_len = int(a), int(b)
             elif it.startswith("2^"):
-                if not it[2:].isdigit() or int(it[2:]) > 64:
+                if not it[2:].isdigit() or len(it) > 4:
                     raise SdpError("bad lifetime %r" % it[:20], field=f)
-                lifetime = 1 << int(it[2:])
+                lifetime = _lifetime(1 << int(it[2:]), it, f)
             elif it.isdigit() and len(it) < 21:
-                lifetime = int(it)
+                lifetime = _lifetime(int(it), it, f)
             else:
                 raise SdpError("bad key parameter %r" % it[:20], field=f)
         key = salt = None
@@ -249,6 +283,13 @@ class Crypto:
         return s
 
 
+def _lifetime(n, text, f):
+    # RFC 4568 §6.1: a packet count, at most what SRTP allows (RFC 3711 §9.2: 2^48)
+    if n < 1 or n > MAX_LIFETIME:
+        raise SdpError("lifetime %s outside 1..2^48 packets" % text[:20], field=f)
+    return n
+
+
 def new_crypto(tag, suite):
     klen, slen = SUITES[suite]
     raw = compat.random_bytes(klen + slen)
@@ -274,7 +315,7 @@ class MediaParams:
     """The negotiated stream: where to send, which codec, and SRTP keys each way (None = plain)."""
 
     def __init__(self, remote_address, remote_port, payload_type, telephone_event, suite,
-                 tx_key, tx_salt, rx_key, rx_salt):
+                 tx_key, tx_salt, rx_key, rx_salt, tx_lifetime=None, rx_lifetime=None):
         self.remote_address = remote_address
         self.remote_port = remote_port
         self.payload_type = payload_type
@@ -285,6 +326,10 @@ class MediaParams:
         self.tx_salt = tx_salt
         self.rx_key = rx_key
         self.rx_salt = rx_salt
+        # RFC 4568 §6.1: the packet lifetime each master key's a=crypto line gave (None: the
+        # RFC 3711 §9.2 maximum)
+        self.tx_lifetime = tx_lifetime
+        self.rx_lifetime = rx_lifetime
 
     @property
     def secure(self):
@@ -328,11 +373,29 @@ def create_offer(local, signalling_secure):
     return sd, cryptos
 
 
+def parse_rtpmap(value, field="a=rtpmap"):
+    """RFC 4566 §6: `a=rtpmap:<payload type> <encoding name>/<clock rate>[/<parameters>]`.
+    Returns (payload type text, lower-case "name/rate[/params]"); raises SdpError."""
+    if not isinstance(value, str):
+        raise SdpError("a=rtpmap without a value", field=field)
+    pt, sp, enc = value.partition(" ")
+    if not sp or not pt.isdigit() or len(pt) > 3 or int(pt) > 127:
+        raise SdpError("a=rtpmap needs '<payload type 0-127> <encoding>/<rate>', got %r"
+                       % value[:40], field=field)
+    enc = enc.strip()
+    parts = enc.split("/")
+    if len(parts) < 2 or len(parts) > 3 or not parts[0] or not parts[1].isdigit() \
+            or len(parts[1]) > 9:
+        raise SdpError("a=rtpmap encoding must be '<name>/<clock rate>[/<params>]', got %r"
+                       % enc[:40], field=field)
+    return pt, enc.lower()
+
+
 def _rtpmap(m):
     out = {}
     for v in m.attr("rtpmap"):
-        pt, _, enc = v.partition(" ")
-        out[pt] = enc.lower()
+        pt, enc = parse_rtpmap(v)
+        out[pt] = enc
     return out
 
 
@@ -414,7 +477,8 @@ def create_answer(offer, local, signalling_secure):
         lm = LocalMedia(local.address, local.port, local.suites, local.codecs, te, local.insecure)
         answer.media.append(_audio_media(lm, m.proto, pts, [tx] if tx else []))
         params = MediaParams(remote_addr, m.port, pt, te, suite, tx.key if tx else None,
-                             tx.salt if tx else None, rx.key if rx else None, rx.salt if rx else None)
+                             tx.salt if tx else None, rx.key if rx else None, rx.salt if rx else None,
+                             tx.lifetime if tx else None, rx.lifetime if rx else None)
         chosen = m
     if params is None:
         raise NegotiationError("offer has no audio stream")
@@ -450,5 +514,6 @@ def accept_answer(answer, offered, local, signalling_secure):
             raise NegotiationError("answer's a=crypto weakens protection: %s" % " ".join(c.session_params)[:60])
         if mine is None or mine.suite != c.suite or c.key is None or c.mki is not None:
             raise NegotiationError("answer's crypto does not match an offered tag and suite")
-        return MediaParams(remote_addr, m.port, pt, te, c.suite, mine.key, mine.salt, c.key, c.salt)
+        return MediaParams(remote_addr, m.port, pt, te, c.suite, mine.key, mine.salt, c.key, c.salt,
+                           mine.lifetime, c.lifetime)
     raise NegotiationError("answer accepted no audio stream")

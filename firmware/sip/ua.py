@@ -15,6 +15,7 @@ from firmware.sip.transaction import T1, ClientTransaction, ServerTransaction
 
 RELIABLE = ("TLS", "TCP")
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+MAX_STALE_RETRIES = 1   # RFC 7616 §3.3 stale=true: one re-try with a fresh nonce per request
 SUPPORTED = ()   # option tags this UAS implements when a request Requires them (none yet)
 
 
@@ -150,6 +151,10 @@ class UserAgent:
         self._reg_cseq = 0
         self._reg_tx = None
         self._reg_auth_nonce = None
+        self._reg_stale_retries = 0
+        # the realm of the registrar's own challenge to our REGISTER, on our verified TLS flow:
+        # the only realm our credentials are ever computed for (RFC 3261 §22.1, §26.3.2.2)
+        self.registrar_realm = None
         self._reg_wanted = 0
         self._reg_refresh_at = None
         self._reg_unregistering = False
@@ -166,6 +171,7 @@ class UserAgent:
         self._reg_wanted = self.config.expires if expires is None else expires
         self._reg_unregistering = self._reg_wanted == 0
         self._reg_auth_nonce = None
+        self._reg_stale_retries = 0
         self._send_register(now, None)
         if self.reliable and self._ka_at is None:
             self._schedule_keepalive(now)
@@ -196,7 +202,8 @@ class UserAgent:
         try:
             body, media = sdp.create_answer(call.invite.body, local_media, self.signalling_secure)
         except (sdp.NegotiationError, sdp.SdpError) as e:
-            self._respond(call.invite_tx, call.invite, 488, "Not Acceptable Here", now, call.local_tag)
+            self._respond(call.invite_tx, call.invite, 488, "Not Acceptable Here", now, call.local_tag,
+                          warning=_warning_text(e))
             self._end(call, 488, str(e), "error")
             self._collect(now)   # the 488 must leave now, not with the next received message
             return
@@ -262,6 +269,22 @@ class UserAgent:
     # --- I/O -------------------------------------------------------------------------------------
 
     def receive(self, data, now):
+        """Bytes from the flow. Nothing a peer sends makes this raise: malformed messages are
+        answered (400/488 with the reason) or dropped, and counted in `rejected`."""
+        try:
+            self._receive(data, now)
+        except Exception as e:     # a bug reached by remote input: log it, keep the UA alive
+            self.rejected += 1
+            self._events.append(MessageRejected("internal error on received data: %s: %s"
+                                                % (e.__class__.__name__, _printable(str(e)))))
+        try:
+            self._collect(now)
+        except Exception as e:
+            self.rejected += 1
+            self._events.append(MessageRejected("internal error after received data: %s: %s"
+                                                % (e.__class__.__name__, _printable(str(e)))))
+
+    def _receive(self, data, now):
         if self._framer is None:
             self._receive_message(data, now, False)
         else:
@@ -282,7 +305,6 @@ class UserAgent:
                     self._pong_deadline = None
                 else:
                     self._receive_message(raw, now, True)
-        self._collect(now)
 
     def handle_timer(self, now):
         for tx in self.client_txs + self.server_txs:
@@ -372,15 +394,21 @@ class UserAgent:
                 resp.add("Record-Route", rr)
         return resp
 
-    def _respond(self, tx, req, status, reason, now, to_tag=None):
+    def _respond(self, tx, req, status, reason, now, to_tag=None, warning=None):
         resp = self._response(req, status, reason, to_tag or _rand_hex(6))
         if status == 405:
             resp.add("Allow", ALLOW)
+        if warning is not None:
+            resp.add("Warning", self._warning(warning))
         if tx is None:
             self._out.append(resp.serialize())
         else:
             tx.respond(resp, now)
         return resp
+
+    def _warning(self, text):
+        """RFC 3261 §20.43: `399 <warn-agent> "<text>"` (399: miscellaneous warning)."""
+        return '399 %s "%s"' % (self.config.local_host, text)
 
     def _start_client(self, req, now):
         tx = ClientTransaction(req, self.reliable, now, self.config.t1)
@@ -409,6 +437,9 @@ class UserAgent:
         if code < 200:
             return
         if code in (401, 407):
+            if not self._may_send_credentials():
+                self._reg_failed(code, "challenge not answered: signalling is not verified TLS", now)
+                return
             hdr = "WWW-Authenticate" if code == 401 else "Proxy-Authenticate"
             try:
                 chals = [digest.parse_challenge(v, hdr) for v in resp.get_all(hdr)]
@@ -419,9 +450,20 @@ class UserAgent:
             if ch is None:
                 self._reg_failed(code, "no supported digest challenge", now)
                 return
-            if self._reg_auth_nonce is not None and not ch.stale:
-                self._reg_failed(code, "credentials rejected", now)
-                return
+            if self._reg_auth_nonce is not None:
+                # RFC 7616 §3.3: stale=true means "same credentials, new nonce" - retry once per
+                # request; a second stale (or any non-stale) challenge is a refusal
+                if not ch.stale or self._reg_stale_retries >= MAX_STALE_RETRIES:
+                    self._reg_failed(code, "credentials rejected" if not ch.stale else
+                                     "stale nonce again after %d retry" % self._reg_stale_retries, now)
+                    return
+                if self.registrar_realm is not None and ch.realm != self.registrar_realm:
+                    self._reg_failed(code, "registrar changed its realm", now)
+                    return
+                self._reg_stale_retries += 1
+            else:
+                self._reg_stale_retries = 0
+            self.registrar_realm = ch.realm
             self._reg_auth_nonce = ch.nonce
             cred = digest.authorization(ch, self.config.auth_user, self.config.password, "REGISTER",
                                         "sip:%s" % self.config.domain)
@@ -436,6 +478,7 @@ class UserAgent:
                 return
         if 200 <= code < 300:
             self._reg_auth_nonce = None
+            self._reg_stale_retries = 0
             if self._reg_unregistering:
                 self.registered = False
                 self._reg_refresh_at = None
@@ -476,9 +519,16 @@ class UserAgent:
                 return int(e)
         return self._reg_wanted
 
+    def _may_send_credentials(self):
+        """Credentials only travel on the verified TLS flow to the registrar (the I/O layer opens
+        TLS flows only after the server certificate verified); plain transports only in the
+        explicit insecure test mode."""
+        return self.signalling_secure or self.config.insecure
+
     def _reg_failed(self, status, reason, now):
         self.registered = False
         self._reg_auth_nonce = None
+        self._reg_stale_retries = 0
         self._events.append(RegistrationFailed(status, reason))
         self._reg_refresh_at = now + 60000   # try again in a minute
 
@@ -505,12 +555,41 @@ class UserAgent:
                 self._on_response(msg, now)
             else:
                 self._on_request(msg, now)
-        except (SipParseError, sdp.SdpError) as e:
-            # a value the dispatcher needed is malformed: answer 400 (requests), drop responses
+        except SipParseError as e:
+            # a value the dispatcher needed is malformed: answer 400 (bad SIP) or 488 (bad SDP,
+            # RFC 3261 §21.4.26) with the reason in a Warning (§20.43); drop responses
             self.rejected += 1
-            if isinstance(msg, Request) and msg.method != "ACK":
-                self._out.append(self._response(msg, 400, _reason_text(e), _rand_hex(6)).serialize())
-            self._events.append(MessageRejected(str(e), 400 if isinstance(msg, Request) else None))
+            status = 488 if isinstance(e, sdp.SdpError) else 400
+            self._answer_error(msg, status, e, now)
+            self._events.append(MessageRejected(str(e), status if isinstance(msg, Request) else None))
+        except Exception as e:
+            # not a parse error: a bug reached by remote input. Answer 500 (§21.5.1), keep going.
+            self.rejected += 1
+            self._answer_error(msg, 500, e, now)
+            self._events.append(MessageRejected("internal error on %s: %s: %s" % (
+                msg.method if isinstance(msg, Request) else "response %d" % msg.status,
+                e.__class__.__name__, _printable(str(e))), 500 if isinstance(msg, Request) else None))
+
+    def _answer_error(self, msg, status, err, now):
+        if not isinstance(msg, Request) or msg.method == "ACK":
+            return
+        phrase = {400: _reason_text(err), 488: "Not Acceptable Here",
+                  500: "Server Internal Error"}[status]
+        try:
+            resp = self._response(msg, status, phrase, _rand_hex(6))
+            resp.add("Warning", self._warning(_warning_text(err)))
+            data = resp.serialize()
+        except Exception:
+            return    # the headers a response must copy are themselves unusable: log only
+        # the server transaction (if one was made) must not answer a second time
+        for tx in self.server_txs:
+            if tx.request is msg and not tx.terminated:
+                try:
+                    tx.respond(resp, now)
+                    return
+                except Exception:
+                    pass
+        self._out.append(data)
 
     def _reject_bad(self, raw, err):
         """RFC 4475 §3.1.2: answer a malformed request 400 with the reason, when its Via, From, To,
@@ -631,11 +710,13 @@ class UserAgent:
             probe = sdp.LocalMedia("0.0.0.0", 9, insecure=self.config.insecure)
             sdp.create_answer(offer, probe, self.signalling_secure)
         except sdp.SdpError as e:
-            self._respond(tx, req, 400, _reason_text(e), now)
-            self._events.append(MessageRejected(str(e), 400))
+            # RFC 3261 §21.4.26: the session description is not acceptable; the Warning names
+            # the line (§20.43)
+            self._respond(tx, req, 488, "Not Acceptable Here", now, warning=_warning_text(e))
+            self._events.append(MessageRejected(str(e), 488))
             return
         except sdp.NegotiationError as e:
-            self._respond(tx, req, 488, "Not Acceptable Here", now)
+            self._respond(tx, req, 488, "Not Acceptable Here", now, warning=_warning_text(e))
             self._events.append(CallEnded(call_id, 488, e.reason, "error"))
             return
         self.calls[call_id] = call
@@ -784,10 +865,8 @@ class UserAgent:
             elif call.ack is not None:
                 self._out.append(call.ack)    # 2xx retransmission: ACK again (§13.2.2.4)
             return
-        if code in (401, 407) and call.auth_tries == 0 and call.state in ("calling", "early"):
-            hdr = "WWW-Authenticate" if code == 401 else "Proxy-Authenticate"
-            chals = [digest.parse_challenge(v, hdr) for v in resp.get_all(hdr)]
-            ch = digest.choose(chals)
+        if code in (401, 407):
+            ch = self._invite_challenge(call, resp)
             if ch is not None:
                 call.auth_tries += 1
                 old = call.invite
@@ -795,7 +874,7 @@ class UserAgent:
                                         old.cseq.seq + 1)
                 req.add("Contact", self._contact())
                 req.add("Content-Type", "application/sdp")
-                req.add("Authorization" if code == 401 else "Proxy-Authorization",
+                req.add("Proxy-Authorization",
                         digest.authorization(ch, self.config.auth_user, self.config.password, "INVITE",
                                              str(old.uri)))
                 req.body = old.body
@@ -807,6 +886,26 @@ class UserAgent:
             self._end(call, 487, "cancelled", "local")
         else:
             self._end(call, code, resp.reason, "remote")
+
+    def _invite_challenge(self, call, resp):
+        """The challenge to answer for our initial INVITE, or None (the call then ends with the
+        401/407). Our credentials belong to the registrar: only its proxy's 407 (RFC 3261 §22.3:
+        proxies challenge with 407; a 401 to an INVITE comes from the far end, i.e. the callee)
+        in the realm our REGISTER was challenged in, on the verified TLS flow, once per call,
+        before any far end answered (a 1xx with a To tag), and never inside a dialog."""
+        if resp.status != 407 or call.auth_tries != 0 or call.state != "calling":
+            return None
+        if call.dialog is not None or not self._may_send_credentials():
+            return None
+        if self.registrar_realm is None:
+            return None
+        try:
+            chals = [digest.parse_challenge(v, "Proxy-Authenticate")
+                     for v in resp.get_all("Proxy-Authenticate")]
+        except SipParseError:
+            return None
+        chals = [c for c in chals if c.realm == self.registrar_realm]
+        return digest.choose(chals)
 
     def _on_invite_2xx(self, call, resp, now):
         try:
@@ -869,6 +968,18 @@ class UserAgent:
         if call is None or call.state != state:
             raise ValueError("no %s call %s" % (state, call_id))
         return call
+
+
+def _printable(text, limit=100):
+    out = []
+    for ch in text[:limit]:
+        out.append(ch if " " <= ch <= "~" and ch != '"' and ch != "\\" else "?")
+    return "".join(out)
+
+
+def _warning_text(err):
+    """The Warning's quoted text (RFC 3261 §20.43, quoted-string): printable, bounded."""
+    return _printable(str(err))
 
 
 def _reason_text(err):

@@ -92,13 +92,17 @@ def phone(kam: Kamailio, user: str, password: str, **kw: object) -> Any:
 
 
 def oracle(suite: str, key: bytes, salt: bytes) -> Any:
-    """An SRTP session on libsrtp (pylibsrtp), independent of our code, to check wire packets."""
+    """An SRTP session on libsrtp (pylibsrtp), independent of our code, to check wire packets.
+    Without libsrtp there is no oracle: the test fails (our own engine cannot judge itself)."""
     from firmware.media.srtp import SrtpSession
 
     try:
-        return SrtpSession(suite, key, salt, "libsrtp")
-    except (ImportError, OSError):
-        return SrtpSession(suite, key, salt, "pure")
+        s = SrtpSession(suite, key, salt, "libsrtp")
+    except (ImportError, OSError) as e:
+        pytest.fail("the SRTP oracle is libsrtp (pylibsrtp, host_tools/requirements.txt) and it "
+                    "does not load: %s" % e)
+    assert s.engine == "libsrtp", s.engine
+    return s
 
 
 # --- fixtures --------------------------------------------------------------------------------------

@@ -11,7 +11,11 @@ import pytest
 from firmware.errors import ParseError
 from firmware.media.srtp import SrtpAuthError, SrtpReplayError, SrtpSession
 
-pylibsrtp = pytest.importorskip("pylibsrtp")
+try:
+    import pylibsrtp
+except ImportError as e:    # the oracle is missing: that is a failure, never a skip
+    pytest.fail("pylibsrtp (host_tools/requirements.txt) is the independent SRTP oracle and does "
+                "not import: %s" % e, pytrace=False)
 
 SUITES = {
     "AES_CM_128_HMAC_SHA1_80": (pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 14),

@@ -237,3 +237,19 @@ def test_manifest_parse_errors_name_the_field():
     e = raises(ParseError, manifest_mod.parse, MANIFEST.replace(
         b'"anti_rollback_counter":7', b'"anti_rollback_counter":18446744073709551616'))
     assert e.field == "anti_rollback_counter"
+
+
+def test_component_names_are_single_path_segments():
+    # issue 9: a name is a file name under components/; '../x', 'a/b', '' and NUL are refused
+    cases = ((b'"../../etc/passwd"', "component name '../../etc/passwd' is not a single path segment ('/' not allowed)"),
+             (b'"a/b"', "component name 'a/b' is not a single path segment ('/' not allowed)"),
+             (b'".."', "component name '..' is not a single path segment"),
+             (b'"."', "component name '.' is not a single path segment"),
+             (b'"a\\\\b"', "component name 'a\\\\b' is not a single path segment ('\\\\' not allowed)"),
+             (b'"ph\\u0000one"', "component name 'ph\\x00one' is not a single path segment ('\\x00' not allowed)"),
+             (b'""', "must be a string of 1..255 bytes"))
+    for name, msg in cases:
+        e = raises(ParseError, manifest_mod.parse, MANIFEST.replace(b'"phone-app"', name, 1))
+        assert e.field == "components[0].name", (name, e.field)
+        assert str(e) == msg + " (field components[0].name)", str(e)
+    assert manifest_mod.parse(MANIFEST)["components"][0]["name"] == "phone-app"

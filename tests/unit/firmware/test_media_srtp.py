@@ -257,3 +257,44 @@ def test_authentication_is_checked_before_decryption():
     assert spy.calls == 0 and rtcp_spy.calls == 0
     assert rx.unprotect(tx.protect(rtp(2))) == rtp(2)
     assert spy.calls == 1
+
+
+def _lifetime_engines():
+    from firmware import compat
+
+    return ("pure",) if compat.IS_MICROPYTHON else ("pure", "libsrtp")
+
+
+def test_sdes_lifetime_refuses_the_packet_after_the_last():
+    # RFC 4568 §6.1: a master key with lifetime 3 protects 3 SRTP packets, and 3 SRTCP; the 4th
+    # is refused with SrtpKeyExpired (the call re-keys or ends); the receiver accepts 3 and drops
+    # the 4th under "other"
+    from firmware.media.srtp import SrtpKeyExpired
+
+    for engine in _lifetime_engines():
+        tx = SrtpSession(CM80, B3_KEY, B3_SALT, engine, lifetime=3)
+        rx = SrtpSession(CM80, B3_KEY, B3_SALT, engine, lifetime=3)
+        free = SrtpSession(CM80, B3_KEY, B3_SALT, engine)
+        wire = [tx.protect(rtp(i)) for i in range(3)]
+        e = raises(SrtpKeyExpired, tx.protect, rtp(3))
+        assert str(e) == "master key lifetime of 3 packets reached (srtp_out; RFC 4568 §6.1): re-key"
+        assert tx.packets["srtp_out"] == 3
+        # byte-exact: the counted session sends what an unlimited one sends
+        assert wire == [free.protect(rtp(i)) for i in range(3)]
+        fourth = free.protect(rtp(3))
+        assert [rx.unprotect(w) for w in wire] == [rtp(i) for i in range(3)]
+        raises(SrtpKeyExpired, rx.unprotect, fourth)
+        assert rx.dropped["other"] == 1
+        rtcp = bytes([0x80, 200, 0, 6]) + (0xCAFEBABE).to_bytes(4, "big") + bytes(20)
+        for i in range(3):
+            tx.protect_rtcp(rtcp)
+        e = raises(SrtpKeyExpired, tx.protect_rtcp, rtcp)
+        assert "srtcp_out" in str(e)
+
+
+def test_lifetime_bounds():
+    e = raises(ValueError, SrtpSession, CM80, B3_KEY, B3_SALT, "pure", 0)
+    assert "1..2^48" in str(e)
+    raises(ValueError, SrtpSession, CM80, B3_KEY, B3_SALT, "pure", (1 << 48) + 1)
+    s = SrtpSession(CM80, B3_KEY, B3_SALT, "pure", 1 << 48)
+    assert s.lifetime == 1 << 48

@@ -190,3 +190,21 @@ def test_plain_rtp_only_in_insecure_mode_and_g711_only():
     q = _params("AES_CM_128_HMAC_SHA1_80", 9, 30000, (KA, SALT14_A), (KB, SALT14_B))
     assert "not G.711" in str(raises(ValueError, CallMedia, q, 0))
     assert "even number" in str(raises(ValueError, m.send_pcm, b"\x00"))
+
+
+def test_key_lifetime_reached_stops_sending_and_flags_the_call():
+    # RFC 4568 §6.1: a's key may protect 10 SRTP packets; then a stops sending, logs once and
+    # flags the call for hang-up (re-keying needs a re-INVITE this phone does not send)
+    logs = []
+    p = _params("AES_CM_128_HMAC_SHA1_80", 0, 30002, (KA, SALT14_A), (KB, SALT14_B))
+    p.tx_lifetime = 10
+    a = CallMedia(p, 0, log=logs.append, engine="pure", rtcp_interval_ms=100000, name="a")
+    a.handle_timer(0)
+    sent = []
+    for now in range(0, 400, 20):
+        a.handle_timer(now)
+        sent.extend(k for k, d, addr in a.datagrams_to_send() if k == "rtp")
+    assert len(sent) == 10 and a.sent_packets == 10
+    assert a.key_expired == "master key lifetime of 10 packets reached (srtp_out; RFC 4568 §6.1): re-key"
+    assert [ln for ln in logs if "stopped sending" in ln] == [
+        "media a: stopped sending: " + a.key_expired]

@@ -143,3 +143,74 @@ def test_session_params_that_weaken_protection_are_not_chosen():
     bad = text.replace(line, line + " UNAUTHENTICATED_SRTP")
     e = raises(NegotiationError, sdp.accept_answer, bad, offered, a, True)
     assert str(e) == "answer's a=crypto weakens protection: UNAUTHENTICATED_SRTP"
+
+
+def test_value_attribute_without_value_is_typed_not_none():
+    # issue 9: `a=crypto` / `a=rtpmap` without a value used to become None and crash the UA
+    for bare, line in ((b"a=crypto", 10), (b"a=rtpmap", 7), (b"a=crypto:", 10), (b"a=rtpmap: ", 7)):
+        first = b"a=crypto:1" if bare.startswith(b"a=crypto") else b"a=rtpmap:0 PCMU/8000"
+        data = OFFER.encode()
+        start = data.index(first)
+        end = data.index(b"\r\n", start)
+        bad = data[:start] + bare + data[end:]
+        e = raises(SdpError, SessionDescription.parse, bad)
+        name = bare[2:].rstrip(b": ").decode()
+        assert str(e) == "a=%s without a value (field line %d)" % (name, line), str(e)
+        assert e.status == 488
+        e = raises(SdpError, sdp.create_answer, bad,
+                   LocalMedia("192.0.2.9", 40000), True)
+        assert "without a value" in str(e)
+
+
+def test_crypto_parse_refuses_non_text():
+    e = raises(SdpError, Crypto.parse, None)
+    assert str(e) == "crypto attribute has no value (field a=crypto)"
+    e = raises(SdpError, Crypto.parse, "")
+    assert str(e) == "crypto needs tag, suite and key-params (field a=crypto)"
+
+
+def test_attr_never_hands_out_none():
+    sd = SessionDescription.parse(OFFER.encode())
+    m = sd.media[0]
+    assert m.has("sendrecv") and not m.has("recvonly")
+    e = raises(SdpError, m.attr, "sendrecv")   # a property attribute asked for as a value
+    assert str(e) == "a=sendrecv has no value (field a=sendrecv)"
+    # an unknown attribute keeps its bare form on the wire, byte-exact
+    raw = OFFER.replace("a=sendrecv\r\n", "a=x-flag\r\na=sendrecv\r\n").encode()
+    assert SessionDescription.parse(raw).serialize() == raw
+
+
+def test_rtpmap_grammar():
+    # RFC 4566 §6: a=rtpmap:<payload type> <encoding name>/<clock rate>[/<encoding parameters>]
+    assert sdp.parse_rtpmap("0 PCMU/8000") == ("0", "pcmu/8000")
+    assert sdp.parse_rtpmap("111 opus/48000/2") == ("111", "opus/48000/2")
+    for bad, msg in (("0", "a=rtpmap needs '<payload type 0-127> <encoding>/<rate>', got '0'"),
+                     ("x PCMU/8000", "a=rtpmap needs '<payload type 0-127> <encoding>/<rate>', got 'x PCMU/8000'"),
+                     ("128 PCMU/8000", "a=rtpmap needs '<payload type 0-127> <encoding>/<rate>', got '128 PCMU/8000'"),
+                     ("0 PCMU", "a=rtpmap encoding must be '<name>/<clock rate>[/<params>]', got 'PCMU'"),
+                     ("0 PCMU/", "a=rtpmap encoding must be '<name>/<clock rate>[/<params>]', got 'PCMU/'"),
+                     ("0 /8000", "a=rtpmap encoding must be '<name>/<clock rate>[/<params>]', got '/8000'"),
+                     ("0 a/1/2/3", "a=rtpmap encoding must be '<name>/<clock rate>[/<params>]', got 'a/1/2/3'")):
+        e = raises(SdpError, sdp.parse_rtpmap, bad)
+        assert str(e) == msg + " (field a=rtpmap)", str(e)
+    bad = OFFER.replace("a=rtpmap:8 PCMA/8000", "a=rtpmap:8 PCMA").encode()
+    e = raises(SdpError, SessionDescription.parse, bad)
+    assert str(e) == "a=rtpmap encoding must be '<name>/<clock rate>[/<params>]', got 'PCMA' (field line 8)"
+
+
+def test_crypto_lifetime_bounds():
+    # RFC 4568 §6.1 lifetime; RFC 3711 §9.2: never more than 2^48 packets per master key
+    assert Crypto.parse("1 AES_CM_128_HMAC_SHA1_80 inline:%s|2^48" % KEY30).lifetime == 1 << 48
+    assert Crypto.parse("1 AES_CM_128_HMAC_SHA1_80 inline:%s|1000" % KEY30).lifetime == 1000
+    for bad in ("2^49", "2^64", "0", "281474976710657", "2^", "2^1000"):
+        e = raises(SdpError, Crypto.parse, "1 AES_CM_128_HMAC_SHA1_80 inline:%s|%s" % (KEY30, bad))
+        assert "lifetime" in str(e), (bad, str(e))
+    e = raises(SdpError, Crypto.parse, "1 AES_CM_128_HMAC_SHA1_80 inline:%s|2^49" % KEY30)
+    assert str(e) == "lifetime 2^49 outside 1..2^48 packets (field a=crypto)"
+
+
+def test_answer_carries_the_offered_key_lifetime():
+    offer = OFFER.replace("a=crypto:1 AES_CM_128_HMAC_SHA1_32 inline:%s|2^20|1:4\r\n" % KEY30, "")
+    _, mp = sdp.create_answer(offer, LocalMedia("192.0.2.9", 40000), True)
+    assert mp.suite == "AES_CM_128_HMAC_SHA1_80" and mp.rx_lifetime == 1 << 20
+    assert mp.tx_lifetime is None

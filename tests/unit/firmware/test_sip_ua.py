@@ -467,10 +467,12 @@ def test_offerless_or_non_sdp_invite_refused():
     resp = parse_message(b.data_to_send()[0], True)
     assert resp.status == 415 and resp.get("Accept") == "application/sdp"
     assert events(b)[0].reason == "offer is text/plain, not SDP"
-    # a corrupt SDP offer is a 400 with the parser's reason
+    # a corrupt SDP offer is a 488 (RFC 3261 §21.4.26) with the parser's reason in a Warning
     b.receive(_raw_invite(b"v=0\r\nbogus\r\n").replace(b"raw-1", b"raw-3").replace(b"Kraw1", b"Kraw3"), 300)
     resp = parse_message(b.data_to_send()[0], True)
-    assert resp.status == 400 and "<type>=<value>" in resp.reason
+    assert resp.status == 488 and resp.reason == "Not Acceptable Here"
+    assert resp.get("Warning") == '399 10.0.0.2 "expected \'<type>=<value>\', got \'bogus\' (field line 2)"', \
+        resp.get("Warning")
     assert b.calls == {} and b.registered
 
 
@@ -556,3 +558,114 @@ def test_response_with_extra_via_is_dropped():
     assert a.data_to_send() == []            # no authenticated retry was triggered
     ev = events(a)
     assert len(ev) == 1 and ev[0].reason == "response with 2 Via values dropped"
+
+
+def _answer(req_raw, status, reason, headers=(), to_tag="far1"):
+    req = parse_message(req_raw, True)
+    r = Response(status, reason)
+    r.add("Via", req.get("Via"))
+    r.add("From", req.get("From"))
+    r.add("To", req.get("To") + (";tag=" + to_tag if to_tag else ""))
+    r.add("Call-ID", req.call_id)
+    r.add("CSeq", req.get("CSeq"))
+    for k, v in headers:
+        r.add(k, v)
+    return r.serialize()
+
+
+def _invite_from(a, now):
+    cid = a.call("sip:bob@example.test", LocalMedia("10.0.0.1", 4000), now)
+    out = [m for m in a.data_to_send() if m.startswith(b"INVITE ")]
+    assert len(out) == 1
+    return cid, out[0]
+
+
+def test_callee_401_on_invite_gets_no_credentials():
+    # issue 9: a callee's 401 (even in the registrar's own realm) is never answered with our
+    # account: RFC 3261 §22.3 - the registrar's proxy challenges an INVITE with 407
+    proxy, a, b, net = _registered()
+    assert a.registrar_realm == REALM
+    cid, inv = _invite_from(a, 1000)
+    chal = 'Digest realm="%s", nonce="abc", qop="auth", algorithm=MD5' % REALM
+    a.receive(_answer(inv, 401, "Unauthorized", [("WWW-Authenticate", chal)]), 1010)
+    out = a.data_to_send()
+    assert [m.split(b" ")[0] for m in out] == [b"ACK"], out
+    assert b"uthorization" not in b"".join(out) and b"alice" not in out[0].split(b"\r\n")[0]
+    ev = [e for e in events(a) if isinstance(e, sipua.CallEnded)]
+    assert len(ev) == 1 and ev[0].status == 401 and ev[0].call_id == cid and a.calls == {}
+
+
+def test_407_in_another_realm_or_after_a_far_end_answer_gets_no_credentials():
+    proxy, a, b, net = _registered()
+    cid, inv = _invite_from(a, 1000)
+    chal = 'Digest realm="evil.example", nonce="abc", qop="auth"'
+    a.receive(_answer(inv, 407, "Proxy Authentication Required", [("Proxy-Authenticate", chal)]), 1010)
+    out = a.data_to_send()
+    assert [m.split(b" ")[0] for m in out] == [b"ACK"] and b"uthorization" not in b"".join(out)
+    assert [e.status for e in events(a) if isinstance(e, sipua.CallEnded)] == [407]
+    # a far end that already rang (1xx with a To tag) cannot ask for the registrar's credentials
+    cid, inv = _invite_from(a, 2000)
+    a.receive(_answer(inv, 180, "Ringing"), 2010)
+    chal = 'Digest realm="%s", nonce="abc", qop="auth"' % REALM
+    a.receive(_answer(inv, 407, "Proxy Authentication Required", [("Proxy-Authenticate", chal)]), 2020)
+    out = a.data_to_send()
+    assert [m.split(b" ")[0] for m in out] == [b"ACK"] and b"uthorization" not in b"".join(out)
+    # a malformed challenge is no exception either: the call just ends with the 407
+    cid, inv = _invite_from(a, 3000)
+    a.receive(_answer(inv, 407, "Proxy Authentication Required",
+                      [("Proxy-Authenticate", 'Digest realm="x')]), 3010)
+    assert [m.split(b" ")[0] for m in a.data_to_send()] == [b"ACK"]
+
+
+def test_stale_nonce_retried_once_per_register():
+    # RFC 7616 §3.3: stale=true -> retry with the new nonce, once; an endless stream of stale
+    # challenges must not make the phone hammer the registrar
+    proxy, a, b, net = _setup()
+    a.register(0)
+    reg = a.data_to_send()[0]
+    chal = 'Digest realm="%s", nonce="n1", qop="auth"' % REALM
+    a.receive(_answer(reg, 401, "Unauthorized", [("WWW-Authenticate", chal)], None), 10)
+    reg = a.data_to_send()[0]
+    assert b"Authorization: Digest" in reg and b'nonce="n1"' in reg
+    stale = 'Digest realm="%s", nonce="n2", qop="auth", stale=true' % REALM
+    a.receive(_answer(reg, 401, "Unauthorized", [("WWW-Authenticate", stale)], None), 20)
+    reg = a.data_to_send()[0]
+    assert b'nonce="n2"' in reg
+    stale = 'Digest realm="%s", nonce="n3", qop="auth", stale=TRUE' % REALM
+    a.receive(_answer(reg, 401, "Unauthorized", [("WWW-Authenticate", stale)], None), 30)
+    assert a.data_to_send() == []
+    ev = events(a)
+    assert len(ev) == 1 and isinstance(ev[0], sipua.RegistrationFailed)
+    assert ev[0].reason == "stale nonce again after 1 retry" and not a.registered
+
+
+def test_no_credentials_over_unverified_transport():
+    u = sipua.UserAgent(sipua.UaConfig("carol", REALM, "carolpw", "TCP", "10.0.0.3", 5060), 0)
+    u.register(0)
+    reg = u.data_to_send()[0]
+    chal = 'Digest realm="%s", nonce="n1", qop="auth"' % REALM
+    u.receive(_answer(reg, 401, "Unauthorized", [("WWW-Authenticate", chal)], None), 10)
+    assert u.data_to_send() == []
+    ev = events(u)
+    assert ev[0].reason == "challenge not answered: signalling is not verified TLS"
+
+
+def test_internal_error_on_remote_input_is_answered_500_not_raised():
+    proxy, a, b, net = _registered()
+    boom = []
+
+    def broken(req, tx, now):
+        boom.append(req.call_id)
+        raise KeyError("simulated bug")
+
+    b._on_invite = broken
+    cid = a.call("sip:bob@example.test", LocalMedia("10.0.0.1", 4000), 1000)
+    net.pump(1000)
+    assert boom == [cid]
+    ev = [e for e in events(b) if isinstance(e, sipua.MessageRejected)]
+    assert len(ev) == 1 and ev[0].status == 500
+    # CPython shows a KeyError's text quoted, MicroPython bare
+    assert ev[0].reason in ("internal error on INVITE: KeyError: 'simulated bug'",
+                            "internal error on INVITE: KeyError: simulated bug"), ev[0].reason
+    ended = [e for e in events(a) if isinstance(e, sipua.CallEnded)]
+    assert len(ended) == 1 and ended[0].status == 500

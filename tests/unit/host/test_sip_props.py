@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from firmware.sip import digest, sdp
 from firmware.sip.message import SipParseError, StreamFramer, parse_message
-from firmware.sip.sdp import Crypto, SdpError, SessionDescription
+from firmware.sip.sdp import (Crypto, NegotiationError, SdpError, SessionDescription, create_answer,
+                              parse_rtpmap)
 from tests.unit.firmware import test_sip_sdp, test_sip_ua
 from tests.unit.firmware.test_sip_message import REGISTER, _data_dir
 from tests.unit.firmware.test_sip_ua import events
@@ -107,11 +108,29 @@ def test_sdp_parse_or_typed_error(data: bytes) -> None:
         return
     assert SessionDescription.parse(sd.serialize()).serialize() == sd.serialize()
     for m in sd.media:
+        # on the raw parse: a value attribute is text (never None), and every reader of it
+        # either returns or raises its own SdpError
+        for name in ("crypto", "rtpmap", "fmtp"):
+            for v in m.attr(name):
+                assert isinstance(v, str) and v.strip(), (name, v)
         for v in m.attr("crypto"):
             try:
-                Crypto.parse(v or "")
+                Crypto.parse(v)
             except SdpError:
                 pass
+        for v in m.attr("rtpmap"):
+            parse_rtpmap(v)      # parse() already checked the grammar: must not raise
+        for k, v in m.attributes:
+            if v is None:
+                assert m.has(k)
+                try:
+                    m.attr(k)
+                except SdpError:
+                    pass
+        try:
+            create_answer(sd, LocalMedia("192.0.2.9", 40000), True)
+        except (SdpError, NegotiationError):
+            pass
 
 
 @FAST

@@ -1,0 +1,75 @@
+"""firmware.console.loop.serve_select on CPython (the device's loop): a phone step that raises on
+remote input does not end the console; the error is one line in the phone's log and the next
+command is still answered."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+from typing import Any
+
+from firmware.console.loop import serve_select
+from tests.unit.firmware.test_console import Device
+
+
+class App:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def log(self, line: str) -> None:
+        self.lines.append(line)
+
+
+class Phone:
+    def __init__(self) -> None:
+        self.app = App()
+
+
+class BrokenStepDevice(Device):
+    """Every step raises, as a phone that met a bug on a received INVITE would."""
+
+    def __init__(self, in_w: int, script: list[bytes]) -> None:
+        super().__init__()
+        self.phone = Phone()
+        self.steps = 0
+        self.in_w = in_w
+        self.script = script
+
+    def sockets(self) -> list[Any]:
+        return []
+
+    def next_deadline(self) -> int:
+        return 0          # step at once, every turn
+
+    def pending(self) -> bool:
+        return False
+
+    def step(self, ready: list[Any], now: int) -> None:
+        self.steps += 1
+        if self.script:
+            os.write(self.in_w, self.script.pop(0))
+        elif self.steps > 30 and self.in_w >= 0:
+            os.close(self.in_w)
+            self.in_w = -1
+        raise AttributeError("'NoneType' object has no attribute 'split'")
+
+
+def test_step_errors_are_logged_and_the_console_keeps_answering() -> None:
+    r, w = os.pipe()
+    dev = BrokenStepDevice(w, [b"status\n", b"help\n"])
+    out = io.BytesIO()
+    rc = serve_select(dev, r, out, lambda: int(time.monotonic() * 1000), max_wait_ms=10)
+    os.close(r)
+    assert rc == 0 and dev.steps > 30
+    text = out.getvalue().decode()
+    status = [ln for ln in text.split("\n") if ln.startswith("phone> {")]
+    assert json.loads(status[0][len("phone> "):])["state"] == "running"
+    assert "\n  poweroff" in text
+    lines = dev.phone.app.lines
+    # the first ten, then every hundredth: a persistent bug cannot flood the log
+    assert len(lines) == 10 + dev.steps // 100
+    assert lines[0] == ("error: phone step failed (1): AttributeError: 'NoneType' object has no "
+                        "attribute 'split'")
+    assert "error: phone step" not in text      # logged to the phone's log, not the console
