@@ -1,7 +1,7 @@
 """Record real SIP traffic as fuzz seeds: our UA core (alice, randomness from the same counter as
-fuzz_ua.py) registers at a real Kamailio over TLS, calls a real baresip (bob, auto-answer) and
+ua_session.py) registers at a real Kamailio over TLS, calls a real baresip (bob, auto-answer) and
 hangs up, is called by baresip and answers, baresip hangs up, alice unregisters. Every call into
-the UA is recorded with its timing, so fuzz_ua.py replays the session into the same transactions
+the UA is recorded with its timing, so ua_session.py replays the session into the same transactions
 and dialogs. Writes tests/fuzz/corpus/{ua,sip_message,sdp,sdes}/kb-*. Needs root, kamailio and
 baresip (as tests/interop):   PYTHONPATH=. .venv/bin/python tests/fuzz/capture_sip.py
 """
@@ -26,7 +26,7 @@ from host_tools.siplab import Baresip, Kamailio, make_pki  # noqa: E402
 from tests.unit.firmware.tpm_replay_scenario import counter_random  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import fuzz_ua  # noqa: E402  (after firmware: the capture itself is not instrumented)
+import ua_session  # noqa: E402
 
 
 class Recorder:
@@ -69,7 +69,7 @@ class Recorder:
     def add(self, op, now, body=b""):
         dt = 0 if self.last is None else now - self.last
         self.last = now
-        self.records.append(fuzz_ua.encode(op.encode(), dt, body))
+        self.records.append(ua_session.encode(op.encode(), dt, body))
 
 
 def main():
@@ -81,7 +81,7 @@ def main():
     try:
         bs = Baresip(d / "bs", "bob", "bobpw", kam)
         compat.random_bytes = counter_random()
-        cfg = sipua.UaConfig(fuzz_ua.USER, fuzz_ua.DOMAIN, fuzz_ua.PASSWORD, "TLS")
+        cfg = sipua.UaConfig(ua_session.USER, ua_session.DOMAIN, ua_session.PASSWORD, "TLS")
         alice = sipua.UserAgent(cfg, now_ms())
         rec = Recorder(alice)
         r.add("alice", alice, TlsFlow("127.0.0.1", kam.tls_port, kam.ca))
@@ -113,7 +113,7 @@ def main():
             bs.stop()
         kam.stop()
         shutil.rmtree(d, ignore_errors=True)
-    # the first record's dt is relative to fuzz_ua.START; the fuzz clock starts there too
+    # the first record's dt is relative to ua_session.START; the fuzz clock starts there too
     write("ua", b"".join(rec.records))
     framer = StreamFramer()
     messages = [raw for kind, raw in framer.feed(b"".join(rec.received)) if kind == "message"]
