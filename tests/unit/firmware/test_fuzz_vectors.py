@@ -3,7 +3,7 @@
 from firmware.boot import manifest
 from firmware.errors import ParseError
 from firmware.sip import sdp
-from tests.unit.firmware.check import raises
+from tests.unit.firmware.check import raises, unhex
 
 
 def test_manifest_deep_nesting_is_a_parse_error():
@@ -29,3 +29,15 @@ def test_sdp_rtpmap_without_value_is_an_sdp_error():
     e = raises(sdp.SdpError, sdp.create_answer, SDP_RTPMAP_NO_VALUE,
                sdp.LocalMedia("192.0.2.10", 40000), True)
     assert e.field == "line 11"
+
+
+def test_tpm_names_with_an_unhashable_name_alg_are_parse_errors():
+    # fuzz_tpm_response contract (seen reading for the harness): a TPMT_PUBLIC / TPMS_NV_PUBLIC whose nameAlg is TPM_ALG_SM3_256 (0x0012)
+    # made object_name/nv_name raise compat.UnsupportedAlgorithm instead of ParseError
+    from firmware.tpm.nv import nv_name
+    from firmware.tpm.public import object_name
+
+    e = raises(ParseError, object_name, unhex("0023 0012 00000000 0000"))
+    assert e.field == "nameAlg" and e.offset == 2
+    e = raises(ParseError, nv_name, unhex("01500000 0012 00000000 0000 0008"))
+    assert e.field == "nameAlg" and e.offset == 4
