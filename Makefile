@@ -7,7 +7,7 @@ DEVICE ?= phone1
 export PYTHONPATH := $(CURDIR)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: deps demo image image-check qemu verify provision update tamper test test-unit test-micropython test-tpm bench typecheck clean
+.PHONY: deps demo image image-check qemu verify provision update tamper test test-unit test-micropython test-tpm bench typecheck fuzz clean
 
 deps:
 	@bash host_tools/deps.sh
@@ -69,6 +69,12 @@ test-tpm: deps
 
 typecheck: deps
 	$(PY) -m mypy --config-file tests/mypy.ini host_tools
+
+# Coverage-guided fuzzing (atheris) of every parser, one target after the other, FUZZ_RUNS inputs
+# each; prints inputs/s. A crash leaves its input in build/fuzz/<target>/crash-*. tests/fuzz/README.md
+FUZZ_RUNS ?= 1000000
+fuzz: deps
+	$(PY) tests/fuzz/run.py -runs=$(FUZZ_RUNS) $(FUZZ_TARGETS)
 
 bench: deps
 	$(PY) -m bench

@@ -51,6 +51,10 @@ def parse(data):
         obj = json.loads(bytes(data).decode("utf-8"))
     except (ValueError, UnicodeError) as e:
         raise ParseError("manifest is not JSON: %s" % e, field="manifest")
+    except RuntimeError:
+        # CPython's json raises RecursionError for deeply nested arrays/objects (found by fuzzing,
+        # tests/fuzz); no manifest nests deeper than 3 levels.
+        raise ParseError("manifest is not JSON: nested too deeply", field="manifest")
     if not isinstance(obj, dict):
         raise ParseError("manifest must be a JSON object", field="manifest")
     fmt = _int(obj, "format_version", "")

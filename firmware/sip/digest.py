@@ -138,11 +138,15 @@ def response_from_ha1(algorithm, ha1, method, uri, nonce, qop=None, nc=None, cno
 
 
 def choose(challenges):
-    """Pick the challenge to answer: Digest, an algorithm we know, strongest first."""
+    """Pick the challenge to answer: Digest, an algorithm we know, a qop we can do (none, or
+    "auth" among those offered: RFC 7616 §3.3), strongest first; None if none can be answered."""
     best = None
     for ch in challenges:
         if ch.scheme.lower() != "digest" or ch.algorithm not in ALGORITHMS:
             continue
+        qops = ch.qops()
+        if qops and "auth" not in qops:
+            continue    # authorization() could not answer it (fuzzing: qop="a{th" escaped receive)
         if best is None or PREFERENCE.index(ch.algorithm) < PREFERENCE.index(best.algorithm):
             best = ch
     return best

@@ -48,8 +48,10 @@ def nv_name(public_bytes):
         raise ParseError("TPMS_NV_PUBLIC too short for a Name", offset=0, field="nameAlg")
     alg = int.from_bytes(public_bytes[4:6], "big")
     name = HASH_ALG_NAMES.get(alg)
-    if name is None:
-        raise ParseError("unknown nameAlg 0x%04x" % alg, offset=4, field="nameAlg")
+    if name is None or name not in compat.DIGEST_SIZES:
+        # Part 1 §16: the Name hashes the public area with nameAlg; one this runtime cannot hash
+        # (SM3_256) is refused as input, not raised as UnsupportedAlgorithm (tests/fuzz)
+        raise ParseError("unknown or unsupported nameAlg 0x%04x" % alg, offset=4, field="nameAlg")
     return public_bytes[4:6] + compat.digest(name, public_bytes)
 
 
