@@ -18,7 +18,8 @@ import subprocess
 import sys
 import time
 
-from firmware.boot import antirollback, stage, ustar
+from firmware.boot import antirollback, stage, tpm_guard, ustar
+from firmware.boot.restarts import RestartBudget
 from firmware.boot.signature import load_public_key
 
 RUN_DIR = "/run/phone"
@@ -35,7 +36,8 @@ FW_PARTITION = "phone-fw"  # GPT partition name of the firmware partition (docs/
 PHONE_UID = 1000  # dedicated unprivileged user and group of the phone application
 PHONE_GID = 1000
 EXIT_POWEROFF = 80  # firmware.console.loop.EXIT_POWEROFF: the console asks for power-off
-MAX_RESTARTS = 5
+MAX_RESTARTS = 5  # console restarts allowed ...
+RESTART_WINDOW_S = 60.0  # ... within any this many seconds (firmware/boot/restarts.py)
 CODE_COMPONENTS = ("phone-app", "sip-media")  # ustar archives of firmware/ code
 SUPPORTED_BANKS = ("sha1", "sha256", "sha384", "sha512")
 T0 = time.monotonic()
@@ -194,9 +196,11 @@ def measure():
     banks = tuple(b for b in SUPPORTED_BANKS if b in active) or ("sha256",)
 
     stamps = []
+    from firmware.eventlog.writer import separator_event
+    pcr14 = tpm_guard.Pcr14(tpm, stage.PHONE_PCR, separator_event(banks, stage.PHONE_PCR)[0])
 
     def extend(pcr, digests):
-        tpm.pcr_extend(pcr, digests)
+        pcr14.extend(pcr, digests)
         stamps.append(uptime())  # the last one is the separator's
 
     board = board_name()
@@ -207,8 +211,16 @@ def measure():
     floor, floor_error = antirollback.read_floor(tpm)
     if floor_error is None:
         say("anti-rollback floor %d (NV index 0x%08x)" % (floor, antirollback.FLOOR_INDEX))
-    outcome = stage.measure_and_verify(image, extend, verify, banks=banks, board=board,
-                                       min_counter=floor, floor_error=floor_error)
+    # Half measured: PCR 14 is closed before anything else can reach the TPM (tpm_guard.py);
+    # if even that fails, TpmLockdownError: main powers off rather than start anything.
+    try:
+        outcome = tpm_guard.measure_closed(pcr14, lambda: stage.measure_and_verify(
+            image, extend, verify, banks=banks, board=board, min_counter=floor,
+            floor_error=floor_error), note=say)
+    except tpm_guard.Pcr14OpenError as e:
+        raise TpmLockdownError(str(e))
+    finally:
+        lock_platform(tpm)  # on every path that goes on to start a console
     outcome.anti_rollback_floor = floor if floor_error is None else None
     # firmware.secrets reports separator -> release time from this (taken right after the
     # separator's extend, so the signature check and the install count in that time)
@@ -221,6 +233,26 @@ def measure():
                                                          digests.get("sha256", b"").hex()))
     say("PCR %d closed with a separator (%s); nothing more is measured"
         % (outcome.log.pcr, "+".join(banks)))
+    return outcome
+
+
+class TpmLockdownError(RuntimeError):
+    """PCR 14 could not be closed after a failed measurement, or the platform hierarchy could
+    not be checked and disabled: nothing may start (the loader powers off)."""
+
+
+def lock_platform(tpm):
+    """Take the platform hierarchy away from everything after the loader (tpm_guard.py); the
+    outcome is the finding this boot reports: what the firmware left."""
+    try:
+        outcome, flags = tpm_guard.lock_platform(tpm)
+    except Exception as e:  # noqa: BLE001  a TpmError names the code
+        raise TpmLockdownError("platform hierarchy not locked: %s: %s" % (e.__class__.__name__, e))
+    say("platform hierarchy: %s (phEnable %s, phEnableNV %s)" % (
+        {tpm_guard.PLATFORM_DISABLED: "firmware left platformAuth empty: disabled until the next boot",
+         tpm_guard.PLATFORM_ALREADY_OFF: "already disabled by the firmware",
+         tpm_guard.PLATFORM_AUTH_SET: "platformAuth set by the firmware (unknown here): left enabled"}[outcome],
+        flags["phEnable"], flags["phEnableNV"]))
     return outcome
 
 
@@ -516,6 +548,11 @@ def main():
             state = "running"
             say("bundle %s verified (anti-rollback counter %d)" % (
                 outcome.manifest["bundle_version"], outcome.manifest["anti_rollback_counter"]))
+    except TpmLockdownError as e:
+        say("REFUSED: %s" % e)
+        if preforked is not None:
+            preforked.cancel()
+        power_off()
     except Exception as e:  # TPM or storage failure: fail closed, keep a console for diagnosis
         reason = "stage loader failed: %s: %s" % (e.__class__.__name__, e)
     if state != "running":
@@ -536,7 +573,7 @@ def main():
             preforked.cancel()
         power_off()
     say("starting the phone console as uid %d" % PHONE_UID)
-    restarts = 0
+    budget = RestartBudget(MAX_RESTARTS, RESTART_WINDOW_S)
     while True:
         if preforked is not None:
             pid, preforked = preforked.go(pythonpath), None
@@ -545,10 +582,9 @@ def main():
         rc = wait_console(pid)
         if rc == EXIT_POWEROFF:
             power_off()
-        restarts += 1
         say("console exited with status %s" % rc)
-        if restarts > MAX_RESTARTS:
-            say("console keeps failing")
+        if not budget.allow(time.monotonic()):
+            say("console keeps failing: %d restarts within %d s" % (MAX_RESTARTS, RESTART_WINDOW_S))
             power_off()
         time.sleep(0.5)
 
