@@ -177,7 +177,7 @@ def create_file(path, data, mode=0o444):
         os.close(fd)
 
 
-def measure():
+def measure(tpm):
     """Measure and verify the bundle; returns the Outcome (state refused on any failure)."""
     try:
         image = read_partition()
@@ -191,7 +191,6 @@ def measure():
         key_path, verify = None, None
     if verify is None:
         say("no usable vendor public key: every bundle counts as unsigned")
-    tpm = open_tpm()
     active = tpm.pcr_banks()
     banks = tuple(b for b in SUPPORTED_BANKS if b in active) or ("sha256",)
 
@@ -309,20 +308,60 @@ def save_state(outcome, state, reason):
     write_file(RUN_DIR + "/state.json", json.dumps(st, sort_keys=True).encode())
 
 
-def grant_tpm():
-    # The phone needs the TPM (PCR reads now, unsealing later) but not root: give it the
-    # resource-managed device only. /dev/tpm0 (raw, no resource manager) stays root's.
+# The phone never opens the TPM (issue 9 part 2): /dev/tpm0 and /dev/tpmrm0 stay root's (0600),
+# and a root child of this process, the broker (broker.py, broker_io.py), holds the TPM and
+# serves the phone's few requests over a socketpair. BROKER_FD is the phone's end, inherited by
+# every console child (and kept open here for restarts).
+BROKER_FD = None
+
+
+def start_broker(tpm, broker_end, verified, reason):
+    """Fork the broker (root); it unseals the boot credentials at once when the bundle was
+    verified, then serves. This process closes its broker end and its TPM file descriptor, so
+    the broker is the only holder of the TPM. -> the broker's pid."""
+    from firmware.boot import broker, broker_io
     try:
-        os.chown(TPM_DEVICE, PHONE_UID, PHONE_GID)
-        os.chmod(TPM_DEVICE, 0o600)
-    except OSError as e:
-        say("cannot hand %s to the phone user: %s" % (TPM_DEVICE, e))
+        from firmware.secrets import hook
+    except ImportError:
+        hook = None
+    pid = _fork()
+    if pid == 0:
+        code = 0
+        try:
+            # keep only the TPM and this end: the console's go pipe and end must see EOF
+            keep = [broker_end.fileno()]
+            f = getattr(getattr(tpm, "transport", None), "_f", None)
+            if f is not None:
+                keep.append(f.fileno())
+            low = 3
+            for fd in sorted(keep):
+                os.closerange(low, fd)
+                low = fd + 1
+            os.closerange(low, MAX_FD)
+            ops = broker_io.TpmOps(tpm, RUN_DIR, hook)
+            if tpm is not None:
+                ops.release(verified, reason)
+            broker_io.serve(broker_end, broker.Broker(ops), say)
+        except BaseException as e:  # noqa: BLE001  reported; the phone then sees a closed channel
+            say("broker: %s: %s" % (e.__class__.__name__, e))
+            code = 1
+        finally:
+            os._exit(code)
+    broker_end.close()
+    if tpm is not None:
+        try:
+            tpm.transport.close()
+        except Exception:  # noqa: BLE001
+            pass
+    return pid
 
 
 def console_env(pythonpath):
     env = {"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1",
            "HOME": "/tmp", "PHONE_RUN_DIR": RUN_DIR, "PHONE_TPM": TPM_DEVICE,
            "LANG": "C.UTF-8"}
+    if BROKER_FD is not None:
+        env["PHONE_BROKER_FD"] = str(BROKER_FD)
     if pythonpath is not None:
         env["PYTHONPATH"] = pythonpath
     return env
@@ -393,12 +432,15 @@ def run_console_child(pythonpath, go_fd=None):
     try:
         drop_privileges()
         os.chdir("/")
-        # the TPM and partition descriptors stay with the loader
-        if go_fd is None:
-            os.closerange(3, MAX_FD)
-        else:
-            os.closerange(3, go_fd)
-            os.closerange(go_fd + 1, MAX_FD)
+        # the TPM and partition descriptors stay with the loader; the broker's phone end and
+        # the go pipe are all the console keeps
+        keep = sorted(fd for fd in (go_fd, BROKER_FD) if fd is not None)
+        low = 3
+        for fd in keep:
+            os.closerange(low, fd)
+            low = fd + 1
+        os.closerange(low, MAX_FD)
+        if go_fd is not None:
             chunks = []
             while True:
                 chunk = os.read(go_fd, 4096)
@@ -527,10 +569,15 @@ def power_off():
 
 
 def main():
+    global BROKER_FD
     say("stage loader started (pid %d)" % os.getpid())
     prepare_run_dir()
     warm()
+    from firmware.boot import broker_io
+    broker_end, phone_end = broker_io.channel()
+    BROKER_FD = phone_end.fileno()
     preforked = prefork_console()
+    tpm = None
     outcome = None
     state, reason = "refused", None
     try:
@@ -540,7 +587,8 @@ def main():
     except ImportError:
         pass
     try:
-        outcome = measure()
+        tpm = open_tpm()
+        outcome = measure(tpm)
         reason = outcome.reason
         if outcome.state == stage.STATE_VERIFIED:
             install(outcome, RUN_DIR)
@@ -561,7 +609,7 @@ def main():
     save_state(outcome, state, reason)
     if state == "running":
         copy_sealed_store()
-    grant_tpm()
+    start_broker(tpm, broker_end, state == "running", reason)
     if state == "running":
         pythonpath = RUN_DIR + "/app"
     elif os.path.exists(INITRAMFS_CODE + "/firmware/console/__init__.py"):
