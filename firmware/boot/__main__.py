@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from firmware.boot import antirollback, stage, tpm_guard, ustar
+from firmware.boot import antirollback, broker, broker_io, stage, tpm_guard, ustar  # noqa: F401
 from firmware.boot.restarts import RestartBudget
 from firmware.boot.signature import load_public_key
 
