@@ -173,13 +173,15 @@ def root_attack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 # and platform authorizations are not DA-protected (TPM_RC_BAD_AUTH); lockout is (AUTH_FAIL).
 ROOT_EXPECTED = {
     "DictionaryAttackLockReset": "0x98e TPM_RC_AUTH_FAIL",  # lockoutAuth unknown
-    "Clear(lockout)": "0x98e TPM_RC_AUTH_FAIL",
+    # one failed lockoutAuth locks the lockout hierarchy for lockoutRecovery (86400 s, Part 1
+    # §19.8.6): every later attempt is TPM_RC_LOCKOUT without even a check of the value
+    "Clear(lockout)": "0x921 TPM_RC_LOCKOUT",
     "Clear(platform)": "0x9a2 TPM_RC_BAD_AUTH",
     "NV_UndefineSpace(owner)": "0x9a2 TPM_RC_BAD_AUTH",  # ownerAuth unknown
     "NV_UndefineSpace(platform)": "0x9a2 TPM_RC_BAD_AUTH",
     "HierarchyChangeAuth(owner)": "0x9a2 TPM_RC_BAD_AUTH",
     "HierarchyChangeAuth(endorsement)": "0x9a2 TPM_RC_BAD_AUTH",
-    "HierarchyChangeAuth(lockout)": "0x98e TPM_RC_AUTH_FAIL",
+    "HierarchyChangeAuth(lockout)": "0x921 TPM_RC_LOCKOUT",
     "HierarchyChangeAuth(platform)": "0x9a2 TPM_RC_BAD_AUTH",
     "HierarchyControl(platform on)": "0x9a2 TPM_RC_BAD_AUTH",
 }
