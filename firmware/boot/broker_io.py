@@ -95,4 +95,42 @@ def status_line(fields):
     return json.dumps(fields, sort_keys=True)
 
 
-__all__ = ["TpmOps", "serve", "channel", "status_line", "os"]
+
+def start_broker(tpm, broker_end, verified, reason, run_dir, fork, max_fd, log):
+    """Fork the broker (root); it unseals the boot credentials at once when the bundle was
+    verified, then serves. This process closes its broker end and its TPM file descriptor, so
+    the broker is the only holder of the TPM. -> the broker's pid."""
+    try:
+        from firmware.secrets import hook
+    except ImportError:
+        hook = None
+    pid = fork()
+    if pid == 0:
+        code = 0
+        try:
+            # keep only the TPM and this end: the console's go pipe and end must see EOF
+            keep = [broker_end.fileno()]
+            f = getattr(getattr(tpm, "transport", None), "_f", None)
+            if f is not None:
+                keep.append(f.fileno())
+            low = 3
+            for fd in sorted(keep):
+                os.closerange(low, fd)
+                low = fd + 1
+            os.closerange(low, max_fd)
+            ops = TpmOps(tpm, run_dir, hook)
+            if tpm is not None:
+                ops.release(verified, reason)
+            serve(broker_end, broker.Broker(ops), log)
+        except BaseException as e:  # noqa: BLE001  reported; the phone then sees a closed channel
+            log("broker: %s: %s" % (e.__class__.__name__, e))
+            code = 1
+        finally:
+            os._exit(code)
+    broker_end.close()
+    if tpm is not None:
+        try:
+            tpm.transport.close()
+        except Exception:  # noqa: BLE001
+            pass
+    return pid

@@ -114,7 +114,7 @@ def test_broker_refuses_everything_but_its_operations(phone_uid_attack: tuple[di
 # --- root after the loader: the test image variant -------------------------------------------
 
 ROOT_PATCHES = {
-    "firmware/boot/__main__.py": [
+    "firmware/boot/console_proc.py": [
         ("PHONE_UID = 1000 ", "PHONE_UID = 0  # TEST VARIANT: the console stays root\nPHONE_UID_PROD = 1000 "),
         ('    if os.getuid() != 0:\n        return\n    os.setgroups([])',
          '    return  # TEST VARIANT: no privilege drop\n    os.setgroups([])'),
