@@ -109,8 +109,6 @@ def measure(tpm):
             floor_error=floor_error), note=say)
     except tpm_guard.Pcr14OpenError as e:
         raise TpmLockdownError(str(e))
-    finally:
-        lock_platform(tpm)  # on every path that goes on to start a console
     outcome.anti_rollback_floor = floor if floor_error is None else None
     # firmware.secrets reports separator -> release time from this (taken right after the
     # separator's extend, so the signature check and the install count in that time)
@@ -164,20 +162,6 @@ def save_logs(outcome):
         say("firmware event log unavailable: %s" % e)
 
 
-def copy_sealed_store():
-    # The phone user may not read the raw data partition; the sealed store holds no secret in
-    # the clear (TPM-sealed blobs and metadata), so root copies it to the tmpfs for the phone.
-    dev = os.environ.get("PHONE_DATA_DEV", "")
-    if not dev or dev.endswith("/missing"):
-        return
-    try:
-        from firmware.secrets import hook
-        n = hook.copy_store(dev, RUN_DIR)
-        say("sealed store copied from %s (%d bytes)" % (dev, n))
-    except Exception as e:  # a blank or foreign partition: the phone reports no credentials
-        say("no sealed store on %s: %s" % (dev, e))
-
-
 def save_state(outcome, state, reason):
     st = outcome.to_json() if outcome is not None else {"components": []}
     if outcome is not None and getattr(outcome, "separator_uptime_s", None) is not None:
@@ -205,6 +189,17 @@ def power_off():
         time.sleep(1)
 
 
+def replace_broker(pid):
+    """Kill the broker `pid` and give the phone's end a new peer; -> the new broker end."""
+    import signal
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    broker_end, phone_end = broker_io.channel()
+    os.dup2(phone_end.fileno(), console_proc.BROKER_FD)  # the consoles' descriptor number stays
+    phone_end.close()
+    return broker_end
+
+
 def main():
     say("stage loader started (pid %d)" % os.getpid())
     prepare_run_dir()
@@ -216,16 +211,27 @@ def main():
     outcome = None
     state, reason = "refused", None
     try:
-        # copy_sealed_store's module, imported now (initramfs code, nothing from the bundle) so
-        # the import is not on the separator -> unseal path
+        # the broker's release module, imported now (initramfs code, nothing from the bundle)
+        # so the import is not on the separator -> unseal path
         from firmware.secrets import hook  # noqa: F401
     except ImportError:
         pass
+    broker_pid = None
     try:
         tpm = open_tpm()
+        # before measuring: on every path, and not between the separator and the unseal
+        lock_platform(tpm)
         outcome = measure(tpm)
         reason = outcome.reason
         if outcome.state == stage.STATE_VERIFIED:
+            # The broker unseals while this process installs: the separator -> unsealed path
+            # is the broker's alone. state.json first (the release reads the measured
+            # components and the separator's time from it); the broker reads the sealed store
+            # from the data partition itself (root).
+            save_state(outcome, "running", reason)
+            broker_pid = broker_io.start_broker(tpm, broker_end, True, reason, RUN_DIR, _fork,
+                                                MAX_FD, say)
+            tpm = broker_end = None  # the broker's now
             install(outcome, RUN_DIR)
             outcome.installed_uptime_s = uptime()
             state = "running"
@@ -240,11 +246,19 @@ def main():
         reason = "stage loader failed: %s: %s" % (e.__class__.__name__, e)
     if state != "running":
         say("REFUSED: %s" % reason)
+        if broker_pid is not None:
+            # verified but not installed: the broker that unsealed must go; a new one serves
+            # the recovery console without credentials
+            broker_end = replace_broker(broker_pid)
+            broker_pid = None
+            try:
+                tpm = open_tpm()
+            except Exception as e:  # noqa: BLE001  the recovery console then reports the TPM
+                say("TPM unavailable: %s" % e)
     save_logs(outcome)
     save_state(outcome, state, reason)
-    if state == "running":
-        copy_sealed_store()
-    broker_io.start_broker(tpm, broker_end, state == "running", reason, RUN_DIR, _fork, MAX_FD, say)
+    if broker_pid is None:
+        broker_io.start_broker(tpm, broker_end, False, reason, RUN_DIR, _fork, MAX_FD, say)
     if state == "running":
         pythonpath = RUN_DIR + "/app"
     elif os.path.exists(INITRAMFS_CODE + "/firmware/console/__init__.py"):

@@ -93,6 +93,13 @@ def phone_uid_attack(built_image: Path, tmp_path_factory: pytest.TempPathFactory
     # the loader accepted the re-signed bundle and started it (the attacker ran); the TPM still
     # refuses the credentials to this build (PCR 14 differs)
     assert st["state"] == "integrity-failed" and st["unsealed"] is False, st
+    # the hierarchy authorizations exist only in the vendor's record: not on the device's flash,
+    # not on its console
+    record = json.loads((dev.devices / dev.name / "provisioning-record.json").read_text())
+    flash_bytes = dev.device.disk.read_bytes()
+    for value in record["hierarchy_auth"].values():
+        assert value not in text and bytes.fromhex(value) not in flash_bytes
+        assert value.encode() not in flash_bytes
     return _attack_line(text), text
 
 
