@@ -164,11 +164,12 @@ def release(tpm, meta, pin=None, measured=None, names=None):
     except TpmError as e:
         if e.warning:
             return Failure("the TPM cannot give the storage root key now (%s)" % e.name, tpm_error=e)
-        return IntegrityFailure("no storage root key at 0x%08x (%s): this TPM was not provisioned "
-                                "with this store" % (meta["srk"]["handle"], e.name), tpm_error=e)
+        return IntegrityFailure("no storage root key at 0x%08x (%s): sealed on another TPM, or "
+                                "this TPM was not provisioned" % (meta["srk"]["handle"], e.name),
+                                tpm_error=e)
     if primary is None:
-        return IntegrityFailure("the storage root key at 0x%08x is not the one the store was "
-                                "sealed under (Name differs)" % meta["srk"]["handle"])
+        return IntegrityFailure("sealed on another TPM: the storage root key at 0x%08x is not the "
+                                "one the store was sealed under (its Name differs)" % meta["srk"]["handle"])
     srk = primary["handle"]
     session = None
     try:
