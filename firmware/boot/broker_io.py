@@ -17,9 +17,11 @@ class TpmOps:
         self.tpm = tpm
         self.run_dir = run_dir
         self.hook = hook  # firmware.secrets.hook, or None when this image has no sealed store
+        self.allowed = False  # the loader verified the bundle: the TPM may be asked to unseal
 
     def release(self, allowed, refused_reason=None):
         """The boot release, only for a bundle the loader verified (`allowed`)."""
+        self.allowed = bool(allowed)
         if self.hook is None:
             return
         if not allowed:
@@ -35,7 +37,9 @@ class TpmOps:
         return {"status": self.hook.status_fields(), "sip": list(sip) if sip else None}
 
     def unlock(self, pin):
-        if self.hook is None or not self.hook.status_fields().get("unsealed"):
+        # a refused bundle never asks the TPM for anything; a verified one may try even when the
+        # boot release failed (the TPM then says why, before counting any PIN try)
+        if self.hook is None or not self.allowed:
             return {"unlocked": False, "state": "unavailable",
                     "reason": (self.hook.status_fields().get("reason") if self.hook else None)
                     or "credentials not released"}
