@@ -89,3 +89,20 @@ def test_requests_beyond_the_allowed_ones_are_refused_and_logged(served: Served)
         assert ans == {"ok": False, "error": "refused: " + why}
     assert len(served.log) == 3 and all(line.startswith("broker: refused a request") for line in served.log)
     assert not any("12; reset" in line for line in served.log)
+
+
+def test_a_refused_bundle_never_reaches_the_tpm(fresh_swtpm, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tpm = connect(fresh_swtpm.uri, record=True)
+    try:
+        ops = broker_io.TpmOps(tpm, str(tmp_path), hook)
+        ops.release(False, "component 'phone-app': sha256 differs from the signed manifest")
+        b = broker.Broker(ops)
+        ans = json.loads(b.handle(b'{"op": "unlock", "pin": "739104"}')[0])
+        assert ans == {"ok": True, "unlocked": False, "state": "unavailable",
+                       "reason": "component 'phone-app': sha256 differs from the signed manifest"}
+        cred = json.loads(b.handle(b'{"op": "credentials"}')[0])
+        assert cred["sip"] is None and cred["status"]["unsealed"] is False
+        assert tpm.transport.commands == []  # type: ignore[attr-defined]
+    finally:
+        hook.forget()
+        tpm.transport.close()
