@@ -5,8 +5,10 @@
   keeps the lockout;
 * a clean power cycle leaves the DA counter alone; an unclean reset (QEMU killed with a PIN used
   in that boot) counts one failure (libtpms USE_DA_USED, docs/sealing.md "PIN guessing");
-* a store copied from another device's flash is refused by this device's TPM (TPM2_Load:
-  TPM_RC_INTEGRITY, the blobs are fixedTPM) and costs no PIN guess.
+* a store copied from another device's flash is refused on this device: it names the other
+  device's persistent SRK (its Name), so nothing is loaded (with the SRK reference stripped the
+  TPM itself refuses the fixedTPM blobs: TPM2_Load TPM_RC_INTEGRITY,
+  tests/tpm/test_secrets_release.py), and it costs no PIN guess.
 
 The counts are the TPM's own (status/pin "da": TPM_PT_LOCKOUT_COUNTER, TPMA_PERMANENT.inLockout,
 firmware/secrets/da.py). Two devices provisioned separately (own swtpm state, own flash);
