@@ -18,8 +18,13 @@ def _now_ms():
 
 def main():
     getenv = getattr(os, "getenv", lambda k, d=None: d)
+    broker = None
+    fd = getenv("PHONE_BROKER_FD")  # the stage loader's TPM broker (firmware/boot/broker.py)
+    if fd:
+        from firmware.console.tpm_broker import BrokerChannel
+        broker = BrokerChannel.from_fd(int(fd))
     device = PhoneDevice(run_dir=getenv("PHONE_RUN_DIR", "/run/phone"),
-                         tpm_device=getenv("PHONE_TPM", "/dev/tpmrm0"))
+                         tpm_device=getenv("PHONE_TPM", "/dev/tpmrm0"), broker=broker)
     device.release_credentials()  # before the first prompt: status is final once it shows
     device.prepare_phone(_now_ms())   # the phone itself starts in the loop, after the prompt
     if not hasattr(sys.stdin, "fileno"):

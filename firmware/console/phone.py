@@ -20,9 +20,12 @@ def _read(path):
 
 
 class PhoneDevice:
-    def __init__(self, run_dir=RUN_DIR, tpm_device=TPM_DEVICE, firmware_log=FIRMWARE_LOG):
+    def __init__(self, run_dir=RUN_DIR, tpm_device=TPM_DEVICE, firmware_log=FIRMWARE_LOG, broker=None):
         self.run_dir = run_dir
         self.tpm_device = tpm_device
+        # On the device the TPM is the stage loader's: `broker` (firmware.console.tpm_broker
+        # BrokerChannel) serves what the phone may do; tpm_device is then never opened.
+        self.broker = broker
         self.firmware_log_path = firmware_log
         self._tpm = None
         self._hook = None          # firmware.secrets.hook once credentials were asked for
@@ -41,6 +44,8 @@ class PhoneDevice:
             return {"state": "unknown", "reason": "no stage-loader state: %s" % e}
 
     def tpm(self):
+        if self.broker is not None:
+            raise RuntimeError("the TPM is the broker's: this process does not open it")
         if self._tpm is None:
             from firmware.tpm.client import Tpm
             from firmware.tpm.transport import open_uri
@@ -53,6 +58,15 @@ class PhoneDevice:
         st = self._state()
         if st.get("state") != "running":
             self._hook_error = "the stage loader refused the bundle: credentials stay sealed"
+            return
+        if self.broker is not None:
+            from firmware.console.tpm_broker import BrokeredHook
+            try:
+                h = BrokeredHook(self.broker)
+                h.fetch()  # the broker unsealed right after the separator
+                self._hook = h
+            except Exception as e:  # noqa: BLE001  a refused/broken channel is reported
+                self._hook_error = "credential release failed: %s: %s" % (e.__class__.__name__, e)
             return
         try:
             from firmware.secrets import hook
@@ -78,7 +92,7 @@ class PhoneDevice:
         if getuid is not None:
             out["uid"] = getuid()  # the stage loader drops root before starting the phone
         try:
-            out["pcr14"] = self.tpm().pcr_read_all("sha256", [PHONE_PCR])[PHONE_PCR].hex()
+            out["pcr14"] = self.pcrs("sha256")[PHONE_PCR].hex()
         except Exception as e:
             out["pcr14"] = None
             out["pcr14_error"] = str(e)
@@ -104,6 +118,8 @@ class PhoneDevice:
     def dictionary_attack(self):
         """(the TPM's DA state (firmware.secrets.da.state), None) or (None, why unreadable)."""
         try:
+            if self.broker is not None:
+                return self.broker.call("da")["da"], None
             from firmware.secrets import da
             return da.state(self.tpm()), None
         except Exception as e:
@@ -118,6 +134,13 @@ class PhoneDevice:
             # a refused bundle (or no credential support) never asks the TPM for anything
             out = {"unlocked": False, "state": "unavailable",
                    "reason": self._hook_error or "credentials not released yet"}
+        elif self.broker is not None:
+            try:
+                out = self._hook.unlock(pin)
+                out.pop("ok", None)
+            except Exception as e:  # noqa: BLE001  the broker's refusal names why
+                out = {"unlocked": False, "state": "unavailable",
+                       "reason": "%s: %s" % (e.__class__.__name__, e)}
         else:
             released, st = self._hook.unlock(self.tpm(), pin, name=USER_SECRET, run_dir=self.run_dir)
             if released is not None:
@@ -246,6 +269,9 @@ class PhoneDevice:
             self.phone.flush()
 
     def pcrs(self, bank):
+        if self.broker is not None:
+            got = self.broker.call("pcrs", bank=bank)["pcrs"]
+            return {int(k): bytes.fromhex(v) for k, v in got.items()}
         return self.tpm().pcr_read_all(bank)
 
     def firmware_log(self):
@@ -273,4 +299,7 @@ class PhoneDevice:
             self.calls.detach("powered off")
         if self._hook is not None:
             self._hook.forget()  # wipe released secrets before the power goes
+        if self.broker is not None:
+            self.broker.call("shutdown")
+            return
         self.tpm().shutdown(clear=True)

@@ -148,12 +148,14 @@ def copy_store(device, run_dir=RUN_DIR):
     return len(data)
 
 
-def merge_status(status):
-    """Fold the release result into the console's status dict (in place, and returned):
+def merge_status(status, last=None):
+    """Fold the release result (this module's, or `last`: the one the TPM broker reported) into
+    the console's status dict (in place, and returned):
     "unsealed", "unsealed_reason", "credentials_state", the diagnosis lists, "release_ms"; on a
     policy refusal the device state becomes "integrity-failed" with the TPM's reason (a stage
     loader refusal, state "refused", keeps its own state and reason)."""
-    last = _last
+    if last is None:
+        last = _last
     status["unsealed"] = bool(last.get("unsealed"))
     status["credentials_state"] = last.get("state")
     if last.get("unsealed"):

@@ -159,7 +159,17 @@ def release(tpm, meta, pin=None, measured=None, names=None):
     if pin is None and any(o["pin"] for o in objects):
         return PinFailure("a PIN is needed for %s" % ", ".join(o["name"] for o in objects if o["pin"]))
     out = {}
-    primary = tpm.create_primary(C.TPM_RH_OWNER, srk_template_ecc())
+    try:
+        primary, persistent = _srk(tpm, meta)
+    except TpmError as e:
+        if e.warning:
+            return Failure("the TPM cannot give the storage root key now (%s)" % e.name, tpm_error=e)
+        return IntegrityFailure("no storage root key at 0x%08x (%s): sealed on another TPM, or "
+                                "this TPM was not provisioned" % (meta["srk"]["handle"], e.name),
+                                tpm_error=e)
+    if primary is None:
+        return IntegrityFailure("sealed on another TPM: the storage root key at 0x%08x is not the "
+                                "one the store was sealed under (its Name differs)" % meta["srk"]["handle"])
     srk = primary["handle"]
     session = None
     try:
@@ -218,7 +228,23 @@ def release(tpm, meta, pin=None, measured=None, names=None):
     finally:
         if session is not None:
             tpm.flush_context(session.handle)
-        tpm.flush_context(srk)
+        if not persistent:
+            tpm.flush_context(srk)
+
+
+def _srk(tpm, meta):
+    """The storage root key: the persistent one the store names (provisioned with random owner
+    authorization, host_tools/provision/core.py SRK_HANDLE; checked against the Name recorded at
+    provisioning, so another key planted at that handle is not used), or for stores from before,
+    a primary re-created under the owner. -> (dict handle, parsed, or None on a Name mismatch;
+    persistent?)"""
+    ref = meta.get("srk")
+    if ref is None:
+        return tpm.create_primary(C.TPM_RH_OWNER, srk_template_ecc()), False
+    info = tpm.read_public(ref["handle"])
+    if info["name"] != bytes.fromhex(ref["name"]):
+        return None, True
+    return {"handle": ref["handle"], "parsed": info["parsed"]}, True
 
 
 def _authorize(tpm, session, meta, tickets):

@@ -197,6 +197,12 @@ def validate(meta):
             unhex(_need(s, "s", str, w), w + "s", 32)
     elif mode != POLICY_PCR:
         raise ParseError("policy %r is not %r or %r" % (mode, POLICY_PCR, POLICY_AUTHORIZED), field="policy")
+    if "srk" in meta:
+        srk = _need(meta, "srk", dict, "")
+        h = _need(srk, "handle", int, "srk.")
+        if h >> 24 != 0x81:  # TPM_HT_PERSISTENT (Part 2 §7.2)
+            raise ParseError("srk.handle 0x%x is not a persistent handle" % h, field="srk.handle")
+        unhex(_need(srk, "name", str, "srk."), "srk.name", 34)
     objs = _need(meta, "objects", list, "")
     seen = []
     for i, o in enumerate(objs):

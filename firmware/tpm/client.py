@@ -405,13 +405,16 @@ class Tpm:
 
     # --- NV storage ------------------------------------------------------------------------------
 
-    def nv_define_space(self, public_bytes, auth=b"", owner_auth=b"", session=None):
-        """TPM2_NV_DefineSpace (Part 3 §31.3) in the owner hierarchy; `public_bytes` from nv.nv_public."""
-        self.execute(K.NV_DefineSpace, (C.TPM_RH_OWNER,), {"auth": auth, "publicInfo": public_bytes},
+    def nv_define_space(self, public_bytes, auth=b"", owner_auth=b"", session=None,
+                        hierarchy=C.TPM_RH_OWNER):
+        """TPM2_NV_DefineSpace (Part 3 §31.3) in the owner hierarchy (or TPM_RH_PLATFORM for a
+        TPMA_NV_PLATFORMCREATE index; `owner_auth` is then the platform's); `public_bytes` from
+        nv.nv_public."""
+        self.execute(K.NV_DefineSpace, (hierarchy,), {"auth": auth, "publicInfo": public_bytes},
                      [session] if session else (), [owner_auth])
 
-    def nv_undefine_space(self, nv_index, owner_auth=b"", session=None):
-        self.execute(K.NV_UndefineSpace, (C.TPM_RH_OWNER, nv_index), sessions=[session] if session else (),
+    def nv_undefine_space(self, nv_index, owner_auth=b"", session=None, hierarchy=C.TPM_RH_OWNER):
+        self.execute(K.NV_UndefineSpace, (hierarchy, nv_index), sessions=[session] if session else (),
                      auths=[owner_auth])
         self._names.pop(nv_index, None)
 
@@ -461,6 +464,35 @@ class Tpm:
                            {"qualifyingData": qualifying_data, "inScheme": scheme, "PCRselect": selection},
                            [session] if session else (), [auth])
         return out["quoted"], out["signature"]
+
+    # --- hierarchies ----------------------------------------------------------------------------
+
+    def hierarchy_change_auth(self, hierarchy, new_auth, auth=b"", encrypt_session=None):
+        """TPM2_HierarchyChangeAuth (Part 3 §24.8), authorized by the current `auth` in a
+        password session. The TPM computes the response HMAC of an authorizing HMAC session with
+        the new value, so the encryption of `new_auth` comes from `encrypt_session` (a salted
+        session with TPMA_SESSION_DECRYPT) as an extra, non-authorizing session."""
+        sessions = [PasswordSession()] + ([encrypt_session] if encrypt_session else [])
+        self.execute(K.HierarchyChangeAuth, (hierarchy,), {"newAuth": new_auth}, sessions, [auth])
+
+    def hierarchy_control(self, enable, state, auth_handle=C.TPM_RH_PLATFORM, auth=b"", session=None):
+        """TPM2_HierarchyControl (Part 3 §24.2): switch hierarchy `enable` on (state True) or off
+        until the next TPM2_Startup(CLEAR)."""
+        self.execute(K.HierarchyControl, (auth_handle,), {"enable": enable, "state": 1 if state else 0},
+                     [session] if session else (), [auth])
+
+    def clear(self, auth_handle=C.TPM_RH_LOCKOUT, auth=b"", session=None):
+        """TPM2_Clear (Part 3 §24.6)."""
+        self.execute(K.Clear, (auth_handle,), sessions=[session] if session else (), auths=[auth])
+
+    def evict_control(self, object_handle, persistent_handle, auth=b"", session=None):
+        """TPM2_EvictControl (Part 3 §28.5) in the owner hierarchy."""
+        self.execute(K.EvictControl, (C.TPM_RH_OWNER, object_handle),
+                     {"persistentHandle": persistent_handle}, [session] if session else (), [auth])
+
+    def startup_clear_flags(self):
+        """TPMA_STARTUP_CLEAR (Part 2 §8.7) as an integer."""
+        return self.properties(C.TPM_PT_STARTUP_CLEAR, 1)[C.TPM_PT_STARTUP_CLEAR]
 
     # --- dictionary attack ----------------------------------------------------------------------
 

@@ -110,6 +110,20 @@ DictionaryAttackParameters = Command("TPM2_DictionaryAttackParameters", C.TPM_CC
                                      params=(("newMaxTries", S.U32), ("newRecoveryTime", S.U32),
                                              ("lockoutRecovery", S.U32)))
 
+# Part 3 §24.2: enable is the hierarchy to switch (TPM_RH_ENDORSEMENT, _OWNER, _PLATFORM or
+# _PLATFORM_NV), state YES/NO; authHandle is the platform (or the owner for its own and EH)
+HierarchyControl = Command("TPM2_HierarchyControl", C.TPM_CC_HierarchyControl, handles=("authHandle",),
+                           auth_handles=1, params=(("enable", S.U32), ("state", S.U8)))
+# Part 3 §24.8: newAuth is the first parameter, so it can travel encrypted
+HierarchyChangeAuth = Command("TPM2_HierarchyChangeAuth", C.TPM_CC_HierarchyChangeAuth,
+                              handles=("authHandle",), auth_handles=1, params=(("newAuth", S.TPM2B_AUTH),))
+# Part 3 §24.6
+Clear = Command("TPM2_Clear", C.TPM_CC_Clear, handles=("authHandle",), auth_handles=1)
+
+# Part 3 §28.5
+EvictControl = Command("TPM2_EvictControl", C.TPM_CC_EvictControl, handles=("auth", "objectHandle"),
+                       auth_handles=1, params=(("persistentHandle", S.U32),))
+
 # Part 3 §31.3: the index's authValue is the first parameter, so it can travel encrypted.
 NV_DefineSpace = Command("TPM2_NV_DefineSpace", C.TPM_CC_NV_DefineSpace, handles=("authHandle",),
                          auth_handles=1, params=(("auth", S.TPM2B_AUTH), ("publicInfo", S.TPM2B_NV_PUBLIC)))

@@ -74,6 +74,9 @@ TPM_CC_PCR_Read = 0x0000017E
 TPM_CC_PolicyPCR = 0x0000017F
 TPM_CC_PolicyRestart = 0x00000180
 TPM_CC_PCR_Extend = 0x00000182
+TPM_CC_HierarchyControl = 0x00000121
+TPM_CC_HierarchyChangeAuth = 0x00000129
+TPM_CC_Clear = 0x00000126
 TPM_CC_PolicyGetDigest = 0x00000189
 TPM_CC_PolicyPassword = 0x0000018C
 
@@ -84,6 +87,7 @@ TPM_RH_NULL = 0x40000007
 TPM_RH_LOCKOUT = 0x4000000A
 TPM_RH_ENDORSEMENT = 0x4000000B
 TPM_RH_PLATFORM = 0x4000000C
+TPM_RH_PLATFORM_NV = 0x4000000D
 TPM_HT_PCR = 0x00
 TPM_HT_NV_INDEX = 0x01
 TPM_HT_HMAC_SESSION = 0x02
@@ -191,6 +195,7 @@ TPM_PT_MANUFACTURER = TPM_PT_FIXED + 5
 TPM_PT_PCR_COUNT = TPM_PT_FIXED + 18
 TPM_PT_VAR = 0x200
 TPM_PT_PERMANENT = TPM_PT_VAR + 0
+TPM_PT_STARTUP_CLEAR = TPM_PT_VAR + 1
 TPM_PT_LOCKOUT_COUNTER = TPM_PT_VAR + 14
 TPM_PT_MAX_AUTH_FAIL = TPM_PT_VAR + 15
 TPM_PT_LOCKOUT_INTERVAL = TPM_PT_VAR + 16
@@ -199,6 +204,17 @@ TPM_PT_LOCKOUT_RECOVERY = TPM_PT_VAR + 17
 # TPMA_PERMANENT (Part 2 §8.6), the value of TPM_PT_PERMANENT: bit 9 inLockout is SET while the
 # dictionary-attack protection refuses DA-protected authorizations (TPM_RC_LOCKOUT)
 TPMA_PERMANENT_INLOCKOUT = 1 << 9
+# TPMA_PERMANENT bits 0-2: ownerAuthSet, endorsementAuthSet, lockoutAuthSet (a non-empty auth)
+TPMA_PERMANENT_OWNERAUTHSET = 1 << 0
+TPMA_PERMANENT_ENDORSEMENTAUTHSET = 1 << 1
+TPMA_PERMANENT_LOCKOUTAUTHSET = 1 << 2
+# TPMA_STARTUP_CLEAR (Part 2 §8.7), the value of TPM_PT_STARTUP_CLEAR: which hierarchies are
+# enabled until the next TPM2_Startup(CLEAR) (phEnable is SET again at every one)
+TPMA_STARTUP_CLEAR_PHENABLE = 1 << 0
+TPMA_STARTUP_CLEAR_SHENABLE = 1 << 1
+TPMA_STARTUP_CLEAR_EHENABLE = 1 << 2
+TPMA_STARTUP_CLEAR_PHENABLENV = 1 << 3
+TPMA_STARTUP_CLEAR_ORDERLY = 1 << 31
 
 # Limits this client enforces on sizes read from responses before using them (Part 2 §10-§11:
 # the reference implementation's values; a real TPM is smaller).

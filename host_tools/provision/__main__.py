@@ -1,6 +1,8 @@
 """python -m host_tools.provision --device NAME [--board qemu-x86_64] [options]
 
 Starts the device's swtpm (its state under build/devices/NAME/tpm), provisions it (core.py),
+sets random owner/endorsement/lockout authorizations kept only in
+build/devices/NAME/provisioning-record.json (hierarchy.py; re-provisioning needs that record),
 shuts the TPM down in order (an unclean stop could count as a failed PIN guess), and writes the
 sealed store into the data partition of the device's flash copy (build/devices/NAME/disk.img).
 Prints what it did; never a secret.
@@ -13,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from host_tools.provision import _fw, core, disk, inputs, reference
+from host_tools.provision import _fw, core, disk, hierarchy, inputs, reference
 from host_tools.swtpm_proc import Swtpm
 
 REPO = Path(__file__).resolve().parents[2]
@@ -68,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         return _run(args)
-    except (core.ProvisionError, reference.ReferenceError, disk.DiskError, OSError) as e:
+    except (core.ProvisionError, reference.ReferenceError, disk.DiskError, hierarchy.RecordError,
+            OSError) as e:
         print(f"provision: {e}", file=sys.stderr)
         return 2
 
@@ -100,6 +103,8 @@ def _run(args: argparse.Namespace) -> int:
         key = policy_key.load_or_create(args.policy_key or REPO / policy_key.DEFAULT_KEY)
     for note in dev.prepare(reflash=args.reflash):
         print(note)
+    record_path = hierarchy.record_path(dev.dir)
+    record = hierarchy.read_record(record_path)
     dev.lock()
     try:
         with Swtpm(dev.tpm_dir, dev.dir, server=True, tcp=True,
@@ -109,7 +114,15 @@ def _run(args: argparse.Namespace) -> int:
             tpm = _fw.Tpm(t)
             try:
                 tpm.startup(clear=True)
-                meta = core.provision(tpm, ref, secrets, pin, mode=args.policy, key=key, da=da)
+                current = hierarchy.current_auth(tpm, record, record_path)
+                if record is None:  # the record exists before the TPM holds its values
+                    record = hierarchy.HierarchyAuth.generate()
+                    hierarchy.write_record(record_path, args.device, record)
+                    print(f"new TPM authorizations in {record_path} (mode 0600; keep it: "
+                          "re-provisioning needs it)")
+                meta = core.provision(tpm, ref, secrets, pin, mode=args.policy, key=key, da=da,
+                                      auth=current)
+                hierarchy.change_auth(tpm, current, record)
                 tpm.shutdown(clear=True)  # orderly: the next power-on must not count a DA failure
             finally:
                 t.close()

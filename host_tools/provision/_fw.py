@@ -35,6 +35,7 @@ authorize_digest = cast(Callable[[bytes, bytes], bytes], _policy.authorize_diges
 rollback_public_area = cast(Callable[[int], bytes], _rollback.public_area)
 rollback_written_name = cast(Callable[[int], bytes], _rollback.written_name)
 ROLLBACK_ATTRIBUTES: int = _rollback.ATTRIBUTES
+ROLLBACK_LEGACY_ATTRIBUTES: int = _rollback.BASE_ATTRIBUTES
 ROLLBACK_INDEX: int = _rollback.DEFAULT_INDEX
 rollback_commit = cast(Callable[..., None], _rollback.commit)
 

@@ -133,6 +133,17 @@ def change_byte(b: Bundle, name: str, offset: int | None, key: Ed25519PrivateKey
     return out, f"{name}: byte {at} of {len(data)} changed {old:#04x} -> {data[at]:#04x}"
 
 
+def replace_data(b: Bundle, name: str, data: bytes, key: Ed25519PrivateKey | None
+                 ) -> tuple[Bundle, str]:
+    """Component *name* with new contents (size and digest re-signed with *key*, else stale)."""
+    b.data(name)  # must exist
+    obj = b.manifest_obj()
+    if key is not None:
+        _entry(obj, name).update(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    comps = tuple((n, data if n == name else d) for n, d in b.components)
+    return _resigned(replace(b, components=comps), obj, key), f"{name}: replaced ({len(data)} bytes)"
+
+
 def remove(b: Bundle, name: str, key: Ed25519PrivateKey | None) -> tuple[Bundle, str]:
     b.data(name)  # must exist
     obj = b.manifest_obj()

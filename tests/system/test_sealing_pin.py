@@ -5,8 +5,10 @@
   keeps the lockout;
 * a clean power cycle leaves the DA counter alone; an unclean reset (QEMU killed with a PIN used
   in that boot) counts one failure (libtpms USE_DA_USED, docs/sealing.md "PIN guessing");
-* a store copied from another device's flash is refused by this device's TPM (TPM2_Load:
-  TPM_RC_INTEGRITY, the blobs are fixedTPM) and costs no PIN guess.
+* a store copied from another device's flash is refused on this device: it names the other
+  device's persistent SRK (its Name), so nothing is loaded (with the SRK reference stripped the
+  TPM itself refuses the fixedTPM blobs: TPM2_Load TPM_RC_INTEGRITY,
+  tests/tpm/test_secrets_release.py), and it costs no PIN guess.
 
 The counts are the TPM's own (status/pin "da": TPM_PT_LOCKOUT_COUNTER, TPMA_PERMANENT.inLockout,
 firmware/secrets/da.py). Two devices provisioned separately (own swtpm state, own flash);
@@ -153,11 +155,13 @@ def test_unclean_reset_counts_one_failure_and_a_copied_store_is_refused(
         assert st["da"] == _da(2, False), st["da"]  # the unclean reset cost one try
         assert st["unsealed"] is False and st["state"] == "integrity-failed", st
         assert st["credentials_state"] == "integrity-failed", st
-        assert "TPM_RC_INTEGRITY" in st["unsealed_reason"], st
+        # A's store names A's persistent SRK (its Name); B's SRK at that handle is another key
+        assert "the storage root key at 0x81000001 is not the one the store was sealed under" \
+            in st["unsealed_reason"], st
         assert "sealed on another TPM" in st["unsealed_reason"], st
         r = s.pin(RIGHT)
         assert r["unlocked"] is False and r["state"] == "integrity-failed", r
         assert "sealed on another TPM" in r["reason"], r
-        assert r["da"] == _da(2, False), r["da"]  # TPM2_Load fails before any authorization
+        assert r["da"] == _da(2, False), r["da"]  # refused before any authorization
     _check_log(b, s)
     print(f"three boots of device B: {time.monotonic() - t0:.1f} s")

@@ -30,7 +30,7 @@ def tpm(fresh_swtpm) -> Iterator[Tpm]:  # type: ignore[no-untyped-def]
 
 
 def test_nv_bits_index_name_and_monotonic(tpm: Tpm) -> None:
-    tpm.nv_define_space(rollback.public_area(INDEX))
+    tpm.nv_define_space(rollback.public_area(INDEX), hierarchy=C.TPM_RH_PLATFORM)
     assert tpm.nv_read_public(INDEX)["public"] == rollback.public_area(INDEX)
     tpm.nv_set_bits(INDEX, 0)
     info = tpm.nv_read_public(INDEX)
@@ -41,14 +41,21 @@ def test_nv_bits_index_name_and_monotonic(tpm: Tpm) -> None:
     rollback.commit(tpm, 1, INDEX)  # an older commit clears nothing
     assert rollback.revoked(tpm, INDEX) == 0b111
     assert tpm.nv_read_public(INDEX)["name"] == rollback.written_name(INDEX)  # data is not in the Name
-    tpm.nv_undefine_space(INDEX)
+    # nobody deletes it (Part 3 §31.4: POLICY_DELETE -> TPM_RC_ATTRIBUTES), not even the
+    # platform, whose authorization is empty on this fresh TPM, nor the owner
+    for hierarchy in (C.TPM_RH_PLATFORM, C.TPM_RH_OWNER):
+        with pytest.raises(TpmError) as ei:
+            tpm.nv_undefine_space(INDEX, hierarchy=hierarchy)
+        assert (ei.value.name, ei.value.handle) == ("TPM_RC_ATTRIBUTES", 2)
+    assert rollback.revoked(tpm, INDEX) == 0b111
+    # Part 3 §31.3: POLICY_DELETE only on a platform-created index
     with pytest.raises(TpmError) as ei:
-        tpm.nv_read_public(INDEX)
-    assert ei.value.base == E.TPM_RC_HANDLE
+        tpm.nv_define_space(rollback.public_area(INDEX + 1))
+    assert ei.value.name == "TPM_RC_ATTRIBUTES"
 
 
 def test_approved_and_object_policies_match_the_tpm(tpm: Tpm, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    tpm.nv_define_space(rollback.public_area(INDEX))
+    tpm.nv_define_space(rollback.public_area(INDEX), hierarchy=C.TPM_RH_PLATFORM)
     tpm.nv_set_bits(INDEX, 0)
     key = policy_key.load_or_create(tmp_path / "k.pem")
     kpub = policy_key.tpm_public(key)
@@ -81,7 +88,7 @@ def policy_key_name(kpub: bytes) -> bytes:
 
 
 def test_revoked_version_fails_policy_nv(tpm: Tpm) -> None:
-    tpm.nv_define_space(rollback.public_area(INDEX))
+    tpm.nv_define_space(rollback.public_area(INDEX), hierarchy=C.TPM_RH_PLATFORM)
     rollback.commit(tpm, 4, INDEX)
     s = tpm.start_auth_session(C.TPM_SE_POLICY)
     tpm.policy_nv(s, INDEX, flows.version_operand(4), C.TPM_EO_BITCLEAR)  # 4 itself is live

@@ -172,10 +172,19 @@ def test_blob_copied_to_another_tpm_cannot_be_used(device, fresh_swtpm) -> None:
             other.pcr_extend(e["pcr"], {"sha256": bytes.fromhex(e["digest"])})
         res = R.release(other, meta, measured=S.measured(GOLDEN))
         assert isinstance(res, R.IntegrityFailure)
+        # the store names the persistent SRK the vendor made: the other TPM has none
+        assert res.tpm_error is not None and res.tpm_error.command == "TPM2_ReadPublic"
+        assert res.tpm_error.name == "TPM_RC_HANDLE"
+        assert "no storage root key at 0x81000001" in res.reason
+        # without that reference (a store from before the persistent SRK): the other TPM's
+        # own SRK cannot load the blob
+        legacy = {k: v for k, v in meta.items() if k != "srk"}
+        res = R.release(other, legacy, measured=S.measured(GOLDEN))
+        assert isinstance(res, R.IntegrityFailure)
         assert res.tpm_error is not None and res.tpm_error.command == "TPM2_Load"
         assert res.tpm_error.name == "TPM_RC_INTEGRITY"
         assert "sealed on another TPM" in res.reason
-        res = R.release(other, meta, pin=S.PIN, names=[S.USER])
+        res = R.release(other, legacy, pin=S.PIN, names=[S.USER])
         assert isinstance(res, R.IntegrityFailure)
     finally:
         other.transport.close()

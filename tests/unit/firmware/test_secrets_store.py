@@ -161,9 +161,12 @@ def test_released_wipes_and_never_shows_secrets():
 
 
 def test_nv_constants():
-    # Part 2 §13.4: TPM_NT_BITS in bits 4..7; AUTHWRITE bit 2, AUTHREAD bit 18, NO_DA bit 25
+    # Part 2 §13.4: TPM_NT_BITS in bits 4..7; AUTHWRITE bit 2, AUTHREAD bit 18, OWNERREAD bit
+    # 17, NO_DA bit 25, POLICY_DELETE bit 10, PLATFORMCREATE bit 30
     from firmware.secrets import rollback
-    assert rollback.ATTRIBUTES == 0x20 | 0x4 | 0x40000 | 0x20000 | 0x2000000
+    assert rollback.BASE_ATTRIBUTES == 0x20 | 0x4 | 0x40000 | 0x20000 | 0x2000000
+    assert rollback.ATTRIBUTES == rollback.BASE_ATTRIBUTES | 0x400 | 0x40000000
+    assert rollback.NO_DELETE_POLICY == compat.digest("sha256", b"trusted-phone/anti-rollback: never deleted")
     assert C.TPM_CC_PolicyNV == 0x149 and C.TPM_CC_PolicyAuthorize == 0x16A
 
 

@@ -1,0 +1,154 @@
+# The TPM broker's protocol (issue 9 part 2, least privilege): the phone (uid 1000) never opens
+# the TPM; a root process forked by the stage loader holds it and serves a few operations over a
+# socketpair. This file is the sans-I/O core: request parsing and validation, dispatch to an
+# operations object, answer encoding, and the client side's encoding. broker_io.py does the I/O.
+#
+# One request or answer per datagram (SOCK_SEQPACKET keeps the boundaries): a JSON object of at
+# most MAX_REQUEST (answers MAX_ANSWER) bytes. Requests:
+#   {"op": "credentials"}                 the boot release (done by the broker right after the
+#                                          separator): status fields + the SIP account if released
+#   {"op": "unlock", "pin": "1234"}       unseal the PIN-bound user secret: metadata only back
+#   {"op": "pcrs", "bank": "sha256"}      every PCR of that bank
+#   {"op": "da"}                          the dictionary-attack state
+#   {"op": "shutdown"}                    TPM2_Shutdown(CLEAR) before power-off
+# (room for {"op": "quote", ...}, issue 10: not served.) Anything else, or any field missing,
+# extra or out of range, is refused with {"ok": false, "error": ...} and logged; the log line
+# never holds a field's value (a PIN typed into the wrong field stays unlogged).
+
+import json
+
+MAX_REQUEST = 256
+MAX_ANSWER = 8192
+PIN_MIN, PIN_MAX = 4, 16
+BANKS = ("sha1", "sha256", "sha384", "sha512")
+OPS = {  # op -> its fields other than "op"
+    "credentials": (),
+    "unlock": ("pin",),
+    "pcrs": ("bank",),
+    "da": (),
+    "shutdown": (),
+}
+
+
+class RequestError(ValueError):
+    """A request the broker refuses; the message names what is wrong, never a value."""
+
+
+def _is_digits(text):
+    for c in text:
+        if c < "0" or c > "9":
+            return False
+    return True
+
+
+def parse_request(data):
+    """Validated request dict from one datagram; RequestError otherwise."""
+    if len(data) > MAX_REQUEST:
+        raise RequestError("request of %d bytes (at most %d)" % (len(data), MAX_REQUEST))
+    try:
+        req = json.loads(bytes(data).decode("utf-8"))
+    except (ValueError, UnicodeError):
+        raise RequestError("request is not UTF-8 JSON")
+    if not isinstance(req, dict):
+        raise RequestError("request is not a JSON object")
+    op = req.get("op")
+    if not isinstance(op, str) or op not in OPS:
+        raise RequestError("operation not allowed")
+    fields = OPS[op]
+    for k in req:
+        if k != "op" and k not in fields:
+            raise RequestError("%s: unexpected field" % op)
+    for k in fields:
+        if k not in req:
+            raise RequestError("%s: missing field %s" % (op, k))
+    if op == "unlock":
+        pin = req["pin"]
+        if not isinstance(pin, str) or not PIN_MIN <= len(pin) <= PIN_MAX or not _is_digits(pin):
+            raise RequestError("unlock: the PIN must be %d..%d digits" % (PIN_MIN, PIN_MAX))
+    if op == "pcrs" and req["bank"] not in BANKS:
+        raise RequestError("pcrs: bank must be one of %s" % ", ".join(BANKS))
+    return req
+
+
+def encode(obj, limit):
+    data = json.dumps(obj).encode("utf-8")
+    if len(data) > limit:
+        raise ValueError("message of %d bytes (at most %d)" % (len(data), limit))
+    return data
+
+
+def _describe(data):
+    """What a refused request was, for the log: its op when it names an allowed one, else its
+    size; never a field value."""
+    try:
+        op = json.loads(bytes(data).decode("utf-8")).get("op")
+    except Exception:  # noqa: BLE001  anything unparsable is described by its size
+        op = None
+    if isinstance(op, str) and op in OPS:
+        return "op %s, %d bytes" % (op, len(data))
+    return "%d bytes" % len(data)
+
+
+class Broker:
+    """handle(datagram) -> (answer bytes, log line or None). `ops` has credentials(),
+    unlock(pin bytes), pcrs(bank), da(), shutdown(), each returning a JSON-able dict."""
+
+    def __init__(self, ops):
+        self.ops = ops
+        self.refused = 0
+
+    def handle(self, data):
+        try:
+            req = parse_request(data)
+        except RequestError as e:
+            self.refused += 1
+            return encode({"ok": False, "error": "refused: %s" % e}, MAX_ANSWER), \
+                "broker: refused a request (%s): %s" % (_describe(data), e)
+        op = req["op"]
+        try:
+            if op == "unlock":
+                pin = bytearray(req["pin"].encode())
+                req["pin"] = None
+                try:
+                    out = self.ops.unlock(pin)
+                finally:
+                    for i in range(len(pin)):
+                        pin[i] = 0
+            elif op == "pcrs":
+                out = self.ops.pcrs(req["bank"])
+            else:
+                out = getattr(self.ops, op)()
+        except Exception as e:  # noqa: BLE001  the TPM's error names its code; no secret in it
+            return encode({"ok": False, "error": "%s failed: %s: %s" % (op, e.__class__.__name__, e)},
+                          MAX_ANSWER), "broker: %s failed: %s" % (op, e.__class__.__name__)
+        ans = {"ok": True}
+        ans.update(out)
+        return encode(ans, MAX_ANSWER), None
+
+
+# --- the phone's side -------------------------------------------------------------------------
+
+
+class BrokerError(RuntimeError):
+    """The broker refused or failed a request (its message), or the channel broke."""
+
+
+def request(op, **fields):
+    req = {"op": op}
+    req.update(fields)
+    return encode(req, MAX_REQUEST)
+
+
+def parse_answer(data):
+    if len(data) > MAX_ANSWER:
+        raise BrokerError("answer of %d bytes (at most %d)" % (len(data), MAX_ANSWER))
+    try:
+        ans = json.loads(bytes(data).decode("utf-8"))
+    except (ValueError, UnicodeError):
+        raise BrokerError("answer is not UTF-8 JSON")
+    if not isinstance(ans, dict) or not isinstance(ans.get("ok"), bool):
+        raise BrokerError("answer is not a broker answer")
+    if not ans["ok"]:
+        err = ans.get("error")
+        raise BrokerError(err if isinstance(err, str) else "refused")
+    return ans

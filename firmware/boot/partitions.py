@@ -1,0 +1,84 @@
+# The stage loader's reads of the device: the firmware partition (by GPT name), the vendor key and
+# board name the initramfs carries, small files, the kernel's uptime.
+
+import os
+import subprocess
+
+from firmware.boot.signature import load_public_key
+
+# Where the image puts the vendor's Ed25519 public key (inside the initramfs, so it is covered by
+# the PCR 9/11 measurement of the initrd; never on the firmware partition an attacker can write).
+VENDOR_KEY_PATHS = ("/opt/phone/vendor-pubkey.pem", "/etc/phone/vendor-pubkey.pem")
+# The board this initramfs was built for (host_tools/image/build.py writes it; covered by PCR 9/11
+# like the vendor key). A bundle signed for another board is refused. Absent: not checked.
+BOARD_PATH = "/opt/phone/board"
+FW_PARTITION = "phone-fw"  # GPT partition name of the firmware partition (docs/image-format.md)
+
+
+def read_file(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def write_file(path, data, mode=0o444):
+    with open(path, "wb") as f:
+        f.write(data)
+    os.chmod(path, mode)
+
+
+def run(cmd):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        raise OSError("%s failed (%d): %s" % (" ".join(cmd), p.returncode,
+                                               p.stdout.decode(errors="replace").strip()))
+
+
+def find_partition(name, sys_block="/sys/class/block"):
+    """/dev/<node> of the partition whose GPT partition name is `name` (the kernel exports it
+    as PARTNAME in the block device's uevent), or None."""
+    try:
+        nodes = sorted(os.listdir(sys_block))
+    except OSError:
+        return None
+    for node in nodes:
+        try:
+            lines = read_file("%s/%s/uevent" % (sys_block, node)).decode().splitlines()
+        except OSError:
+            continue
+        if "PARTNAME=" + name in lines:
+            for line in lines:
+                if line.startswith("DEVNAME="):
+                    return "/dev/" + line[len("DEVNAME="):]
+    return None
+
+
+def read_partition():
+    # /init exports PHONE_FW_DEV; look the partition up ourselves when started another way.
+    dev = os.environ.get("PHONE_FW_DEV", "")
+    if not dev or dev.endswith("/missing"):
+        dev = find_partition(FW_PARTITION)
+    if not dev:
+        raise OSError("no firmware partition (GPT name %s) found" % FW_PARTITION)
+    return read_file(dev)
+
+
+def vendor_key():
+    for path in VENDOR_KEY_PATHS:
+        if os.path.exists(path):
+            return path, load_public_key(read_file(path))
+    return None, None
+
+
+def board_name():
+    try:
+        name = read_file(BOARD_PATH).decode("utf-8").strip()
+    except (OSError, UnicodeError):
+        return None
+    return name or None
+
+
+def uptime():
+    try:
+        return float(read_file("/proc/uptime").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
