@@ -21,6 +21,11 @@ Each function returns the ordered list of digests that the named party extends i
 * PCR 5 (OVMF, PFP §3.3.4.6 and §10.4.4): the separator, the EV_EFI_GPT_EVENT of the boot
   disk (UEFI_GPT_DATA: the GPT header, then the number of used entries and those entries),
   then the two EV_EFI_ACTION events around the kernel's ExitBootServices call.
+* PCR 12 (systemd-stub 252): the kernel command line when it comes from the boot entry's
+  LoadOptions instead of the UKI's .cmdline (only possible with Secure Boot off), and credentials
+  or system extensions picked up from the ESP. The image has none of these, so nothing is
+  extended and PCR 12 keeps its reset value, zero; in the sealing policy it makes any override
+  refuse the credentials (issue 9).
 * PCR 14 (our stage loader, ``firmware.boot``, event format ``firmware.eventlog.writer``): first
   the EV_EVENT_TAG "bundle" event whose digest is the SHA-256 of its own event data (board, bundle
   version, anti-rollback counter: docs/eventlog.md), then one EV_EVENT_TAG per bundle component in
@@ -216,8 +221,13 @@ def pcr14_events(components: list[tuple[str, bytes]],
     return events
 
 
+# PCRs the image's boot never extends, predicted at their reset value (PCRs 0-15 start at zero,
+# TPM 2.0 Part 1 §17.1; PC Client PTP).  A measured override moves them.
+UNEXTENDED_PCRS = (12,)
+
+
 def pcr_values(events: list[Event]) -> dict[int, bytes]:
-    by_pcr: dict[int, list[bytes]] = {}
+    by_pcr: dict[int, list[bytes]] = {p: [] for p in UNEXTENDED_PCRS}
     for e in events:
         by_pcr.setdefault(e.pcr, []).append(e.digest)
     return {pcr: replay(d) for pcr, d in sorted(by_pcr.items())}
