@@ -258,8 +258,12 @@ def build(opts: BuildOptions) -> BuildResult:
         "secure_boot": ({"enabled": True, "vars": secureboot.ENROLLED_VARS_NAME,
                          "owner": str(secureboot.VENDOR_OWNER),
                          "db_cert_sha256": predict.sha256(sb_keys["db"].cert_der()).hex(),
-                         # what PCR 7 holds when the same image boots with Secure Boot off
-                         "pcr7_secure_boot_off": predict.pcr_values(predict.pcr7_events())[7].hex()}
+                         # the PCRs that differ when the same disk boots with Secure Boot off
+                         # (plain OVMF, no keys): 4 gains the kernel's LoadImage, 7 the empty
+                         # key databases; for tests and for a vendor that ships without keys
+                         "pcrs_secure_boot_off": {str(k): v.hex() for k, v in predict.pcr_values(
+                             predict.pcr4_events(uki_bytes) + predict.pcr7_events()).items()
+                             if k in (4, 7)}}
                         if secure_boot else {"enabled": False}),
         "bundle": {"board": opts.board, "bundle_version": version,
                    "anti_rollback_counter": counter, "pcr": bundle.PHONE_PCR,

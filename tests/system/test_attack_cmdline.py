@@ -1,51 +1,149 @@
-"""Issue 9.1, the boot-entry attack, run as an attacker would on a provisioned phone (real image,
-real OVMF, real swtpm): plant a UEFI boot entry `\\EFI\\BOOT\\BOOTX64.EFI <command line>` in the
-device's own variable store (UEFI 2.10 §3.1.3: the entry's OptionalData becomes the image's
-LoadOptions) and boot it through BootNext.
+"""Issue 9.1, run as an attacker would on a provisioned phone (real image, real OVMF, real
+swtpm): replace the kernel command line without touching the UKI.
 
-With Secure Boot off systemd-stub 252 takes LoadOptions as the kernel command line instead of the
-UKI's `.cmdline` and measures it into PCR 12 only (UAPI TPM PCR Registry); the attacker's line
-must reach the kernel (we see it), and the TPM must still refuse the sealed credentials because
-PCR 12 is in the policy; the diagnosis names PCR 12."""
+The boot-entry attack plants `\\EFI\\BOOT\\BOOTX64.EFI <command line>` in the device's own variable
+store (UEFI 2.10 §3.1.3: the entry's OptionalData becomes the image's LoadOptions) and boots it
+through BootNext. With Secure Boot off systemd-stub 252 takes LoadOptions as the kernel command
+line instead of the UKI's `.cmdline` and measures it into PCR 12 only: the attacker's line
+reaches the kernel, and PCR 12 in the sealing policy makes the TPM refuse (the diagnosis names
+it). With Secure Boot on (the vendor's keys enrolled) systemd-stub ignores LoadOptions: the UKI's
+`.cmdline` is used and the credentials are released. With Secure Boot on, a UKI that is not
+signed by the vendor's db key (unsigned, or one byte changed) does not start at all.
+
+The Secure-Boot-off device is provisioned as a vendor without keys would provision it: from the
+same image with the Secure-Boot-off predictions of PCRs 4 and 7 (reference.json
+secure_boot.pcrs_secure_boot_off), so the refusal it sees comes from PCR 12 alone."""
 
 from __future__ import annotations
 
 import json
+import os
+import struct
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
+import pexpect
 import pytest
 
+from host_tools.image import pe
 from host_tools.qemu import uefivars
+from host_tools.tamper import flash, uki_edit
 from tests.system.sealing_support import SealedDevice, assert_no_secret
 
 pytestmark = pytest.mark.slow
 
 ATTACK_WORD = "attacker-was-here"
 UKI = "\\EFI\\BOOT\\BOOTX64.EFI"
+REFUSED_TIMEOUT = 180.0
+
+
+def _ref(image: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads((image / "reference.json").read_text())
+    return doc
+
+
+def _attack_cmdline(image: Path) -> str:
+    # the attacker keeps the UKI's own line (phone.sys= root hash etc.) and adds to it
+    return f"{_ref(image)['boot']['cmdline']} loglevel=7 {ATTACK_WORD}"
+
+
+def _sb_off_image(image: Path, dest: Path) -> Path:
+    """The same disk, no enrolled variable store, PCRs 4 and 7 predicted for Secure Boot off."""
+    dest.mkdir()
+    for name in ("disk.img", "BOOTX64.EFI", "vendor-pubkey.pem"):
+        os.symlink(image / name, dest / name)
+    ref = _ref(image)
+    off = ref["secure_boot"]["pcrs_secure_boot_off"]
+    ref["pcrs"]["sha256"].update(off)
+    ref["secure_boot"] = {"enabled": False}
+    (dest / "reference.json").write_text(json.dumps(ref))
+    return dest
 
 
 @pytest.fixture(scope="module")
-def sealed(built_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealedDevice]:
-    d = SealedDevice(built_image, tmp_path_factory.mktemp("attack-cmdline"), name="attack")
+def sb_off(built_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealedDevice]:
+    base = tmp_path_factory.mktemp("attack-sb-off")
+    d = SealedDevice(_sb_off_image(built_image, base / "image"), base, name="attack-off",
+                     secure_boot=False)
     d.provision()
     yield d
 
 
-def test_boot_entry_with_cmdline_does_not_release_credentials(sealed: SealedDevice,
-                                                              built_image: Path) -> None:
-    ref = json.loads((built_image / "reference.json").read_text())
-    # the attacker keeps the UKI's own line (phone.sys= root hash etc.) and adds to it
-    attack = f"{ref['boot']['cmdline']} loglevel=7 {ATTACK_WORD}"
-    sealed.device.prepare()
-    uefivars.add_boot_entry(sealed.device.vars, UKI, attack)
-    st, console = sealed.boot_status()
-    # the attack took effect: the kernel ran with the attacker's command line
-    assert ATTACK_WORD in st.get("kernel_cmdline", "") or f"Command line: {attack}" in console, \
-        console[-3000:]
-    # ... and the TPM did not release the SIP account
-    assert st["unsealed"] is False, st
-    assert st["state"] == "integrity-failed", st
+@pytest.fixture(scope="module")
+def sb_on(built_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealedDevice]:
+    d = SealedDevice(built_image, tmp_path_factory.mktemp("attack-sb-on"), name="attack-on")
+    d.provision()
+    yield d
+
+
+def test_secure_boot_off_boot_entry_cmdline_is_used_but_credentials_stay_sealed(
+        sb_off: SealedDevice, built_image: Path) -> None:
+    # first the golden boot of this device unseals: the SB-off predictions are right
+    st, _ = sb_off.boot_status()
+    assert st["unsealed"] is True, st
+    attack = _attack_cmdline(built_image)
+    uefivars.add_boot_entry(sb_off.device.vars, UKI, attack)
+    st, console = sb_off.boot_status()
+    # the attack took effect: the kernel ran with the attacker's command line ...
+    assert st["kernel_cmdline"] == attack, st.get("kernel_cmdline")
+    assert f"Command line: {attack}" in console  # loglevel=7: the kernel's own log says so
+    # ... and the TPM did not release the SIP account: PCR 12 alone differs
+    assert st["unsealed"] is False and st["state"] == "integrity-failed", st
+    assert st["unsealed_reason"].startswith("TPM refused the sealed credentials (TPM_RC_"), st
     assert "kernel command line overridden (PCR 12)" in st["unsealed_reason"], st
-    assert 12 in [d["pcr"] for d in st["pcrs_differ"]], st
-    assert_no_secret(console + json.dumps(st), sealed.device.disk.read_bytes())
+    assert [d["pcr"] for d in st["pcrs_differ"]] == [12], st
+    assert_no_secret(console + json.dumps(st), sb_off.device.disk.read_bytes())
+
+
+def test_secure_boot_on_boot_entry_cmdline_is_ignored(sb_on: SealedDevice,
+                                                      built_image: Path) -> None:
+    uefivars.add_boot_entry(sb_on.device.vars, UKI, _attack_cmdline(built_image))
+    st, console = sb_on.boot_status()
+    assert st["kernel_cmdline"] == _ref(built_image)["boot"]["cmdline"], st.get("kernel_cmdline")
+    assert ATTACK_WORD not in console
+    assert st["unsealed"] is True and st["credentials_state"] == "unsealed", st
+    assert_no_secret(console + json.dumps(st), sb_on.device.disk.read_bytes())
+
+
+def _unsigned(signed: bytes) -> bytes:
+    """The UKI without its Authenticode signature: certificate table cut, its directory entry
+    (IMAGE_DIRECTORY_ENTRY_SECURITY, PE Format §2.4.4) zeroed."""
+    img = pe.parse(signed)
+    off, size = img.cert_table
+    assert off and off + size == len(signed)
+    out = bytearray(signed[:off])
+    struct.pack_into("<II", out, img.data_dir_offset + 8 * 4, 0, 0)
+    return bytes(out)
+
+
+def _boot_is_refused(dev: SealedDevice) -> str:
+    """Boot and watch the console: OVMF refuses the UKI; the phone's prompt never comes."""
+    with dev.device.running("tcp") as run:
+        con = run.console
+        assert con is not None
+        try:
+            i = con.spawn.expect([r"Access Denied|Security Violation", r"phone> ",
+                                  pexpect.EOF], timeout=REFUSED_TIMEOUT)
+        finally:
+            con.close()
+            run.stop()
+    text = dev.console_text()
+    assert i == 0, text[-3000:]
+    return text
+
+
+@pytest.mark.parametrize("how", ["unsigned", "one byte changed"])
+def test_secure_boot_on_refuses_a_uki_not_signed_by_the_vendor(sb_on: SealedDevice,
+                                                              how: str) -> None:
+    sb_on.restore_golden()
+    disk = sb_on.device.disk
+    esp = flash.esp_offset(disk)
+    signed = uki_edit.read_uki(disk, esp)
+    if how == "unsigned":
+        bad = _unsigned(signed)
+    else:
+        bad, _note = uki_edit.change_section_byte(signed, "cmdline", None)
+    uki_edit.write_uki(disk, esp, bad)
+    text = _boot_is_refused(sb_on)
+    assert "Linux version" not in text  # the kernel never started
+    sb_on.restore_golden()
