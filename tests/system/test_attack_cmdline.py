@@ -147,3 +147,97 @@ def test_secure_boot_on_refuses_a_uki_not_signed_by_the_vendor(sb_on: SealedDevi
     text = _boot_is_refused(sb_on)
     assert "Linux version" not in text  # the kernel never started
     sb_on.restore_golden()
+
+
+# --- the EFI-shell attack, typed on the serial console (host_tools/console.py) ----------------
+DOWN = "\x1b[B"  # VT100 cursor down: what the edk2 terminal driver reads as SCAN_DOWN
+
+
+def _settle(con: Any, seconds: float) -> None:
+    """Let the firmware draw (and read what it printed) for *seconds*."""
+    try:
+        con.spawn.expect(pexpect.TIMEOUT, timeout=seconds)
+    except pexpect.EOF:
+        raise AssertionError("QEMU closed the console") from None
+
+
+def _to_efi_shell_entry(con: Any) -> None:
+    """ESC while OVMF starts -> its setup front page (UiApp); Boot Manager (third item); then
+    the "EFI Internal Shell" entry of the Boot Manager Menu, selected with Enter."""
+    for _ in range(400):
+        con.spawn.send("\x1b")
+        try:
+            con.spawn.expect_exact("Boot Manager", timeout=0.3)
+            break
+        except pexpect.TIMEOUT:
+            continue
+    else:
+        raise AssertionError("OVMF's setup page never came up: " + con.text()[-2000:])
+    _settle(con, 4.0)
+    con.spawn.send(DOWN)
+    _settle(con, 1.0)
+    con.spawn.send(DOWN)
+    _settle(con, 1.0)
+    con.spawn.send("\r")
+    con.spawn.expect_exact("Use the <^> and <v> keys", timeout=60)
+    menu = con.spawn.before
+    _settle(con, 3.0)
+    names = [n for n in ("UEFI Misc Device", "EFI Internal Shell", "file BOOTX64.EFI")
+             if n in menu]
+    names.sort(key=menu.index)
+    assert "EFI Internal Shell" in names, menu[-2000:]
+    for _ in range(names.index("EFI Internal Shell")):
+        con.spawn.send(DOWN)
+        _settle(con, 1.0)
+    con.spawn.send("\r")
+
+
+def test_secure_boot_off_efi_shell_cmdline_does_not_release_credentials(
+        sb_off: SealedDevice, built_image: Path) -> None:
+    sb_off.restore_golden()
+    sb_off.device.vars.unlink()  # fresh variables: OVMF's own boot entries only
+    attack = _attack_cmdline(built_image)
+    with sb_off.device.running("tcp") as run:
+        con = run.console
+        assert con is not None
+        try:
+            _to_efi_shell_entry(con)
+            con.spawn.expect_exact("Shell> ", timeout=120)
+            for ch in f"fs0:{UKI} {attack}\r":  # typed, one key at a time
+                con.spawn.send(ch)
+            run.wait_prompt(con, 300)
+            st = con.status()
+        finally:
+            run.shutdown(con)
+    console = sb_off.console_text()
+    # the shell started the UKI with the typed line as LoadOptions; systemd-stub used it
+    assert ATTACK_WORD in st["kernel_cmdline"], st.get("kernel_cmdline")
+    assert st["unsealed"] is False and st["state"] == "integrity-failed", st
+    assert "kernel command line overridden (PCR 12)" in st["unsealed_reason"], st
+    # PCR 4 moves too: OVMF measures the setup page and the shell it started (EV_EFI_BOOT_SERVICES_
+    # APPLICATION) before the UKI, so this path was refused by the old {4, 7, 11, 14} already
+    assert [d["pcr"] for d in st["pcrs_differ"]] == [4, 12], st
+    assert_no_secret(console + json.dumps(st), sb_off.device.disk.read_bytes())
+
+
+def test_secure_boot_on_refuses_the_efi_shell(sb_on: SealedDevice) -> None:
+    sb_on.restore_golden()
+    sb_on.device.vars.unlink()  # fresh enrolled variables: OVMF's own boot entries only
+    with sb_on.device.running("tcp") as run:
+        con = run.console
+        assert con is not None
+        try:
+            _to_efi_shell_entry(con)
+            # OVMF 2022.11's Boot Manager Menu answers a refused option with this line and
+            # returns to the menu (captured); with Secure Boot off the same keys start the shell
+            i = con.spawn.expect([r"Access Denied|Security Violation|Press any key to continue",
+                                  r"UEFI Interactive Shell|Shell> ", pexpect.EOF],
+                                 timeout=REFUSED_TIMEOUT)
+            _settle(con, 5.0)
+        finally:
+            con.close()
+            run.stop()
+    # the shell is not signed by the vendor's db key: OVMF does not start it
+    text = sb_on.console_text()
+    assert i == 0, text[-3000:]
+    assert "UEFI Interactive Shell" not in text and "Shell> " not in text
