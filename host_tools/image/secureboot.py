@@ -24,6 +24,7 @@ EFI_SIGNATURE_DATA (owner GUID + DER certificate) that verified the image.
 from __future__ import annotations
 
 import datetime
+import struct
 import subprocess
 import tempfile
 import uuid
@@ -35,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from host_tools.image import predict
+from host_tools.image import pe, predict
 from host_tools.qemu import uefivars
 
 OVMF_VARS_TEMPLATE = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -62,11 +63,13 @@ class SbKey:
             serialization.Encoding.DER)
 
 
-def load_or_create_keys(keys_dir: Path) -> dict[str, SbKey]:
+def load_or_create_keys(keys_dir: Path, create: bool = True) -> dict[str, SbKey]:
     out = {}
     for role in KEY_ROLES:
         k = SbKey(role, keys_dir / f"secureboot-{role}.key", keys_dir / f"secureboot-{role}.pem")
-        if not k.cert.is_file():
+        if not k.cert.is_file() or not k.key.is_file():
+            if not create:
+                raise SecureBootError(f"no Secure Boot {role} key {k.key} / {k.cert}")
             _create(k)
         out[role] = k
     return out
@@ -103,6 +106,30 @@ def sign_pe(data: bytes, db: SbKey, signing_time: int) -> bytes:
             raise SecureBootError(f"osslsigncode sign failed ({proc.returncode}): "
                                   f"{(proc.stderr or proc.stdout).strip()[-500:]}")
         return dst.read_bytes()
+
+
+# signing time of a UKI re-signed by the tamper tool (any fixed value: nobody checks it)
+TAMPER_SIGNING_TIME = 1767225600
+_SECURITY_DIR_INDEX = 4  # IMAGE_DIRECTORY_ENTRY_SECURITY (PE Format §2.4, data directories)
+
+
+def is_signed(data: bytes) -> bool:
+    return pe.parse(data).cert_table != (0, 0)
+
+
+def strip_signature(data: bytes) -> bytes:
+    """*data* without its Authenticode signature: the certificate table (which signing appends
+    at the end of the file) cut off and its data-directory entry zeroed."""
+    img = pe.parse(data)
+    off, size = img.cert_table
+    if (off, size) == (0, 0):
+        return data
+    if off + size != len(data):
+        raise SecureBootError(f"certificate table at {off}+{size} is not at the end of the "
+                              f"{len(data)}-byte image")
+    out = bytearray(data[:off])
+    struct.pack_into("<II", out, img.data_dir_offset + 8 * _SECURITY_DIR_INDEX, 0, 0)
+    return bytes(out)
 
 
 def enroll_vars(keys: dict[str, SbKey], dest: Path, template: Path = OVMF_VARS_TEMPLATE) -> None:

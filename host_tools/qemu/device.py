@@ -117,7 +117,7 @@ class Device:
     def prepare(self, reflash: bool = False) -> list[str]:
         """Create the device's state on first use (or re-copy the image with *reflash*).
         Returns notes for the user (e.g. that the flash is older than the built image)."""
-        notes = []
+        notes: list[str] = []
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tpm_dir.mkdir(exist_ok=True)
         self._prepare_vars(notes)

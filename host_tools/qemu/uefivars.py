@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
-from virt.firmware.efi import devpath, ucs16  # type: ignore[import-untyped]
-from virt.firmware.varstore import edk2  # type: ignore[import-untyped]
+from virt.firmware.efi import devpath, ucs16
+from virt.firmware.varstore import edk2
 
 # A fixed timestamp for authenticated variables (EFI_VARIABLE_AUTHENTICATION_2's TimeStamp):
 # virt-firmware stamps "now", which would make the enrolled template differ on every build.

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from pathlib import Path
 from typing import Any, Iterator
 
 import pexpect
 import pytest
 
-from host_tools.image import pe
+from host_tools.image import secureboot
 from host_tools.qemu import uefivars
 from host_tools.tamper import flash, uki_edit
 from tests.system.sealing_support import SealedDevice, assert_no_secret
@@ -105,17 +104,6 @@ def test_secure_boot_on_boot_entry_cmdline_is_ignored(sb_on: SealedDevice,
     assert_no_secret(console + json.dumps(st), sb_on.device.disk.read_bytes())
 
 
-def _unsigned(signed: bytes) -> bytes:
-    """The UKI without its Authenticode signature: certificate table cut, its directory entry
-    (IMAGE_DIRECTORY_ENTRY_SECURITY, PE Format §2.4.4) zeroed."""
-    img = pe.parse(signed)
-    off, size = img.cert_table
-    assert off and off + size == len(signed)
-    out = bytearray(signed[:off])
-    struct.pack_into("<II", out, img.data_dir_offset + 8 * 4, 0, 0)
-    return bytes(out)
-
-
 def _boot_is_refused(dev: SealedDevice) -> str:
     """Boot and watch the console: OVMF refuses the UKI; the phone's prompt never comes."""
     with dev.device.running("tcp") as run:
@@ -140,7 +128,7 @@ def test_secure_boot_on_refuses_a_uki_not_signed_by_the_vendor(sb_on: SealedDevi
     esp = flash.esp_offset(disk)
     signed = uki_edit.read_uki(disk, esp)
     if how == "unsigned":
-        bad = _unsigned(signed)
+        bad = secureboot.strip_signature(signed)
     else:
         bad, _note = uki_edit.change_section_byte(signed, "cmdline", None)
     uki_edit.write_uki(disk, esp, bad)
