@@ -29,6 +29,8 @@ def _open(path: Path) -> tuple[object, object]:
         return store, store.get_varlist()
     except (OSError, ValueError, RuntimeError) as e:
         raise VarsError(f"{path}: not an edk2 variable store ({e})") from None
+    except SystemExit:  # virt-firmware exits (after logging) when it finds no variable store
+        raise VarsError(f"{path}: not an edk2 variable store (no NV variable volume found)") from None
 
 
 def add_boot_entry(path: Path, filepath: str, options: str | None, boot_next: bool = True) -> int:
