@@ -46,8 +46,9 @@ def _attack_cmdline(image: Path) -> str:
     return f"{_ref(image)['boot']['cmdline']} loglevel=7 {ATTACK_WORD}"
 
 
-def _sb_off_image(image: Path, dest: Path) -> Path:
-    """The same disk, no enrolled variable store, PCRs 4 and 7 predicted for Secure Boot off."""
+def _sb_off_image(image: Path, dest: Path, pcr_policy: list[int] | None = None) -> Path:
+    """The same disk, no enrolled variable store, PCRs 4 and 7 predicted for Secure Boot off
+    (and another sealing PCR set with *pcr_policy*)."""
     dest.mkdir()
     for name in ("disk.img", "BOOTX64.EFI", "vendor-pubkey.pem"):
         os.symlink(image / name, dest / name)
@@ -55,6 +56,8 @@ def _sb_off_image(image: Path, dest: Path) -> Path:
     off = ref["secure_boot"]["pcrs_secure_boot_off"]
     ref["pcrs"]["sha256"].update(off)
     ref["secure_boot"] = {"enabled": False}
+    if pcr_policy is not None:
+        ref["pcr_policy"] = pcr_policy
     (dest / "reference.json").write_text(json.dumps(ref))
     return dest
 
@@ -69,10 +72,34 @@ def sb_off(built_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 @pytest.fixture(scope="module")
+def old_policy(built_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealedDevice]:
+    """Secure Boot off and the policy before issue 9, {4, 7, 11, 14}: the attack's control."""
+    base = tmp_path_factory.mktemp("attack-old-policy")
+    d = SealedDevice(_sb_off_image(built_image, base / "image", [4, 7, 11, 14]), base,
+                     name="attack-old", secure_boot=False)
+    d.provision()
+    yield d
+
+
+@pytest.fixture(scope="module")
 def sb_on(built_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SealedDevice]:
     d = SealedDevice(built_image, tmp_path_factory.mktemp("attack-sb-on"), name="attack-on")
     d.provision()
     yield d
+
+
+def test_control_without_pcr12_the_boot_entry_attack_releases_the_credentials(
+        old_policy: SealedDevice, built_image: Path) -> None:
+    """The attack is real: sealed to {4, 7, 11, 14} (the policy before issue 9), the phone
+    booted with the attacker's command line gets its SIP account from the TPM. This is what the
+    PCR 12 test below refuses; if this ever stops releasing, the attack test proves nothing."""
+    attack = _attack_cmdline(built_image)
+    old_policy.device.prepare()
+    uefivars.add_boot_entry(old_policy.device.vars, UKI, attack)
+    st, console = old_policy.boot_status()
+    assert st["kernel_cmdline"] == attack, st.get("kernel_cmdline")
+    assert st["unsealed"] is True and st["credentials_state"] == "unsealed", st
+    assert_no_secret(console + json.dumps(st), old_policy.device.disk.read_bytes())
 
 
 def test_secure_boot_off_boot_entry_cmdline_is_used_but_credentials_stay_sealed(
