@@ -14,6 +14,8 @@ APT_PACKAGES=(
   squashfs-tools libc6-dev
   # test oracles: TCG structures and event logs
   tpm2-tools osslsigncode
+  # UEFI Secure Boot: sbverify cross-checks the signed UKI (osslsigncode signs it)
+  sbsigntool
   # test oracle: dm-verity hash trees (veritysetup)
   cryptsetup-bin
   # real SIP peers for interop tests

@@ -19,6 +19,13 @@ def _read(path):
         return f.read()
 
 
+def _kernel_cmdline(path="/proc/cmdline"):
+    try:
+        return _read(path).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+
+
 class PhoneDevice:
     def __init__(self, run_dir=RUN_DIR, tpm_device=TPM_DEVICE, firmware_log=FIRMWARE_LOG, broker=None):
         self.run_dir = run_dir
@@ -88,6 +95,9 @@ class PhoneDevice:
         }
         if st.get("reason"):
             out["reason"] = st["reason"]
+        cmdline = _kernel_cmdline()
+        if cmdline is not None:
+            out["kernel_cmdline"] = cmdline  # what the kernel really got (an override shows here)
         getuid = getattr(os, "getuid", None)
         if getuid is not None:
             out["uid"] = getuid()  # the stage loader drops root before starting the phone

@@ -44,6 +44,12 @@ def component_differences(reference, measured):
     return out
 
 
+# What a changed PCR means, where one cause explains it (docs/pcr-map.md).  PCR 12: systemd-stub
+# measures a command line taken from the boot entry's LoadOptions (an override of the UKI's
+# .cmdline, possible with Secure Boot off) and credentials from the ESP; the image has neither.
+PCR_MEANING = {12: "kernel command line overridden (PCR 12)"}
+
+
 def reason_text(tpm_refusal, pcrs_differ, components_differ):
     """One line for the console: the TPM's refusal first, then the PCRs and components."""
     parts = ["TPM refused the sealed credentials (%s)" % tpm_refusal]
@@ -52,6 +58,9 @@ def reason_text(tpm_refusal, pcrs_differ, components_differ):
             ", ".join(str(d["pcr"]) for d in pcrs_differ), "s" if len(pcrs_differ) == 1 else ""))
     else:
         parts.append("the PCRs match the policy's recorded values (the blobs or their policy were changed)")
+    for d in pcrs_differ:
+        if d["pcr"] in PCR_MEANING:
+            parts.append(PCR_MEANING[d["pcr"]])
     for d in components_differ:
         parts.append("component %s %s" % (d["name"], {"differs": "differs from the reference",
                                                      "missing": "is missing",

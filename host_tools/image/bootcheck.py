@@ -29,6 +29,9 @@ from host_tools.swtpm_proc import Swtpm, stop_process
 
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+OVMF_CODE_SECBOOT = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
+SECBOOT_ARGS = ("-global", "driver=cfi.pflash01,property=secure,value=on")
+ENROLLED_VARS_NAME = "OVMF_VARS.secboot.fd"  # host_tools/image/secureboot.py
 FW_CFG_SWITCH = "name=opt/org.trustedphone/pcrdump,string=1"
 CONSOLE_PROMPT = "phone> "
 PCRS_BEGIN, PCRS_END = "-----BEGIN PCRS-----", "-----END PCRS-----"
@@ -64,10 +67,15 @@ def parse_console(text: str) -> tuple[dict[int, bytes], bytes]:
     return pcrs, log
 
 
-def qemu_command(disk: Path, vars_copy: Path, tpm_args: list[str], memory_mb: int) -> list[str]:
-    return ["qemu-system-x86_64", "-machine", "q35", "-accel", "tcg", "-m", str(memory_mb),
+def qemu_command(disk: Path, vars_copy: Path, tpm_args: list[str], memory_mb: int,
+                 secure_boot: bool = False) -> list[str]:
+    # Secure Boot: the SMM build of OVMF, q35 with SMM, secure pflash (host_tools/qemu/device.py)
+    code = OVMF_CODE_SECBOOT if secure_boot else OVMF_CODE
+    return ["qemu-system-x86_64", "-machine", "q35,smm=on" if secure_boot else "q35",
+            "-accel", "tcg", "-m", str(memory_mb),
             "-nodefaults", "-display", "none", "-serial", "stdio", "-nic", "none",
-            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            *(SECBOOT_ARGS if secure_boot else ()),
+            "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
             "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
             "-drive", f"if=virtio,format=raw,file={disk}", *RNG_ARGS,
             "-fw_cfg", FW_CFG_SWITCH, *tpm_args]
@@ -85,14 +93,16 @@ def parse_console_pcrs(answer: str) -> dict[int, bytes]:
 
 def boot_and_dump(disk: Path, memory_mb: int = 512, timeout: float = 300.0,
                   stage_timeout: float = 180.0) -> BootDump:
-    """Boot a throw-away copy of *disk* with a fresh swtpm; return what /init printed."""
+    """Boot a throw-away copy of *disk* with a fresh swtpm; return what /init printed. With
+    Secure Boot when the build wrote its enrolled variable store beside the disk."""
+    enrolled = disk.parent / ENROLLED_VARS_NAME
     with tempfile.TemporaryDirectory(prefix="bootcheck-") as tmp:
         work = Path(tmp)
         shutil.copyfile(disk, work / "disk.img")  # the guest may write to its data partition
-        shutil.copyfile(OVMF_VARS, work / "OVMF_VARS.fd")
+        shutil.copyfile(enrolled if enrolled.is_file() else OVMF_VARS, work / "OVMF_VARS.fd")
         with Swtpm(work / "tpm", work / "sock") as tpm:
             cmd = qemu_command(work / "disk.img", work / "OVMF_VARS.fd", tpm.qemu_args(),
-                               memory_mb)
+                               memory_mb, enrolled.is_file())
             t0 = time.monotonic()
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, start_new_session=True)
@@ -173,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     ap = argparse.ArgumentParser(prog="python -m host_tools.image.bootcheck")
     ap.add_argument("build_dir", type=Path)
-    ap.add_argument("--pcrs", default="4,5,7,9,11,14")
+    ap.add_argument("--pcrs", default="4,5,7,9,11,12,14")
     ap.add_argument("--save-log", type=Path, help="write the firmware event log here")
     ap.add_argument("--save-console", type=Path)
     args = ap.parse_args(argv)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from host_tools import kernel_fetch
-from host_tools.image import (bundle, devca, disk, initramfs, modules, pe, predict, sysimage, uki,
-                              userland)
+from host_tools.image import (bundle, devca, disk, initramfs, modules, pe, predict, secureboot,
+                              sysimage, uki, userland)
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_SCHEMA = 1
@@ -210,6 +210,19 @@ def build(opts: BuildOptions) -> BuildResult:
     sections = {".osrel": osrel(opts.board, version), ".cmdline": cmdline.encode(),
                 ".linux": kernel.vmlinuz.read_bytes(), ".initrd": initrd}
     uki_bytes = uki.build_uki(uki.DEFAULT_STUB, sections, out / UKI_NAME)
+    secure_boot = desc.get("secure_boot", False)
+    if not isinstance(secure_boot, bool):
+        raise BuildError("board.json: 'secure_boot' must be true or false")
+    sb_keys = secureboot.load_or_create_keys(keys) if secure_boot else {}
+    enrolled_vars = out / secureboot.ENROLLED_VARS_NAME
+    if secure_boot:
+        # signed with the vendor's db key; the board's OVMF variables get PK/KEK/db enrolled
+        # (host_tools/image/secureboot.py); devices start from that store (host_tools/qemu)
+        uki_bytes = secureboot.sign_pe(uki_bytes, sb_keys["db"], _int(desc, "source_date_epoch"))
+        (out / UKI_NAME).write_bytes(uki_bytes)
+        secureboot.enroll_vars(sb_keys, enrolled_vars)
+    else:
+        enrolled_vars.unlink(missing_ok=True)
     (out / "cmdline.txt").write_text(cmdline)
     (out / "osrel.txt").write_bytes(sections[".osrel"])
     lap("uki")
@@ -228,8 +241,9 @@ def build(opts: BuildOptions) -> BuildResult:
     # 5. Prediction.
     with disk_path.open("rb") as f:
         disk_head = f.read(disk.MIB)
-    events = (predict.pcr4_events(uki_bytes) + predict.pcr5_events(disk_head)
-              + predict.pcr7_events()
+    events = (predict.pcr4_events(uki_bytes, secure_boot) + predict.pcr5_events(disk_head)
+              + (secureboot.pcr7_events(enrolled_vars, sb_keys["db"].cert_der()) if secure_boot
+                 else predict.pcr7_events())
               + predict.pcr9_events(cmdline, initrd) + predict.pcr11_events(uki_bytes)
               + predict.pcr14_events([(c.name, c.sha256) for c in components],
                                      (opts.board, version, counter)))
@@ -241,6 +255,16 @@ def build(opts: BuildOptions) -> BuildResult:
         "bundle_version": version,
         "anti_rollback_counter": counter,
         "pcr_policy": desc.get("pcr_policy"),
+        "secure_boot": ({"enabled": True, "vars": secureboot.ENROLLED_VARS_NAME,
+                         "owner": str(secureboot.VENDOR_OWNER),
+                         "db_cert_sha256": predict.sha256(sb_keys["db"].cert_der()).hex(),
+                         # the PCRs that differ when the same disk boots with Secure Boot off
+                         # (plain OVMF, no keys): 4 gains the kernel's LoadImage, 7 the empty
+                         # key databases; for tests and for a vendor that ships without keys
+                         "pcrs_secure_boot_off": {str(k): v.hex() for k, v in predict.pcr_values(
+                             predict.pcr4_events(uki_bytes) + predict.pcr7_events()).items()
+                             if k in (4, 7)}}
+                        if secure_boot else {"enabled": False}),
         "bundle": {"board": opts.board, "bundle_version": version,
                    "anti_rollback_counter": counter, "pcr": bundle.PHONE_PCR,
                    "sha256": predict.sha256(

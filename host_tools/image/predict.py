@@ -7,8 +7,10 @@ Each function returns the ordered list of digests that the named party extends i
 * PCR 4 (OVMF, TCG PC Client PFP §10.4.4 / §3.3.4.5): the EV_EFI_ACTION "Calling EFI Application
   from Boot Option" when BDS starts the boot option, the EV_SEPARATOR OVMF writes to PCRs 0-7 at
   ReadyToBoot, then EV_EFI_BOOT_SERVICES_APPLICATION with the Authenticode digest of every image
-  started through LoadImage: the UKI, and then the kernel that systemd-stub 252 loads from the
-  UKI's .linux section with LoadImage.
+  started through LoadImage: the UKI, and then (Secure Boot off only) the kernel that
+  systemd-stub 252 loads from the UKI's .linux section with LoadImage.  With Secure Boot on the
+  stub hands over to the kernel without LoadImage (the Debian kernel is not signed by our db):
+  no kernel event (captured from OVMF 2022.11 + systemd-stub 252, host_tools/image/secureboot.py).
 * PCR 7 (OVMF, PFP §3.3.4.8): EV_EFI_VARIABLE_DRIVER_CONFIG for SecureBoot, PK, KEK, db, dbx
   (each the digest of a UEFI_VARIABLE_DATA), then the separator.  With Secure Boot disabled
   nothing else is added (no EV_EFI_VARIABLE_AUTHORITY).
@@ -21,6 +23,11 @@ Each function returns the ordered list of digests that the named party extends i
 * PCR 5 (OVMF, PFP §3.3.4.6 and §10.4.4): the separator, the EV_EFI_GPT_EVENT of the boot
   disk (UEFI_GPT_DATA: the GPT header, then the number of used entries and those entries),
   then the two EV_EFI_ACTION events around the kernel's ExitBootServices call.
+* PCR 12 (systemd-stub 252): the kernel command line when it comes from the boot entry's
+  LoadOptions instead of the UKI's .cmdline (only possible with Secure Boot off), and credentials
+  or system extensions picked up from the ESP. The image has none of these, so nothing is
+  extended and PCR 12 keeps its reset value, zero; in the sealing policy it makes any override
+  refuse the credentials (issue 9).
 * PCR 14 (our stage loader, ``firmware.boot``, event format ``firmware.eventlog.writer``): first
   the EV_EVENT_TAG "bundle" event whose digest is the SHA-256 of its own event data (board, bundle
   version, anti-rollback counter: docs/eventlog.md), then one EV_EVENT_TAG per bundle component in
@@ -83,17 +90,19 @@ def uefi_variable_data(guid: uuid.UUID, name: str, data: bytes) -> bytes:
             + name.encode("utf-16-le") + data)
 
 
-def pcr4_events(uki: bytes) -> list[Event]:
+def pcr4_events(uki: bytes, secure_boot: bool = False) -> list[Event]:
     img = pe.parse(uki)
     kernel = img.section_data(".linux")
-    return [
+    events = [
         Event(4, "EV_EFI_ACTION", sha256(CALLING_EFI_APP), CALLING_EFI_APP.decode()),
         Event(4, "EV_SEPARATOR", sha256(SEPARATOR_DATA), "separator"),
         Event(4, "EV_EFI_BOOT_SERVICES_APPLICATION", pe.authenticode_digest(uki),
               "UKI \\EFI\\BOOT\\BOOTX64.EFI (Authenticode)"),
-        Event(4, "EV_EFI_BOOT_SERVICES_APPLICATION", pe.authenticode_digest(kernel),
-              "kernel from UKI .linux (Authenticode)"),
     ]
+    if not secure_boot:
+        events.append(Event(4, "EV_EFI_BOOT_SERVICES_APPLICATION", pe.authenticode_digest(kernel),
+                            "kernel from UKI .linux (Authenticode)"))
+    return events
 
 
 # OVMF_VARS_4M.fd as shipped (no keys enrolled): SecureBoot holds one byte 0, the key
@@ -216,8 +225,13 @@ def pcr14_events(components: list[tuple[str, bytes]],
     return events
 
 
+# PCRs the image's boot never extends, predicted at their reset value (PCRs 0-15 start at zero,
+# TPM 2.0 Part 1 §17.1; PC Client PTP).  A measured override moves them.
+UNEXTENDED_PCRS = (12,)
+
+
 def pcr_values(events: list[Event]) -> dict[int, bytes]:
-    by_pcr: dict[int, list[bytes]] = {}
+    by_pcr: dict[int, list[bytes]] = {p: [] for p in UNEXTENDED_PCRS}
     for e in events:
         by_pcr.setdefault(e.pcr, []).append(e.digest)
     return {pcr: replay(d) for pcr, d in sorted(by_pcr.items())}

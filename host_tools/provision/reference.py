@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 _HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
-DEFAULT_PCRS = [4, 7, 11, 14]
+DEFAULT_PCRS = [4, 7, 11, 12, 14]
 
 
 class ReferenceError(ValueError):

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forward-media", action="store_true",
                    help="with --net: after boot, forward the RTP/RTCP ports the phone reports "
                         "(status media_port) from 127.0.0.1 so host softphones can send it media")
+    p.add_argument("--no-secure-boot", action="store_true",
+                   help="boot without Secure Boot (plain OVMF, no keys; PCRs 4 and 7 differ from "
+                        "reference.json, so a sealed device does not unseal)")
     p.add_argument("--memory", type=int, default=512, metavar="MB")
     p.add_argument("--board", default=BOARD)
     p.add_argument("--image-dir", type=Path, metavar="DIR",
@@ -159,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     config = DeviceConfig(board=args.board, build_dir=args.image_dir,
                           devices_dir=args.devices_dir, memory_mb=args.memory, kvm=args.kvm,
                           network=args.net, host_forwards=args.hostfwd,
-                          forward_media=args.forward_media)
+                          forward_media=args.forward_media,
+                          secure_boot=False if args.no_secure_boot else None)
     try:
         device = Device(args.device, config)
         for note in device.prepare(reflash=args.reflash):

@@ -39,6 +39,11 @@ REPO = Path(__file__).resolve().parents[2]
 BOARD = "qemu-x86_64"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+# Secure Boot (issue 9): the SMM build of OVMF keeps the variable store out of the OS's reach; it
+# needs q35 with SMM and the pflash marked secure (only SMM code may write it).
+OVMF_CODE_SECBOOT = Path("/usr/share/OVMF/OVMF_CODE_4M.secboot.fd")
+SECBOOT_ARGS = ("-global", "driver=cfi.pflash01,property=secure,value=on")
+ENROLLED_VARS_NAME = "OVMF_VARS.secboot.fd"  # host_tools/image/secureboot.py writes it
 QEMU = "qemu-system-x86_64"
 DISK_NAME = "disk.img"
 # The board's hardware RNG: QEMU's virtio-rng fed from the host's /dev/urandom. OVMF then offers
@@ -73,6 +78,9 @@ class DeviceConfig:
     # picks its own ports, so several phones from one image can run side by side.
     forward_media: bool = False
     extra_qemu_args: list[str] = field(default_factory=list)
+    # UEFI Secure Boot with the vendor's keys: None follows the build (on when it wrote the
+    # enrolled variable store); False boots the old way (plain OVMF, no keys), for attack tests.
+    secure_boot: bool | None = None
 
 
 class Device:
@@ -96,6 +104,9 @@ class Device:
         if (self.config.host_forwards or self.config.forward_media) and not self.config.network:
             raise DeviceError("host forwards need the network (--net)")
         self.monitor_path = self.dir / "qmp.sock"
+        self.enrolled_vars = self.build_dir / ENROLLED_VARS_NAME
+        self.secure_boot = (self.enrolled_vars.is_file() if self.config.secure_boot is None
+                            else self.config.secure_boot)
 
     # --- state ----------------------------------------------------------------------------
 
@@ -106,11 +117,10 @@ class Device:
     def prepare(self, reflash: bool = False) -> list[str]:
         """Create the device's state on first use (or re-copy the image with *reflash*).
         Returns notes for the user (e.g. that the flash is older than the built image)."""
-        notes = []
+        notes: list[str] = []
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tpm_dir.mkdir(exist_ok=True)
-        if not self.vars.exists():
-            shutil.copyfile(OVMF_VARS, self.vars)
+        self._prepare_vars(notes)
         if reflash or not self.disk.exists():
             if not self.image.is_file():
                 raise DeviceError(f"no image {self.image}: run `make image` first")
@@ -122,6 +132,27 @@ class Device:
             notes.append(f"note: {self.image} is newer than this device's flash; "
                          "use --reflash to boot the new image")
         return notes
+
+    def _prepare_vars(self, notes: list[str]) -> None:
+        """The device's UEFI variables: with Secure Boot, a copy of the build's store with the
+        vendor's PK/KEK/db enrolled (this is the enrollment: at provisioning, which prepares the
+        device, or at the first boot of an unprovisioned one); without, OVMF's empty store. A
+        store of the other kind is replaced (its boot entries are lost; the keys are the point)."""
+        if self.secure_boot and not self.enrolled_vars.is_file():
+            raise DeviceError(f"no enrolled variable store {self.enrolled_vars}: the build has "
+                              "Secure Boot off (board.json secure_boot) or `make image` did not run")
+        if self.vars.exists():
+            from host_tools.qemu import uefivars
+            try:
+                enrolled = uefivars.variable_data(self.vars, "PK") is not None
+            except uefivars.VarsError:
+                enrolled = not self.secure_boot  # unreadable: replace it
+            if enrolled == self.secure_boot:
+                return
+            notes.append(f"{self.vars}: {'enrolling Secure Boot keys' if self.secure_boot else 'Secure Boot off: fresh variables without keys'}")
+        tmp = self.vars.with_suffix(".tmp")
+        shutil.copyfile(self.enrolled_vars if self.secure_boot else OVMF_VARS, tmp)
+        os.replace(tmp, self.vars)
 
     def lock(self) -> None:
         """One QEMU per device: its TPM state and flash are not shareable."""
@@ -143,11 +174,14 @@ class Device:
 
     def qemu_command(self, tpm_args: list[str], serial_chardev: str) -> list[str]:
         accel = "kvm" if self.config.kvm else "tcg"
-        cmd = [QEMU, "-machine", "q35", "-accel", accel, "-m", str(self.config.memory_mb),
+        code = OVMF_CODE_SECBOOT if self.secure_boot else OVMF_CODE
+        cmd = [QEMU, "-machine", "q35,smm=on" if self.secure_boot else "q35", "-accel", accel,
+               "-m", str(self.config.memory_mb),
                "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                "-chardev", f"{serial_chardev},logfile={self.console_log}",
                "-serial", "chardev:ser0",
-               "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+               *(SECBOOT_ARGS if self.secure_boot else ()),
+               "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
                "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
                "-drive", f"if=virtio,format=raw,file={self.disk}",
                *RNG_ARGS, *tpm_args]

@@ -14,7 +14,9 @@ catch it (``make verify DEVICE=NAME``).  One of:
 
 ``--resign yes`` (default) rewrites the manifest and signs it with the development key, as a
 compromised build server would; ``--resign no`` leaves manifest and signature stale (the stage
-loader then refuses to start the components).  Exit status 0 done, 2 bad request (unknown device,
+loader then refuses to start the components).  A UKI signed for Secure Boot is re-signed with the
+db key in ``--keys-dir`` by ``--resign yes`` (it boots; PCRs 4 and 11 change) and keeps its stale
+signature with ``--resign no`` (OVMF refuses to start it).  Exit status 0 done, 2 bad request (unknown device,
 component, offset) or a device that is running, 1 a tool failed.
 """
 
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from host_tools.image import bundle
+from host_tools.image import bundle, secureboot
 from host_tools.qemu.device import BOARD, REPO, Device, DeviceConfig, DeviceError
 from host_tools.tamper import bundle_ops, flash, uki_edit
 from host_tools.tamper.bundle_ops import TamperError
@@ -62,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="its anti-rollback counter (default: the current one minus 1)")
     p.add_argument("--signing-key", type=Path, default=DEFAULT_KEY, metavar="PEM",
                    help=f"Ed25519 key to re-sign with (default {DEFAULT_KEY.relative_to(REPO)})")
+    p.add_argument("--keys-dir", type=Path, default=REPO / "build" / "keys", metavar="DIR",
+                   help="where the Secure Boot db key is (secureboot-db.key/.pem) to re-sign a "
+                        "signed UKI with (default build/keys)")
     p.add_argument("--create", action="store_true",
                    help="flash a new device from the built image first if it does not exist")
     p.add_argument("--board", default=BOARD)
@@ -121,12 +126,24 @@ def _component_op(args: argparse.Namespace, disk: Path) -> str:
 
 
 def _uki_op(args: argparse.Namespace, disk: Path) -> str:
-    if args.resign == "no":
+    off = flash.esp_offset(disk)
+    old = uki_edit.read_uki(disk, off)
+    signed = secureboot.is_signed(old)
+    if args.resign == "no" and not signed:
         raise TamperError("the UKI is not signed on this board (no Secure Boot): --resign does "
                           "not apply to --uki")
-    off = flash.esp_offset(disk)
-    new, note = uki_edit.change_section_byte(uki_edit.read_uki(disk, off), args.uki,
-                                             args.offset)
+    if signed and args.resign == "yes":
+        # Secure Boot: a compromised build server signs with the vendor's db key (the boot then
+        # starts, and PCRs 4/11 catch the change)
+        db = secureboot.load_or_create_keys(args.keys_dir, create=False)["db"]
+        new, note = uki_edit.change_section_byte(secureboot.strip_signature(old), args.uki,
+                                                 args.offset)
+        new = secureboot.sign_pe(new, db, secureboot.TAMPER_SIGNING_TIME)
+        note += f"; UKI re-signed with the Secure Boot db key {db.key}"
+    else:
+        new, note = uki_edit.change_section_byte(old, args.uki, args.offset)
+        if signed:  # OVMF with the vendor's keys refuses to start it
+            note += "; Authenticode signature left stale (Secure Boot refuses the UKI)"
     uki_edit.write_uki(disk, off, new)
     return note
 

@@ -22,11 +22,13 @@ PIN = b"739104"
 
 
 class SealedDevice:
-    def __init__(self, image: Path, base: Path, name: str = "sealing") -> None:
+    def __init__(self, image: Path, base: Path, name: str = "sealing",
+                 secure_boot: bool | None = None) -> None:
         self.image = image
         self.name = name
         self.devices = base / "devices"
-        self.device = Device(name, DeviceConfig(board=BOARD, build_dir=image, devices_dir=self.devices))
+        self.device = Device(name, DeviceConfig(board=BOARD, build_dir=image, devices_dir=self.devices,
+                                                secure_boot=secure_boot))
         self.inputs = base / "inputs"
         self.inputs.mkdir(parents=True)
         (self.inputs / "secrets.json").write_text(json.dumps(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 import shutil
 import subprocess
 import tarfile
@@ -63,7 +64,7 @@ def _sha(path: Path) -> str:
 
 
 OUTPUTS = ("disk.img", "reference.json", "BOOTX64.EFI", "initrd.img", "bundle.tar",
-           "vendor-pubkey.pem")
+           "vendor-pubkey.pem", "OVMF_VARS.secboot.fd")
 
 
 def test_two_builds_are_byte_identical(first: BuildResult, inputs: tuple[Path, Path],
@@ -181,14 +182,44 @@ def test_pcr11_matches_systemd_measure_on_built_uki(first: BuildResult, tmp_path
     assert json.loads(out)["sha256"][0]["hash"] == ref["pcrs"]["sha256"]["11"]
 
 
-def test_uki_authenticode_matches_osslsigncode(first: BuildResult, tmp_path: Path) -> None:
-    from tests.unit.host.test_image_pe import osslsigncode_digest
+def test_uki_is_signed_by_the_db_key_and_its_authenticode_digest_matches(
+        first: BuildResult, inputs: tuple[Path, Path]) -> None:
+    # the build signs the UKI (Secure Boot, host_tools/image/secureboot.py): sbverify and
+    # osslsigncode (independent Authenticode implementations) accept it with the db certificate,
+    # and osslsigncode's digest of the signed file is the PCR 4 prediction
+    _repo, keys = inputs
     uki = first.out / "BOOTX64.EFI"
-    _signed, oracle = osslsigncode_digest(uki, tmp_path)
+    sb = subprocess.run(["sbverify", "--cert", str(keys / "secureboot-db.pem"), str(uki)],
+                        capture_output=True, text=True, check=False)
+    assert sb.returncode == 0 and "Signature verification OK" in sb.stdout + sb.stderr, sb
+    out = subprocess.run(["osslsigncode", "verify", "-CAfile", str(keys / "secureboot-db.pem"),
+                          "-in", str(uki)], capture_output=True, text=True, check=False).stdout
+    m = re.search(r"Calculated message digest\s*:\s*([0-9A-Fa-f]{64})", out)
+    assert m and re.search(r"Current message digest\s*:\s*" + m.group(1), out), out
+    assert "Signing time: Jan  1 00:00:00 2026 GMT" in out  # SOURCE_DATE_EPOCH, not the clock
     data = uki.read_bytes()
-    assert pe.authenticode_digest(data + b"\0" * (-len(data) % 8)) == oracle
     ref = json.loads((first.out / "reference.json").read_text())
-    assert ref["boot"]["uki_authenticode_sha256"] == pe.authenticode_digest(data).hex()
+    assert ref["boot"]["uki_authenticode_sha256"] == pe.authenticode_digest(data).hex() \
+        == m.group(1).lower()
+    assert [e["digest"] for e in ref["events"] if e["type"] == "EV_EFI_BOOT_SERVICES_APPLICATION"] \
+        == [m.group(1).lower()]  # Secure Boot on: systemd-stub starts the kernel without LoadImage
+    # a different db certificate does not verify it
+    other = subprocess.run(["sbverify", "--cert", str(keys / "secureboot-kek.pem"), str(uki)],
+                           capture_output=True, text=True, check=False)
+    assert other.returncode != 0
+
+
+def _tpm2_eventlog_pcr7(text: str) -> list[tuple[str, str]]:
+    """(EventType, sha256 digest) of PCR 7's events in tpm2_eventlog's YAML-ish output."""
+    out = []
+    for block in text.split("- EventNum:")[1:]:
+        if not re.search(r"^\s*PCRIndex: 7$", block, re.M):
+            continue
+        etype = re.search(r"EventType: (\w+)", block)
+        dig = re.search(r"AlgorithmId: sha256\s+Digest: \"([0-9a-f]{64})\"", block)
+        assert etype and dig, block
+        out.append((etype.group(1), dig.group(1)))
+    return out
 
 
 @pytest.mark.slow
@@ -196,10 +227,25 @@ def test_boot_measures_what_was_predicted(first: BuildResult, inputs: tuple[Path
     from host_tools.image.bootcheck import boot_and_dump, compare
     ref = json.loads((first.out / "reference.json").read_text())
     dump = boot_and_dump(first.disk)
-    assert compare(ref, dump.pcrs, [4, 5, 7, 9, 11]) == []
+    assert compare(ref, dump.pcrs, [4, 5, 7, 9, 11, 12]) == []
+    # nothing overrides the command line: systemd-stub extends nothing into PCR 12 (issue 9)
+    assert dump.pcrs[12] == b"\0" * 32 and ref["pcrs"]["sha256"]["12"] == "00" * 32
     # the firmware log replays to the TPM's PCRs, and its events are the predicted ones
     log = parse_log(dump.eventlog)
     replayed = fw_replay(log, banks=("sha256",))["sha256"]
+    assert [e for e in log.events if e.pcr == 12] == []
+    # PCR 7 with the vendor's keys (TCG PC Client PFP §3.3.4.8): SecureBoot, PK, KEK, db, dbx,
+    # separator, the db certificate that verified the UKI; tpm2_eventlog (an independent parser)
+    # reads the same event types and digests from the real OVMF log
+    assert [e["type"] for e in ref["events"] if e["pcr"] == 7] == (
+        ["EV_EFI_VARIABLE_DRIVER_CONFIG"] * 5 + ["EV_SEPARATOR", "EV_EFI_VARIABLE_AUTHORITY"])
+    log_file = first.out / "boot-eventlog.bin"
+    log_file.write_bytes(dump.eventlog)
+    yaml_ish = subprocess.run(["tpm2_eventlog", str(log_file)], capture_output=True, text=True,
+                              check=True).stdout
+    log_file.unlink()
+    pcr7 = _tpm2_eventlog_pcr7(yaml_ish)
+    assert pcr7 == [(e["type"], e["digest"]) for e in ref["events"] if e["pcr"] == 7], pcr7
     for pcr in (4, 5, 7, 9, 11):
         assert replayed[pcr] == dump.pcrs[pcr], pcr
         real = [(e.type_name, e.digest("sha256").hex()) for e in log.events if e.pcr == pcr]

@@ -86,7 +86,8 @@ def boot_and_verify(image: Image, name: str, tamper: list[str],
     note = ""
     if tamper:
         rc = tamper_main(["--device", name, "--image-dir", str(image.out), "--devices-dir",
-                          str(image.devices), "--signing-key", str(image.key), *tamper])
+                          str(image.devices), "--signing-key", str(image.key),
+                          "--keys-dir", str(image.key.parent), *tamper])  # Secure Boot db key
         note = capsys.readouterr().out
         assert rc == 0, note
     with device.boot(timeout=BOOT_TIMEOUT) as con:

@@ -116,7 +116,7 @@ def provisioned(env: Env) -> Iterator[Env]:
 def test_provision_writes_the_store_and_sets_the_tpm(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     assert _provision(env) == 0
     out = capsys.readouterr()
-    assert "provisioned phone1: sip-account, user-secret sealed (authorized policy, PCRs 4,7,11,14" in out.out
+    assert "provisioned phone1: sip-account, user-secret sealed (authorized policy, PCRs 4,7,11,12,14" in out.out
     raw = (env.device / "disk.img").read_bytes()
     offset, _ = disk.find_partition(env.device / "disk.img")
     assert raw[offset:offset + 8] == b"PHSEALED"
@@ -124,8 +124,8 @@ def test_provision_writes_the_store_and_sets_the_tpm(env: Env, capsys: pytest.Ca
         assert needle not in raw  # nowhere on the flash, in the clear
         assert needle not in (out.out + out.err).encode()
     meta = _store(env)
-    assert meta["policy"] == "authorized" and meta["pcrs"] == [4, 7, 11, 14]
-    assert meta["expected"] == {k: v for k, v in V1["pcrs"]["sha256"].items() if k in ("4", "7", "11", "14")}
+    assert meta["policy"] == "authorized" and meta["pcrs"] == [4, 7, 11, 12, 14]
+    assert meta["expected"] == {k: v for k, v in V1["pcrs"]["sha256"].items() if k in ("4", "7", "11", "12", "14")}
     assert [s["anti_rollback"] for s in meta["authorized"]["signed"]] == [1]
     for o in meta["objects"]:
         assert not parse_public(bytes.fromhex(o["public"]))["objectAttributes"] & C.TPMA_OBJECT_USERWITHAUTH
@@ -256,7 +256,7 @@ def test_update_refuses_what_would_not_unseal(provisioned: Env, capsys: pytest.C
     other["pcr_policy"] = [7, 14]
     env.write_reference(other)
     assert update_cli.main(env.common()) == 3
-    assert "the device's policy uses [4, 7, 11, 14]" in capsys.readouterr().err
+    assert "the device's policy uses [4, 7, 11, 12, 14]" in capsys.readouterr().err
     assert (env.device / "disk.img").read_bytes() == before  # nothing shipped
 
 

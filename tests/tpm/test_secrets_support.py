@@ -41,8 +41,9 @@ def make_reference(version: str = "1.0.0", rollback: int = 1, app: str = "phone-
     events += [{"pcr": 14, "digest": c["sha256"]} for c in comps]
     events.append({"pcr": 14, "digest": _d("separator")})
     pcrs = reference.replay(events)
+    pcrs.setdefault(12, bytes(32))  # nothing overrides the command line: PCR 12 stays zero
     return {"schema_version": 1, "board": board, "image_version": version,
-            "anti_rollback_counter": rollback, "pcr_policy": [4, 7, 11, 14], "components": comps,
+            "anti_rollback_counter": rollback, "pcr_policy": [4, 7, 11, 12, 14], "components": comps,
             "events": events, "pcrs": {"sha256": {str(k): v.hex() for k, v in sorted(pcrs.items())}}}
 
 
@@ -64,7 +65,9 @@ def rebuilt(doc: dict[str, Any]) -> dict[str, Any]:
     """A reference for what *doc* measures (its predictions recomputed from its events): what an
     attacker's own build tooling would produce."""
     out = copy.deepcopy(doc)
-    out["pcrs"] = {"sha256": {str(k): v.hex() for k, v in sorted(reference.replay(doc["events"]).items())}}
+    pcrs = reference.replay(doc["events"])
+    pcrs.setdefault(12, bytes(32))
+    out["pcrs"] = {"sha256": {str(k): v.hex() for k, v in sorted(pcrs.items())}}
     return out
 
 

@@ -152,6 +152,16 @@ def test_pcr_and_component_diagnosis():
                     "differs from the sealed policy; component phone-app differs from the reference")
 
 
+def test_pcr12_difference_is_named_as_a_command_line_override():
+    # issue 9: a boot entry's LoadOptions replace the UKI's .cmdline and land in PCR 12 only
+    exp = {4: b"\x11" * 32, 12: b"\x00" * 32, 14: b"\x22" * 32}
+    d = diagnose.pcr_differences(exp, {4: b"\x11" * 32, 12: b"\x5a" * 32, 14: b"\x22" * 32})
+    assert [x["pcr"] for x in d] == [12]
+    text = diagnose.reason_text("TPM_RC_VALUE at TPM2_PolicyAuthorize", d, [])
+    assert text == ("TPM refused the sealed credentials (TPM_RC_VALUE at TPM2_PolicyAuthorize); PCR 12 "
+                    "differs from the sealed policy; kernel command line overridden (PCR 12)")
+
+
 def test_released_wipes_and_never_shows_secrets():
     a = bytearray(b"hunter2-secret")
     r = R.Released({"sip-account": a})
