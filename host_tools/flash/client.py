@@ -66,7 +66,9 @@ class SmpLink:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             try:
-                data = self.port.read(4096)
+                # what is waiting, or block for one byte up to the port timeout: a fixed-size
+                # read would sit out the whole timeout on every short answer
+                data = self.port.read(self.port.in_waiting or 1)
             except serial.SerialException as e:
                 raise FlashError(f"serial link failed: {e}") from None
             if not data:
