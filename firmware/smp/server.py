@@ -21,16 +21,17 @@ BUF_COUNT = 2
 
 
 class SmpServer:
-    """`slots`: firmware.update.slots.Slots; `new_upload(sink, length, sha) -> Upload`;
-    `on_reset()` runs after the reset answer is sent (the caller reboots);
-    `on_confirm(counter)` raises the anti-rollback floor after a trial image is confirmed."""
+    """`backend` holds the slots (firmware.update.local.LocalBackend on a directory, or the
+    stage loader's broker on the phone): images(), set_state(hash, confirm) -> counter or None,
+    erase(slot), begin_upload() -> sink, finish_upload(upload). `new_upload(sink, length, sha)
+    -> Upload`. `on_confirm(counter)` runs after a trial image is confirmed. `reset_requested`
+    tells the caller to reboot once the answer is sent."""
 
-    def __init__(self, slots, new_upload, on_confirm=None):
-        self.slots = slots
+    def __init__(self, backend, new_upload, on_confirm=None):
+        self.slots = backend
         self.new_upload = new_upload
         self.on_confirm = on_confirm
         self.upload = None
-        self.upload_bank = None
         self.reset_requested = False
         self.events = []
 
@@ -106,7 +107,6 @@ class SmpServer:
 
     def _abort_upload(self):
         self.upload = None
-        self.upload_bank = None
 
     def _upload(self, req):
         off = _int(req, "off")
@@ -122,19 +122,16 @@ class SmpServer:
                     self.events.append("update: resuming at byte %d" % self.upload.offset)
                     return {"off": self.upload.offset}
             else:
-                bank = self.slots.begin_write()
-                sink = self.slots.flash.sink(bank)
-                sink.truncate(0)
-                self.upload = self.new_upload(sink, length, sha)
-                self.upload_bank = bank
+                self.upload = None
+                self.upload = self.new_upload(self.slots.begin_upload(), length, sha)
                 self.events.append("update: receiving %d bytes into slot 1" % length)
         elif self.upload is None:
             raise UploadRefused(IMG_INVALID_OFFSET, "chunk at offset %d without an upload in progress" % off)
         nxt = self.upload.write(off, data)
         if self.upload.done:
-            up, bank = self.upload, self.upload_bank
-            self.slots.written(bank, up.manifest, up.digest)
+            up = self.upload
             self._abort_upload()
+            self.slots.finish_upload(up)
             self.events.append("update: slot 1 holds version %s, checked (signature, board, "
                                "counter, every component)" % up.manifest["bundle_version"])
             return {"off": nxt, "match": True}

@@ -17,6 +17,7 @@ from firmware.smp import serial as smpserial
 from firmware.smp.server import SmpServer
 from firmware.update import slots as S
 from firmware.update.flash_dir import DirFlash
+from firmware.update.local import LocalBackend
 from firmware.update.upload import Upload
 
 
@@ -33,7 +34,7 @@ class PtyDevice:
             self.flash.sink("a").write(0, factory)
         self.slots = S.Slots(self.flash, rec)
         self.slots.save()
-        self.server = SmpServer(self.slots, self._new_upload, on_confirm=self._raise_floor)
+        self.server = SmpServer(LocalBackend(self.slots), self._new_upload, on_confirm=self._raise_floor)
         self.text: list[bytes] = []
         self.seen_events: list[str] = []
         self.corrupt = 0          # damage the next N continuation lines on the wire (one bit)
