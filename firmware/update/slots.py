@@ -27,7 +27,7 @@ class SlotError(Exception):
     """A state change SMP asked for is not allowed now; `rc` is the IMG_MGMT_ERR code."""
 
     def __init__(self, rc, reason):
-        Exception.__init__(self, reason)
+        super().__init__(reason)
         self.rc = rc
         self.reason = reason
 
@@ -74,7 +74,10 @@ def parse(data):
 
 
 def encode(rec):
-    return json.dumps(rec, sort_keys=True).encode("utf-8")
+    try:
+        return json.dumps(rec, sort_keys=True).encode("utf-8")
+    except TypeError:  # MicroPython's json has no sort_keys; the order does not matter to parse
+        return json.dumps(rec).encode("utf-8")
 
 
 def choose(rec):

@@ -38,7 +38,7 @@ class UploadRefused(Exception):
     the message is the one line the console and `status` show (never any image bytes)."""
 
     def __init__(self, rc, reason):
-        Exception.__init__(self, reason)
+        super().__init__(reason)
         self.rc = rc
         self.reason = reason
 
