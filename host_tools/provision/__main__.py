@@ -114,9 +114,18 @@ def _run(args: argparse.Namespace) -> int:
         roots, intermediates = manufacturer.known_cas(keys_dir)
         ca = device_ca.load_or_create(keys_dir)
 
+        refs_path = dev.build_dir / "references.json"
+        refs = (refs_path.read_text(), refs_path.with_name("references.sig").read_bytes().hex()) \
+            if refs_path.is_file() else None
+
         def enroll(tpm: _fw.TpmClient, srk: int, auth: hierarchy.HierarchyAuth) -> dict[str, object]:
-            return identity.enroll(tpm, args.device, srk, None, auth.owner, auth.endorsement, ca,
-                                   roots, intermediates)
+            rec = identity.enroll(tpm, args.device, srk, None, auth.owner, auth.endorsement, ca,
+                                  roots, intermediates)
+            if refs is not None:
+                # the vendor-signed reference set (firmware/attest/trust.py): the phone judges
+                # peers with it; the signature is checked where it is used, not here
+                rec["references"], rec["references_sig"] = refs
+            return rec
     record_path = hierarchy.record_path(dev.dir)
     record = hierarchy.read_record(record_path)
     dev.lock()
