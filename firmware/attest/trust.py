@@ -94,20 +94,6 @@ def load(references, signature, vendor_pubkey_pem, device_cas):
     return Trust(device_cas, parse_references(doc))
 
 
-def from_record(record, vendor_pubkey_pem):
-    """Trust of this phone: the store's "attestation" record (firmware/secrets/store.py: the device
-    CA and the reference set provisioning installed) and the vendor key of the initramfs
-    (/opt/phone/vendor-pubkey.pem, firmware/boot/partitions.py VENDOR_KEY_PATHS)."""
-    if not isinstance(record, dict) or "references" not in record or "device_ca" not in record:
-        raise TrustError("this device has no reference set: provision it from an image built "
-                         "with references.json")
-    try:
-        sig = bytes.fromhex(record.get("references_sig", ""))
-    except ValueError:
-        raise TrustError("attestation.references_sig is not hex")
-    return load(record["references"].encode("utf-8"), sig, vendor_pubkey_pem, [record["device_ca"]])
-
-
 def _text(obj, key, where):
     v = obj.get(key)
     if not isinstance(v, str) or not 0 < len(v) <= MAX_TEXT:

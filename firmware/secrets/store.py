@@ -221,7 +221,6 @@ def validate(meta):
 
 
 MAX_PEM = 8192
-MAX_REFERENCES = 128 * 1024
 
 
 def _pem(obj, key, label, where):
@@ -243,15 +242,6 @@ def attestation_record(a):
     unhex(_need(a, "ak_name", str, w), w + "ak_name", 34)
     _pem(a, "ak_cert", "CERTIFICATE", w)
     _pem(a, "device_ca", "CERTIFICATE", w)
-    # the vendor-signed reference set (firmware/attest/trust.py), so this phone judges peers
-    # offline; optional: a device provisioned from an image without one has none. Only the form
-    # is checked here; trust.from_record checks the vendor's signature before using it.
-    if "references" in a or "references_sig" in a:
-        refs = _need(a, "references", str, w)
-        if not 0 < len(refs) <= MAX_REFERENCES:
-            raise ParseError("attestation.references must be 1..%d characters" % MAX_REFERENCES,
-                             field=w + "references")
-        unhex(_need(a, "references_sig", str, w), w + "references_sig", 64)
     return a
 
 

@@ -108,20 +108,3 @@ def test_captured_golden_evidence():
     j = appraise(ev, NONCE, _trust())
     assert j.level == "failed" and j.why.startswith("PCR digest: pcrDigest ")
 
-
-def test_trust_from_the_stores_attestation_record():
-    from firmware.secrets import store
-    rec = {"ak_handle": 0x81020000, "ak_name": "000b" + "00" * 32, "ak_cert": _read("device-ca.pem", "r"),
-           "device_ca": _read("device-ca.pem", "r"), "references": _read("references.json").decode(),
-           "references_sig": _read("references.sig").hex()}
-    assert store.attestation_record(rec) is rec
-    t = T.from_record(rec, _read("vendor-pubkey.pem"))
-    assert t.device_cas == [rec["device_ca"]] and t.min_version == "0.1.0"
-    bad = dict(rec, references_sig="00" * 64)
-    e = raises(T.TrustError, T.from_record, bad, _read("vendor-pubkey.pem"))
-    assert str(e) == "references.json: signature does not verify with the vendor key"
-    del rec["references"]
-    e = raises(T.TrustError, T.from_record, rec, _read("vendor-pubkey.pem"))
-    assert str(e).startswith("this device has no reference set")
-    e = raises(Exception, store.attestation_record, dict(rec, references_sig="00"))
-    assert "references" in str(e)
