@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hmac
 import os
 from typing import Any
@@ -96,7 +97,6 @@ def verify_ek_chain(cert: x509.Certificate, roots: list[x509.Certificate],
                     intermediates: list[x509.Certificate]) -> list[x509.Certificate]:
     """The chain [ek, ..., root] if `cert` chains to one of `roots` through `intermediates`
     (signatures, issuer names, CA basic constraints, validity now); IdentityError otherwise."""
-    import datetime
     now = datetime.datetime.now(datetime.timezone.utc)
     chain = [cert]
     for _ in range(4):

@@ -275,6 +275,16 @@ def test_provision_enrolls_the_ak_and_refuses_a_tpm_from_an_unknown_manufacturer
     assert "does not chain to a known TPM manufacturer CA" in err and "no AK certificate" in err
     with pytest.raises(ParseError):
         store.unpack(disk.read_partition(env.device / "disk.img"))  # nothing was written
+    # a garbage --manufacturer-ca is a clear error; the rogue manufacturer's root, given
+    # explicitly, is accepted (the control: this TPM enrolls once its maker is known)
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    assert _provision(env, "--manufacturer-ca", str(tmp_path / "junk.pem")) == 2
+    assert "--manufacturer-ca" in capsys.readouterr().err
+    rogue = manufacturer.ca_workdir(tmp_path / "rogue-keys") / "localca"
+    bundle = tmp_path / "rogue-manufacturer.pem"
+    bundle.write_bytes((rogue / manufacturer.ROOT_CERT).read_bytes() + (rogue / manufacturer.ISSUER_CERT).read_bytes())
+    assert _provision(env, "--manufacturer-ca", str(bundle)) == 0
+    assert _store(env)["attestation"]["ak_handle"] == identity.AK_HANDLE
     # the same device without attestation still provisions (sealing only)
     assert _provision(env, "--no-attestation") == 0
     assert "attestation" not in _store(env)
