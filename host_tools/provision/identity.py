@@ -168,7 +168,6 @@ _HASH_IDS = {0x000B: "sha256", 0x000C: "sha384"}
 def ek_policy_branches(name_alg: int, auth_policy: bytes) -> list[bytes] | None:
     """None when the EK's authPolicy is PolicyA itself; the PolicyOR branch list [A, C] when it is
     PolicyOR(A, C); IdentityError for any other policy (fail closed: nothing else is satisfied)."""
-    import hashlib
     name = _HASH_IDS.get(name_alg)
     if name is None:
         raise IdentityError(f"EK nameAlg 0x{name_alg:04x} is not supported")
