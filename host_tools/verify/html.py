@@ -11,6 +11,8 @@ from __future__ import annotations
 import html
 from typing import Any
 
+GOOD = ("ok", "known")  # "known": an unknown image's component whose digest some image has
+
 COLORS = {"verified": "#1a7f37", "outdated": "#9a6700", "unknown": "#bc4c00",
           "failed": "#cf222e", "unattested": "#57606a"}
 
@@ -70,7 +72,7 @@ def render(judgement: dict[str, Any], device: str | None = None, nonce: str | No
         out.append("<table><tr><th>component</th><th>status</th><th>version</th>"
                    "<th>reference</th><th>sha256</th><th>reference sha256</th></tr>")
         for c in comps:
-            bad = c["status"] != "ok"
+            bad = c["status"] not in GOOD
             out.append('<tr class="component"><td class="%s">%s</td><td class="%s">%s</td>'
                        "<td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>" % (
                            "bad" if bad else "", _e(c["name"]), "bad" if bad else "ok",

@@ -96,7 +96,7 @@ def format_text(j: dict[str, Any], device: str | None = None) -> str:
             r["pcr"], (r["replayed"] or "-")[:16], (r["quoted"] or "-")[:16],
             (r["expected"] or "-")[:16]))
     for c in j["components"]:
-        if c["status"] != "ok":
+        if c["status"] not in ("ok", "known"):
             lines.append("  %-12s %s %s (reference %s) sha256 %s (reference %s)" % (
                 c["status"], c["name"], c.get("version") or "-", c.get("expected_version") or "-",
                 (c.get("sha256") or "-")[:16], (c.get("expected_sha256") or "-")[:16]))
