@@ -222,12 +222,12 @@ def appraise(evidence, expected_nonce, trust, now=None):
         return j
     run.ok(CHECK_REPLAY, "%s log%s replay to the quoted PCRs" % (
         " and ".join(n for n, _ in logs), "s" if len(logs) > 1 else ""))
-    return _compare(run, logs, values, table, trust.references, ev["board"])
+    return _compare(run, logs, values, table, trust.references, quoted)
 
 
-def _compare(run, logs, values, table, refs, claimed_board):
-    """Steps after a successful replay: the events are evidence now."""
-    phone = _phone_events(logs)
+def _compare(run, logs, values, table, refs, quoted):
+    """Steps after a successful replay: the events of the quoted PCRs are evidence now."""
+    phone = _phone_events(logs, quoted)
     bundle, comps, separated, problem = phone
     differs = []
     j = Judgement(levels.UNKNOWN, "", run.checks)
@@ -240,7 +240,7 @@ def _compare(run, logs, values, table, refs, claimed_board):
         j.differs = differs
         j.why = problem
         return j
-    board, version, counter, bundle_digest = bundle
+    board, version, counter, bundle_digest, bundle_pcr = bundle
     image = trust_mod.find_image(refs, board, version)
     if board != refs["board"] or image is None:
         run.fail(CHECK_IMAGE, "image %s for board %s is not in the vendor's reference set"
@@ -259,7 +259,8 @@ def _compare(run, logs, values, table, refs, claimed_board):
     expected = image["components"]
     got = dict((c["name"], c) for c in comps)
     names = [c["name"] for c in comps]
-    if bundle_digest != image["bundle_sha256"] or counter != image["anti_rollback_counter"]:
+    if bundle_digest != image["bundle_sha256"] or counter != image["anti_rollback_counter"] \
+            or bundle_pcr != image["pcr"]:
         differs.append("bundle")
     for i, e in enumerate(expected):
         c = got.get(e["name"])
@@ -340,15 +341,22 @@ def _row(c, e, status):
             "expected_sha256": _hex(e["sha256"]) if e else None, "status": status}
 
 
-def _phone_events(logs):
-    """(bundle (board, version, counter, digest) or None, components [{name, version, sha256,
-    pcr}], PCRs closed by a separator, problem or None) from the replayed logs' tagged events."""
+def _phone_events(logs, quoted):
+    """(bundle (board, version, counter, digest, PCR) or None, components [{name, version, sha256,
+    pcr}], PCRs closed by a separator, problem or None) from the replayed logs' tagged events.
+    Only events of quoted PCRs count: an event in a PCR the quote leaves out was never compared
+    with the TPM, so it is a claim, not evidence."""
     bundle = None
     comps = []
     separated = set()
+    unquoted = None
     for name, log in logs:
         pos = log.header.banks.index(BANK)
         for e in log.events:
+            if e.pcr not in quoted:
+                if unquoted is None and e.type == EV_EVENT_TAG:
+                    unquoted = (name, e.number, e.pcr)
+                continue
             if e.type == EV_SEPARATOR:
                 separated.add(e.pcr)
                 continue
@@ -365,11 +373,14 @@ def _phone_events(logs):
                         name, e.number)
                 if e.pcr in separated:
                     return None, comps, separated, "bundle event after the separator"
-                bundle = (b[0], b[1], b[2], e.digest_values[pos])
+                bundle = (b[0], b[1], b[2], e.digest_values[pos], e.pcr)
             elif c is not None:
                 comps.append({"name": c[0], "version": c[1], "sha256": e.digest_values[pos],
                               "pcr": e.pcr if e.pcr not in separated else -1})
     if bundle is None:
+        if unquoted is not None:
+            return None, comps, separated, ("no bundle event in a quoted PCR (%s log event %d is in"
+                                            " PCR %d, which the quote does not cover)" % unquoted)
         return None, comps, separated, "no bundle event in the logs: no vendor image was measured"
     return bundle, comps, separated, None
 

@@ -226,3 +226,23 @@ def test_signature_and_nonce_verdicts_agree_with_tpm2_checkquote(world: World, t
     ev["signature"] = b64encode(w.bytes())
     assert _checkquote(tmp_path, ev, NONCE) != 0
     assert appraise(ev, NONCE, world.trust).why.startswith("quote signature: ")
+
+
+def test_bundle_event_in_another_pcr_is_not_the_image(world: World) -> None:
+    """A loader that measures the vendor's bundle identity into PCR 13 and its own components into
+    14: the bundle event names the vendor image, but PCR 13 is not quoted, so it is no evidence.
+    (Before the appraiser ignored events of unquoted PCRs, this log was reported as image 0.1.0,
+    unknown only through PCR 14.)"""
+    from firmware.eventlog import writer
+    banks = ("sha256",)
+    log = writer.spec_id_event(banks) + writer.measure_bundle(A.BOARD, "0.1.0", 1, banks, pcr=13)[1]
+    for name, data in A.COMPONENTS:
+        log += writer.measure_component(name, "0.1.0", data, banks)[1]
+    log += writer.separator_event(banks)[1]
+    from tests.tpm.test_secrets_support import reboot
+    reboot(world.device.tpm)
+    world.device.boot(A.FIRMWARE_LOG, log)
+    j = appraise(world.evidence(phone=log), NONCE, world.trust)
+    assert j.level == levels.UNKNOWN and j.differs == ["bundle"] and j.image_version is None, (j.differs, j.why)
+    assert j.why == ("no bundle event in a quoted PCR (phone log event 1 is in PCR 13, which the "
+                     "quote does not cover)")
