@@ -60,6 +60,20 @@ def verifier_command(ev: Evidence, reference: Path, extra: list[str]) -> list[st
             *pcrs, *extra]
 
 
+def has_attestation_key(device: Device) -> bool:
+    """The device's store (data partition of its flash) holds an "attestation" record."""
+    from firmware.secrets import store
+    from host_tools.provision import disk
+
+    if not device.disk.is_file():
+        return False
+    try:
+        meta = store.unpack(disk.read_partition(device.disk))  # type: ignore[no-untyped-call]
+    except (ValueError, OSError, disk.DiskError):
+        return False  # blank or unreadable store: not provisioned (the boot will say more)
+    return isinstance(meta, dict) and "attestation" in meta
+
+
 def _appraise(name: str, attested: bytes, nonce: bytes, trust: object, out: Path,
               extra: list[str]) -> int:
     """The quote path's verdict; `extra` may hold --json and --html FILE."""
@@ -104,13 +118,20 @@ def main(argv: list[str] | None = None) -> int:
     # Attestation when the device has an attestation key and the image a signed reference set:
     # a fresh nonce, the TPM's quote, appraised (host_tools/verify/quote.py). Otherwise the log
     # verifier below, which believes the PCR values the console prints.
+    # Whether the device has an AK is read from its flash before the boot, never asked of the
+    # phone (a compromised phone would say "no key" to get the log verifier); once it has one, a
+    # quote that fails is a failure, not a reason to believe the console instead.
     trust = None
-    if (device.build_dir / "references.json").is_file():
+    if has_attestation_key(device):
         try:
             trust = quote.load_trust(device.build_dir)
         except InputError as e:
             print(f"verify: error: {e}", file=sys.stderr)
             return EXIT_USAGE
+    else:
+        print(f"verify: {device.name} has no attestation key in its store: checking the logs and "
+              "PCR values its console reports (a compromised phone can forge them)",
+              file=sys.stderr)
     nonce = quote.fresh_nonce()
     attested: bytes | None = None
     try:
@@ -118,11 +139,8 @@ def main(argv: list[str] | None = None) -> int:
             if trust is not None:
                 try:
                     attested = quote.ask_quote(con, nonce)
-                except quote.NoAttestationKey as e:
-                    print(f"verify: {e}; verifying the console's logs and PCRs instead",
-                          file=sys.stderr)
                 except InputError as e:
-                    print(f"verify: error: {e}", file=sys.stderr)
+                    print(f"attestation of {device.name}: FAILED: {e}")
                     return 1
             if attested is None:
                 ev = fetch_evidence(con, device.dir / "verify")
