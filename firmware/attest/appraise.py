@@ -156,7 +156,7 @@ def appraise(evidence, expected_nonce, trust, now=None):
     if attest["extraData"] != nonce:
         return run.failed(CHECK_NONCE, "quote's extraData %s is not the nonce %s"
                           % (_short(attest["extraData"]), _short(nonce)))
-    if ev["nonce"] != nonce.hex():
+    if bytes.fromhex(ev["nonce"]) != nonce:
         return run.failed(CHECK_NONCE, "evidence nonce field %s is not the nonce %s"
                           % (_short(bytes.fromhex(ev["nonce"])), _short(nonce)))
     run.ok(CHECK_NONCE, "extraData = %s" % _short(nonce))
