@@ -11,6 +11,7 @@ pexpect spawn, so labgrid's own tools work on the line too.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable
 
 import attr
@@ -104,6 +105,17 @@ class PhoneConsoleDriver(Driver, ConsoleProtocol):  # type: ignore[misc]  # labg
         return index, spawn.before, spawn.match, spawn.after
 
     # --- boot markers (for PhoneStrategy) ------------------------------------------------
+
+    def settle(self, quiet: float = 2.0, limit: float = 30.0) -> None:
+        """Wait until the line has been quiet for *quiet* seconds: each empty line typed to get
+        a prompt from a phone still booting comes back as one more prompt later, which the next
+        command would take for its answer."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                self.console.spawn.read_nonblocking(65536, timeout=quiet)
+            except pexpect.TIMEOUT:
+                return
 
     def wait_for(self, text: str, timeout: float,
                  alive: Callable[[], None] | None = None) -> None:

@@ -150,3 +150,5 @@ class PhoneStrategy(Strategy):  # type: ignore[misc]  # labgrid is untyped
                                                    poke=poke)
         except ConsoleError as e:
             raise StrategyError(f"prompt: {e}") from None
+        if poke:
+            self.phone_console.settle()

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import pexpect
 import pytest
 
 from host_tools.console import Console
@@ -53,6 +55,18 @@ def target_option(config: pytest.Config) -> str | None:
     # conftest (pytest tests/hil ...); PHONE_TARGET works from any invocation.
     value = config.getoption("--target", default=None) or os.environ.get("PHONE_TARGET")
     return str(value) if value else None
+
+
+def settle(con: Console, quiet: float = 2.0, limit: float = 30.0) -> None:
+    """Wait until the line has been quiet for *quiet* seconds: the empty lines wait_prompt typed
+    while a board was still booting each come back as one more prompt, which the first command
+    would otherwise take for its answer."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            con.spawn.read_nonblocking(65536, timeout=quiet)
+        except pexpect.TIMEOUT:
+            return
 
 
 def image_dir() -> Path:
@@ -148,6 +162,7 @@ def hil(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
     if target is not None:
         with Console.open(target) as con:
             con.wait_prompt(timeout=120)
+            settle(con)
             yield Hil(direct=con, options={"pin_file": str(LAB_DATA / "pin")})
         return
     if not (image_dir() / "disk.img").is_file():

@@ -165,7 +165,8 @@ class Proc:
     def __init__(self, cmd: list[str], log: Path) -> None:
         self.log = log
         with log.open("wb") as out:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+            # cwd: the coordinator keeps places.yaml and resources.yaml in its working directory
+            self.proc = subprocess.Popen(cmd, cwd=log.parent, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
 
     def text(self) -> str:
@@ -235,9 +236,9 @@ def test_remote_place_runs_the_suite(hil: Hil, tmp_path: Path) -> None:
              "--lg-coordinator", coordinator, f"--junitxml={junit}", *REMOTE_TESTS],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=900, check=False)
         assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-        suite = ET.parse(junit).getroot()
-        suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
-        assert suite is not None
+        root = ET.parse(junit).getroot()
+        suite = root if root.tag == "testsuite" else root.find("testsuite")
+        assert suite is not None, ET.tostring(root)[:500]
         assert (suite.get("tests"), suite.get("failures"), suite.get("errors"),
                 suite.get("skipped")) == (str(len(REMOTE_TESTS)), "0", "0", "0"), suite.attrib
         names = sorted(c.get("name") or "" for c in suite.iter("testcase"))
