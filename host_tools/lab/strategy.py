@@ -14,7 +14,9 @@ States (``Status``):
 Without a power driver (a place shared through a labgrid coordinator whose power port is not
 ours, a board switched by hand) only ``prompt`` is reachable: the strategy then attaches to the
 running phone and pokes the line until a prompt answers. ``cycle()`` is a power cycle through
-the power driver (``PowerProtocol.cycle``), checked by the same three markers.
+the power driver (``PowerProtocol.cycle``), checked by the same three markers. Before it cuts
+the power of a phone at its prompt the strategy types ``poweroff`` (``clean_poweroff``): the
+phone shuts its TPM down first, as it does when a user switches it off.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import enum
 from typing import Any
 
 import attr
+from labgrid.binding import BindingState
 from labgrid.driver.exception import ExecutionError
 from labgrid.factory import target_factory
 from labgrid.step import step
@@ -52,6 +55,10 @@ class PhoneStrategy(Strategy):  # type: ignore[misc]  # labgrid is untyped
     firmware_marker: str = attr.ib(default=FIRMWARE_MARKER, validator=attr.validators.instance_of(str))
     stage_marker: str = attr.ib(default=STAGE_MARKER, validator=attr.validators.instance_of(str))
     boot_timeout: float = attr.ib(default=300.0, converter=float)
+    # Before the power is cut at the prompt, `poweroff` on the console: the phone sends
+    # TPM2_Shutdown (Part 3 §9.4) first. A power loss after a PIN was used in that boot costs a
+    # dictionary-attack try at the next TPM2_Startup (docs/sealing.md "PIN guessing").
+    clean_poweroff: bool = attr.ib(default=True, validator=attr.validators.instance_of(bool))
 
     @property
     def phone_console(self) -> PhoneConsoleDriver:
@@ -85,6 +92,7 @@ class PhoneStrategy(Strategy):  # type: ignore[misc]  # labgrid is untyped
             return
         if status == Status.off:
             power = self._need_power(status)
+            self._console_poweroff()
             self.target.deactivate(self.console)
             self.target.activate(power)
             power.off()
@@ -114,6 +122,7 @@ class PhoneStrategy(Strategy):  # type: ignore[misc]  # labgrid is untyped
         """A power cycle through the power driver (PowerProtocol.cycle), then the same checked
         path firmware -> stage_loader -> prompt."""
         power = self._need_power(Status.firmware)
+        self._console_poweroff()
         self.target.deactivate(self.console)
         self.target.activate(power)
         power.cycle()
@@ -137,6 +146,15 @@ class PhoneStrategy(Strategy):  # type: ignore[misc]  # labgrid is untyped
                 self.target.activate(self.power)
             self.target.activate(self.console)
         self.status = status
+
+    def _console_poweroff(self) -> None:
+        if not (self.clean_poweroff and self.status == Status.prompt
+                and self.console.state is BindingState.active):
+            return
+        try:
+            self.phone_console.console.poweroff(timeout=60)
+        except ConsoleError:
+            pass   # it did not answer: the power is cut anyway
 
     def _expect(self, marker: str, status: Status) -> None:
         try:
