@@ -74,16 +74,21 @@ def test_console_command_on_a_pty() -> None:
     master, slave, name = _pty()
 
     def phone() -> None:
-        line = b""
-        os.write(master, b"boot...\r\n" + PROMPT.encode())
-        while not line.endswith(b"\n"):
-            line += os.read(master, 1024)
-        os.write(master, line.replace(b"\n", b"\r\n") + b"pong\r\n" + PROMPT.encode())
+        # answers line by line (pyserial flushes what arrived before it opened the port, so the
+        # phone speaks only when spoken to): an empty line gets a prompt, "ping" gets "pong"
+        buf = b""
+        while b"ping\n" not in buf:
+            chunk = os.read(master, 1024)
+            buf += chunk
+            if chunk.endswith(b"\n") and b"ping" not in chunk:
+                os.write(master, b"\r\n" + PROMPT.encode())
+        os.write(master, b"ping\r\npong\r\n" + PROMPT.encode())
 
     th = threading.Thread(target=phone)
     th.start()
     try:
         with Console(open_port(name)) as con:
+            con.spawn.sendline("")
             con.wait_prompt(timeout=10, poke=False)
             assert con.command("ping", timeout=10) == "pong\n"
     finally:
