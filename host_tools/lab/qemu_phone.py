@@ -53,8 +53,9 @@ class QemuPhone(Resource):  # type: ignore[misc]  # labgrid is untyped
         network: user-mode network (the phone registers and calls through the host)
         secrets: provisioning input (JSON, ``python -m host_tools.provision --secrets``)
         pin_file: the user PIN for provisioning
-        fresh: on the first power-on in this process, start from a new TPM and a fresh copy of
-            the image (and provision it when ``secrets`` is given); false keeps the device's state
+        fresh: on the first power-on in this process, delete the device's state (TPM, flash,
+            variables) and start from a new TPM and a fresh copy of the image, provisioned when
+            ``secrets`` is given; default false: the device keeps its state like a real phone
     Relative paths are relative to the environment file.
     """
 
@@ -64,7 +65,7 @@ class QemuPhone(Resource):  # type: ignore[misc]  # labgrid is untyped
     network: bool = attr.ib(default=True, validator=_bool)
     secrets: str | None = attr.ib(default=None, validator=_opt_str)
     pin_file: str | None = attr.ib(default=None, validator=_opt_str)
-    fresh: bool = attr.ib(default=True, validator=_bool)
+    fresh: bool = attr.ib(default=False, validator=_bool)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
