@@ -118,22 +118,22 @@ class QemuPhoneDriver(Driver, PowerProtocol):  # type: ignore[misc]  # labgrid i
         return self._device
 
     def _prepare(self) -> None:
-        """First power-on in this process: a fresh device (new TPM, flash copied from the
-        image), provisioned when the resource names secrets."""
+        """First power-on in this process: with ``fresh``, the device's state is deleted; a
+        device without state (new, or just deleted) is provisioned when the resource names
+        secrets (else it boots unprovisioned, its flash copied from the image)."""
         res: Any = self.phone
         dev = self.device
-        if res.fresh:
-            if dev.dir.exists():
-                shutil.rmtree(dev.dir)
-            if res.secrets is not None:
-                from host_tools.provision import __main__ as provision_cli
-                argv = ["--device", dev.name, "--board", BOARD, "--build-dir", str(dev.build_dir),
-                        "--devices-dir", str(dev.dir.parent), "--secrets", str(res.path(res.secrets))]
-                if res.pin_file is not None:
-                    argv += ["--pin-file", str(res.path(res.pin_file))]
-                rc = provision_cli.main(argv)
-                if rc != 0:
-                    raise ExecutionError(f"provisioning device {dev.name} failed (exit {rc})")
+        if res.fresh and dev.dir.exists():
+            shutil.rmtree(dev.dir)
+        if res.secrets is not None and not dev.disk.exists():
+            from host_tools.provision import __main__ as provision_cli
+            argv = ["--device", dev.name, "--board", BOARD, "--build-dir", str(dev.build_dir),
+                    "--devices-dir", str(dev.dir.parent), "--secrets", str(res.path(res.secrets))]
+            if res.pin_file is not None:
+                argv += ["--pin-file", str(res.path(res.pin_file))]
+            rc = provision_cli.main(argv)
+            if rc != 0:
+                raise ExecutionError(f"provisioning device {dev.name} failed (exit {rc})")
         self._prepared = True
 
     # --- PowerProtocol --------------------------------------------------------------------
