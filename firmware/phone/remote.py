@@ -9,8 +9,6 @@
 # is `failed`, which is below every minimum (failed < unattested). No evidence at all is
 # `unattested` (an ordinary SIP phone), accepted by the default minimum.
 
-from firmware.attest import levels
-
 SEEN_KEEP = 256   # nonces of accepted evidence remembered (replay of an earlier call's message)
 
 
@@ -24,6 +22,8 @@ class RemoteJudge:
     the host's unit tests of this glue; the phone uses the real one)."""
 
     def __init__(self, trust, min_level="unattested", appraise=None):
+        from firmware.attest import levels
+        self._levels = levels
         levels.rank(min_level)     # raises ValueError naming the levels
         self.trust = trust
         self.floor = min_level
@@ -36,7 +36,7 @@ class RemoteJudge:
     def require(self, level):
         """Raise the minimum for this boot (console `integrity`); never below the device-config
         floor: the signed configuration is the least a user can ask for."""
-        if levels.rank(level) < levels.rank(self.floor):
+        if self._levels.rank(level) < self._levels.rank(self.floor):
             raise ValueError("minimum remote integrity cannot go below %s (device-config)" % self.floor)
         self.min_level = level
 
@@ -64,7 +64,7 @@ class RemoteJudge:
         return out
 
     def acceptable(self, remote):
-        return levels.rank(remote["level"]) >= levels.rank(self.min_level)
+        return self._levels.rank(remote["level"]) >= self._levels.rank(self.min_level)
 
     def refusal(self, remote):
         """One printable line for a Warning (RFC 3261 §20.43) or Reason (RFC 3326) text."""

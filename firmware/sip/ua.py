@@ -16,6 +16,8 @@ from firmware.sip.transaction import T1, ClientTransaction, ServerTransaction
 RELIABLE = ("TLS", "TCP")
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
 MAX_STALE_RETRIES = 1   # RFC 7616 §3.3 stale=true: one re-try with a fresh nonce per request
+ACCEPT = "application/sdp, multipart/mixed"   # attest mode (docs/attestation.md)
+EVIDENCE_RETRY = (415, 500)   # final answers to a multipart INVITE that get one plain retry
 SUPPORTED = ()   # option tags this UAS implements when a request Requires them (none yet)
 
 
@@ -162,6 +164,8 @@ class Call:
         self.offer_sdp = None       # the SDP offer's bytes (ours, or the SDP part of the peer's)
         self.held = None            # our 2xx waiting for evidence (attest mode)
         self.offered_event = None   # the CallOffered being screened (attest mode)
+        self.evidence_sent = False  # our INVITE carried evidence (multipart/mixed)
+        self.peer_accepts_multipart = False   # the INVITE's Accept lists multipart/mixed
 
 
 class UserAgent:
@@ -225,6 +229,9 @@ class UserAgent:
         call.offer_sdp = body.serialize()
         call.invite = req
         if self.config.attest:
+            # RFC 3261 §20.1: the bodies we accept in responses; the callee attaches its evidence
+            # to the 2xx only when multipart/mixed is listed
+            req.add("Accept", ACCEPT)
             call.state = "attesting"
             nonce = callbind.evidence_nonce("offer", call.call_id, call.local_tag, "",
                                             callbind.aor(self.aor), callbind.aor(uri),
@@ -244,6 +251,7 @@ class UserAgent:
             raise ValueError("no call %s waits for evidence" % call_id)
         if call.state == "attesting":
             _set_body(call.invite, call.offer_sdp, evidence)
+            call.evidence_sent = evidence is not None
             call.state = "calling"
             call.invite_tx = self._start_client(call.invite, now)
         else:
@@ -285,7 +293,9 @@ class UserAgent:
         resp.add("Contact", self._contact())
         call.answer_sdp = body.serialize()
         call.dialog = Dialog.from_uas(call.invite, call.local_tag)
-        if self.config.attest:
+        # RFC 3261 §20.1: evidence only for a caller whose Accept lists multipart/mixed (no quote
+        # is made for one that could not read it)
+        if self.config.attest and call.peer_accepts_multipart:
             call.state = "answering"
             call.held = (resp, media)
             try:
@@ -809,6 +819,7 @@ class UserAgent:
                                           "error"))
             return
         call.offer_sdp = offer_sdp
+        call.peer_accepts_multipart = _accepts(req, "multipart/mixed")
         try:
             offer = sdp.SessionDescription.parse(offer_sdp)
             # Refuse insecure offers now, before the phone rings (RFC 3261 §13.3.1.3: 488).
@@ -991,6 +1002,8 @@ class UserAgent:
                 req = self._new_request("INVITE", old.uri, old.get("To"), call.call_id, call.local_tag,
                                         old.cseq.seq + 1)
                 req.add("Contact", self._contact())
+                for v in old.get_all("Accept"):
+                    req.add("Accept", v)
                 req.add("Content-Type", old.get("Content-Type"))
                 req.add("Proxy-Authorization",
                         digest.authorization(ch, self.config.auth_user, self.config.password, "INVITE",
@@ -1000,6 +1013,27 @@ class UserAgent:
                 call.provisional = False     # a new INVITE transaction: CANCEL waits for its 1xx
                 call.invite_tx = self._start_client(req, now)
                 return
+        if code in EVIDENCE_RETRY and call.evidence_sent and call.state in ("calling", "early"):
+            # RFC 3261 §21.4.13 / RFC 5621 §9.1: the callee cannot take our multipart body (415;
+            # baresip 1.0 answers 500): once more with the SDP alone, CSeq + 1 (§8.1.3.5). The
+            # callee then judges us unattested, which is all it can do.
+            old = call.invite
+            req = self._new_request("INVITE", old.uri, old.get("To"), call.call_id, call.local_tag,
+                                    old.cseq.seq + 1)
+            for name in ("Contact", "Accept", "Proxy-Authorization"):
+                for v in old.get_all(name):
+                    req.add(name, v)
+            _set_body(req, call.offer_sdp, None)
+            call.evidence_sent = False
+            call.invite = req
+            call.state = "calling"
+            call.provisional = False
+            call.auth_tries = 0     # the proxy may challenge the new INVITE again
+            self._events.append(MessageRejected("callee refused our evidence body (%d %s): "
+                                                "INVITE sent again without evidence"
+                                                % (code, _printable(resp.reason, 60))))
+            call.invite_tx = self._start_client(req, now)
+            return
         if call.state == "cancelling":
             self._end(call, 487, "cancelled", "local")
         else:
@@ -1102,6 +1136,17 @@ class UserAgent:
         if call is None or call.state != state:
             raise ValueError("no %s call %s" % (state, call_id))
         return call
+
+
+def _accepts(req, mtype):
+    """Whether the request's Accept (RFC 3261 §20.1) lists `mtype` (or a matching wildcard)."""
+    kind = mtype.split("/")[0]
+    for v in req.get_all("Accept"):
+        for item in v.split(","):
+            t = item.split(";")[0].strip().lower()
+            if t in (mtype, kind + "/*", "*/*"):
+                return True
+    return False
 
 
 def _set_body(msg, sdp_bytes, evidence):

@@ -268,3 +268,49 @@ def test_ua_without_attestation_accepts_a_multipart_offer():
     assert [type(e).__name__ for e in ea] == ["CallRinging", "CallAnswered"]
     assert ea[1].evidence is None and ea[1].evidence_nonce is not None   # bob sent plain SDP
     assert sdp.SessionDescription.parse(b.calls[cid].answer_sdp).media[0].proto == "RTP/SAVP"
+
+
+def test_multipart_refused_with_415_is_retried_once_with_plain_sdp():
+    # RFC 3261 §21.4.13: the caller retries with a body the callee takes (CSeq + 1, §8.1.3.5)
+    proxy, u, net = _lab()
+    a, b = u["alice"], u["bob"]
+    cid = a.call("sip:bob@example.test", LocalMedia("10.0.0.1", 4000), 1000)
+    events(a)
+    a.provide_evidence(cid, b'{"who":"alice"}', 1000)
+    net.pump(1000)
+    assert isinstance(events(b)[0], sipua.CallOffered)
+    b.reject(cid, 1001, 415, "Unsupported Media Type")
+    net.pump(1001)
+    first, second = _invites(proxy)[-2:]
+    assert first.get("Content-Type").startswith("multipart/mixed")
+    assert second.get("Content-Type") == "application/sdp" and second.cseq.seq == first.cseq.seq + 1
+    assert second.call_id == first.call_id and second.from_.tag == first.from_.tag
+    assert second.body == a.calls[cid].offer_sdp     # the same offer, the same keys
+    ea = events(a)
+    assert [type(e).__name__ for e in ea] == ["MessageRejected"]
+    assert ea[0].reason == ("callee refused our evidence body (415 Unsupported Media Type): "
+                            "INVITE sent again without evidence")
+    eb = [e for e in events(b) if isinstance(e, sipua.CallOffered)]
+    assert len(eb) == 1 and eb[0].evidence is None
+    # a second refusal ends the call: no loop
+    b.reject(cid, 1002, 415, "Unsupported Media Type")
+    net.pump(1002)
+    assert [(e.status, e.by) for e in events(a)] == [(415, "remote")] and a.calls == {}
+
+
+def test_attesting_callee_sends_plain_2xx_without_accept_multipart():
+    # RFC 3261 §20.1: without "Accept: multipart/mixed" in the INVITE, the 2xx is SDP only and no
+    # quote is asked for
+    proxy, u, net = _lab(attest=(False, True, True))
+    a, b = u["alice"], u["bob"]
+    cid = a.call("sip:bob@example.test", LocalMedia("10.0.0.1", 4000), 1000)
+    net.pump(1000)
+    assert _invites(proxy)[-1].get("Accept") is None
+    events(b)
+    b.ring(cid, 1001)
+    b.answer(cid, LocalMedia("10.0.0.2", 5000), 1002)
+    eb = events(b)
+    assert [type(e).__name__ for e in eb] == ["IncomingCall", "CallAnswered"]   # no EvidenceNeeded
+    net.pump(1002)
+    ea = events(a)
+    assert [type(e).__name__ for e in ea] == ["CallRinging", "CallAnswered"] and ea[1].evidence is None
