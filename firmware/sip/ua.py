@@ -1037,7 +1037,11 @@ class UserAgent:
         if call.state == "cancelling":
             self._end(call, 487, "cancelled", "local")
         else:
-            self._end(call, code, resp.reason, "remote")
+            reason = resp.reason
+            warning = _warning_of(resp)
+            if warning:
+                reason += " (%s)" % warning     # §20.43: the callee's why, e.g. an integrity level
+            self._end(call, code, reason, "remote")
 
     def _invite_challenge(self, call, resp):
         """The challenge to answer for our initial INVITE, or None (the call then ends with the
@@ -1136,6 +1140,16 @@ class UserAgent:
         if call is None or call.state != state:
             raise ValueError("no %s call %s" % (state, call_id))
         return call
+
+
+def _warning_of(resp):
+    """The text of a response's first Warning (RFC 3261 §20.43 warn-text), printable, or None."""
+    w = resp.get("Warning")
+    if not w:
+        return None
+    q = w.find('"')
+    text = w[q + 1:w.rfind('"')] if q >= 0 and w.rfind('"') > q else w
+    return _printable(text, 200)
 
 
 def _accepts(req, mtype):

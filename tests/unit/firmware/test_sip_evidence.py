@@ -208,6 +208,7 @@ def test_callee_rejects_before_ringing_with_a_warning_byte_exact():
     net.pump(1001)
     ea = events(a)
     assert ea[-1].status == 403 and ea[-1].by == "remote"
+    assert ea[-1].reason == "Forbidden (remote integrity unattested, below verified)"
     assert a.calls == {} and b.calls == {}
 
 
