@@ -72,7 +72,9 @@ def ek_certificate(tpm: Tpm, index: int = EK_CERT_INDEX) -> x509.Certificate:
     except TpmError as e:
         if e.base == E.TPM_RC_HANDLE:
             raise IdentityError(f"the TPM has no EK certificate (NV index 0x{index:08x}): a TPM "
-                                "without one from its manufacturer cannot be enrolled") from None
+                                "without one from its manufacturer cannot be enrolled (a device "
+                                "whose TPM state predates manufacturing: start from a fresh TPM "
+                                "state, or provision with --no-attestation)") from None
         raise
     try:
         return x509.load_der_x509_certificate(der)

@@ -256,3 +256,42 @@ def test_wrong_endorsement_authorization_gets_no_ak_certificate(lab: dict[str, A
         _enroll(lab, "a", endorsement_auth=wrong)
     assert "TPM_RC_BAD_AUTH" in str(e.value) and "endorsement authorization" in str(e.value)
     assert wrong.hex() not in str(e.value)
+
+
+# --- the provisioning command line ------------------------------------------------------------
+
+from tests.tpm.test_provision import Env, _provision, _store, env  # noqa: E402,F401  (the fixture)
+
+
+def test_provision_enrolls_the_ak_and_refuses_a_tpm_from_an_unknown_manufacturer(
+        env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from firmware.errors import ParseError
+    from firmware.secrets import store
+    from host_tools.provision import disk
+    # attack: the device's TPM was made by a manufacturer we do not know
+    manufacturer.manufacture(env.device / "tpm", tmp_path / "rogue-keys")
+    assert _provision(env) == 2
+    err = capsys.readouterr().err
+    assert "does not chain to a known TPM manufacturer CA" in err and "no AK certificate" in err
+    with pytest.raises(ParseError):
+        store.unpack(disk.read_partition(env.device / "disk.img"))  # nothing was written
+    # the same device without attestation still provisions (sealing only)
+    assert _provision(env, "--no-attestation") == 0
+    assert "attestation" not in _store(env)
+    # a TPM from the project's manufacturer: enrolled, certificate from build/keys/device-ca.pem
+    import shutil
+    shutil.rmtree(env.device / "tpm")
+    (env.device / "provisioning-record.json").unlink()
+    assert _provision(env) == 0
+    out = capsys.readouterr().out
+    assert "attestation key 0x81020000 certified by the device CA" in out
+    rec = _store(env)["attestation"]
+    from host_tools.qemu.device import KEYS_DIR
+    ca = x509.load_pem_x509_certificate((KEYS_DIR / device_ca.CERT_NAME).read_bytes())
+    x509.load_pem_x509_certificate(rec["ak_cert"].encode()).verify_directly_issued_by(ca)
+    flash = (env.device / "disk.img").read_bytes()
+    from host_tools.provision import hierarchy
+    auth = hierarchy.read_record(env.device / "provisioning-record.json")
+    assert auth is not None
+    for v in (auth.endorsement, auth.owner, auth.lockout):
+        assert v not in flash and v.hex().encode() not in flash and v.hex() not in out + err
