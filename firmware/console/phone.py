@@ -296,6 +296,37 @@ class PhoneDevice:
                 self._judge_error = "%s: %s" % (e.__class__.__name__, e)
         return self._judge
 
+    def trust_anchors(self):
+        """firmware.attest.trust.Trust from what provisioning recorded on the data partition
+        (device CA, vendor-signed reference set: through the broker, which reads the partition)
+        and the vendor key in the measured initramfs. TrustError/ValueError name what is missing."""
+        import binascii
+        from firmware.attest import trust
+        from firmware.boot.partitions import VENDOR_KEY_PATHS
+        if self.broker is not None:
+            t = self.broker.call("trust")
+        else:
+            from firmware.secrets import hook, store
+            meta, err = hook.load_store(hook.store_paths(self.run_dir))
+            if meta is None:
+                raise ValueError("no provisioning store: %s" % err)
+            t = store.trust_anchors(meta)
+        vendor = None
+        for p in VENDOR_KEY_PATHS:
+            try:
+                vendor = _read(p)
+                break
+            except OSError:
+                continue
+        if vendor is None:
+            raise ValueError("no vendor key at %s" % " or ".join(VENDOR_KEY_PATHS))
+        try:
+            refs = binascii.a2b_base64(t["references"])
+            sig = binascii.a2b_base64(t["references_sig"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("the broker's trust answer lacks a base64 reference set")
+        return trust.load(refs, sig, vendor, [t["device_ca"]])
+
     def require_integrity(self, level):
         """The console's `integrity LEVEL`: raise the minimum remote level for this boot."""
         judge = self._judge

@@ -21,7 +21,7 @@ class RemoteJudge:
     min_level: the device-config floor; appraise: firmware.attest.appraise.appraise (injected for
     the host's unit tests of this glue; the phone uses the real one)."""
 
-    def __init__(self, trust, min_level="unattested", appraise=None):
+    def __init__(self, trust, min_level="unattested", appraise=None, clock=None):
         from firmware.attest import levels
         self._levels = levels
         levels.rank(min_level)     # raises ValueError naming the levels
@@ -31,6 +31,10 @@ class RemoteJudge:
         if appraise is None:
             from firmware.attest.appraise import appraise
         self._appraise = appraise
+        # seconds since the epoch for certificate validity (RFC 5280 §4.1.2.5)
+        if clock is None:
+            from firmware.compat import wall_time as clock
+        self._clock = clock
         self._seen = []
 
     def require(self, level):
@@ -40,7 +44,7 @@ class RemoteJudge:
             raise ValueError("minimum remote integrity cannot go below %s (device-config)" % self.floor)
         self.min_level = level
 
-    def judge(self, evidence, nonce, now=None):
+    def judge(self, evidence, nonce):
         """The remote object for evidence bytes (or None) bound to `nonce` (bytes, or None when
         the call has nothing to bind to)."""
         if evidence is None:
@@ -49,13 +53,8 @@ class RemoteJudge:
             return judgement("failed", "evidence cannot be bound to this call (peer URI is no SIP AOR)")
         if nonce in self._seen:
             return judgement("failed", "evidence replayed: its call binding was accepted before")
-        from firmware.attest.errors import EvidenceError
-        from firmware.attest.evidence import decode
-        try:
-            ev = decode(evidence)
-        except EvidenceError as e:
-            return judgement("failed", "malformed evidence: %s" % _one_line(str(e)))
-        j = self._appraise(ev, nonce, self.trust, now)
+        # appraise decodes the bytes itself: malformed evidence is `failed` with the field named
+        j = self._appraise(evidence, nonce, self.trust, self._clock())
         out = judgement(j.level, _one_line(j.why), j.image_version, j.differs)
         if j.level != "failed":
             self._seen.append(nonce)
