@@ -71,6 +71,8 @@ class Lab:
 def lab(built_image: Path, kam: Kamailio, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     base = tmp_path_factory.mktemp("attest")
     t_image = tampered_image(base / "t-build")
+    for d in ("a", "b", "t"):
+        (base / d).mkdir()
     phones = [CallPhone(built_image, base / "a", "attest-a"), CallPhone(built_image, base / "b", "attest-b"),
               CallPhone(t_image, base / "t", "attest-t")]
     for p, user in zip(phones, ("alice", "carol", "dave")):
@@ -245,3 +247,40 @@ def test_relayed_evidence_is_refused(lab: Lab, kam: Kamailio) -> None:
 
 
 lab_evidence: list[bytes] = []   # alice's real evidence, for the host-side appraisal below
+
+
+def test_captured_evidence_is_outdated_under_a_raised_minimum_version(built_image: Path,
+                                                                        tmp_path: Path) -> None:
+    """alice's real evidence from the relay scenario, judged on the host (no extra boot): with the
+    vendor's set as built it is verified for the nonce it was quoted for; with the same vendor key
+    raising min_version above the image, or revoking its version, it is outdated."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    from firmware.attest import appraise, trust
+    from host_tools.image import references
+
+    if not lab_evidence:
+        pytest.fail("the relay scenario did not capture alice's evidence (it runs first)")
+    ev = json.loads(lab_evidence[0])
+    nonce = bytes.fromhex(ev["nonce"])
+    keys = REPO / "build" / "keys"
+    device_ca = (keys / "device-ca.pem").read_text()
+    vendor_pub = (built_image / "vendor-pubkey.pem").read_bytes()
+    doc = (built_image / "references.json").read_bytes()
+    sig = (built_image / "references.sig").read_bytes()
+    t = trust.load(doc, sig, vendor_pub, [device_ca])
+    j = appraise.appraise(lab_evidence[0], nonce, t, time.time())
+    assert j.level == "verified", j.checks
+    key = serialization.load_pem_private_key((keys / "dev-signing-key.pem").read_bytes(), None)
+    images = json.loads(doc)["images"]
+    version = j.image_version
+    for kw in ({"min_version": "9.0.0"}, {"min_version": "0.0.1", "revoked_versions": (version,)}):
+        raised = references.make_set(BOARD, images, **kw)  # type: ignore[arg-type]
+        t2 = trust.load(raised, references.sign(key, raised), vendor_pub, [device_ca])  # type: ignore[arg-type]
+        j2 = appraise.appraise(lab_evidence[0], nonce, t2, time.time())
+        assert j2.level == "outdated", (kw, j2.checks)
+        assert j2.image_version == version and j2.why, j2.why
+        print("%s: %s" % (kw, j2.why))
+    assert base64.b64decode(ev["quote"])[:4] == b"\xffTCG"   # a TPMS_ATTEST (magic), really quoted
