@@ -49,6 +49,9 @@ def serve_select(device, in_fd, stdout, now_ms, max_wait_ms=1000):
         else:
             ready = select.select([in_fd] + device.sockets(), [], [], wait / 1000.0)[0]
         if in_fd in ready:
+            # a notice still pending (a step that raised after the phone learnt a level) goes
+            # out before the next answer, so an answer never shows a state its notice lags
+            _print_notices(device, stdout)
             data = os.read(in_fd, 512)
             if not data:
                 return 0
