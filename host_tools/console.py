@@ -203,7 +203,13 @@ class Console:
         """The phone's "notice: ..." lines received so far (e.g. the remote party's integrity
         level at call set-up), without the prefix, in order."""
         text = self.text().replace("\r\n", "\n").replace("\r", "\n")
-        return [ln[len(NOTICE):] for ln in text.split("\n") if ln.startswith(NOTICE)]
+        out = []
+        for ln in text.split("\n"):
+            while ln.startswith(PROMPT):   # printed between answers: it may follow a prompt
+                ln = ln[len(PROMPT):]
+            if ln.startswith(NOTICE):
+                out.append(ln[len(NOTICE):])
+        return out
 
     def _drain(self) -> None:
         """Drop what arrived before the command (extra prompts from pokes, kernel messages)."""

@@ -121,3 +121,13 @@ def test_notices_are_printed_once_and_the_host_keeps_them_out_of_answers() -> No
     # a notice that lands inside an answer (between the command and its JSON) is dropped by the host
     mixed = "status\r\nnotice: call c1: remote sip:x@y is failed\r\n{\"state\":\"running\"}\r\n"
     assert drop_notices(mixed) == "status\n{\"state\":\"running\"}\n"
+
+
+def test_host_finds_notices_after_a_prompt() -> None:
+    from host_tools.console import Console
+
+    con = Console.__new__(Console)    # the transcript alone: no serial port needed
+    con.transcript = ["phone> notice: call c1: remote sip:a@h is verified (image 0.1.0)\r\n",
+                      "phone> status\r\n{}\r\nphone> notice: call c2: remote sip:b@h is failed\r\n"]
+    assert con.notices() == ["call c1: remote sip:a@h is verified (image 0.1.0)",
+                             "call c2: remote sip:b@h is failed"]
