@@ -143,7 +143,7 @@ def test_golden_phones_see_each_other_verified(lab: Lab) -> None:
     for c in (sa["call"], sb["call"]):
         assert c["security"] == "locked", c
     wait_notice(a, "call %s: remote sip:carol@%s is verified" % (cid, DOMAIN))
-    print("golden -> golden: rang %.1f s after `call` (two quotes + two appraisals under TCG)" % ring_s)
+    print("golden -> golden: rang %.1f s after `call` (caller's quote + callee's appraisal, TCG)" % ring_s)
     _hang_up(a, b)
 
 
