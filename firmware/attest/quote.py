@@ -13,7 +13,7 @@ from firmware.tpm.structures import PCR_SELECTION, SIGNATURE
 
 PCR_BANK = "sha256"
 # Firmware 0-7, boot loader/kernel 8-9, UKI sections 11, command-line overrides 12, phone 14
-# (docs/pcr-map.md). 10 (IMA) is not used by this image; 13 and 15 are not extended by it either.
+# (docs/pcr-map.md). 10 (IMA), 13 and 15 belong to no stage of this boot chain.
 QUOTE_PCRS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14)
 NONCE_MIN, NONCE_MAX = 1, 64  # TPM2B_DATA qualifyingData: at most sizeof(TPMT_HA) = 66; we take 64
 # What provisioning gives the AK (firmware/tpm/public.py AK_ATTRIBUTES): a restricted signing key

@@ -45,16 +45,16 @@ class RequestError(ValueError):
     """A request the broker refuses; the message names what is wrong, never a value."""
 
 
-def _is_digits(text):
+def _is_hex(text):
     for c in text:
-        if c < "0" or c > "9":
+        if c not in "0123456789abcdefABCDEF":
             return False
     return True
 
 
-def _is_hex(text):
+def _is_digits(text):
     for c in text:
-        if c not in "0123456789abcdefABCDEF":
+        if c < "0" or c > "9":
             return False
     return True
 

@@ -248,8 +248,10 @@ class PhoneDevice:
         (no network yet, registrar down, certificate refused) retry with backoff."""
         self._start_at = None
         self.start_attempts += 1
+        from firmware.attest import evidence
         from firmware.phone.io_cpython import PhoneIo
         from firmware.sip.ua import UaConfig
+        evidence.set_device(self)  # evidence.collect(nonce) in the phone's call set-up asks this device
         s = self.settings
         user, password = self._hook.sip_account()
         cfg = UaConfig(user, s["domain"], password, "TLS", keepalive_ms=s["keepalive_ms"])

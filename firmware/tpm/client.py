@@ -473,6 +473,10 @@ class Tpm:
                      {"nonceTPM": session.nonce_tpm, "cpHashA": b"", "policyRef": policy_ref, "expiration": 0},
                      [auth_session] if auth_session else (), [auth])
 
+    def policy_or(self, session, digests):
+        """TPM2_PolicyOR (Part 3 §23.6) over the branch `digests`."""
+        self.execute(K.PolicyOR, (session.handle,), {"pHashList": list(digests)})
+
     def activate_credential(self, activate_handle, key_handle, credential_blob, secret, key_session,
                             activate_auth=b""):
         """TPM2_ActivateCredential (Part 3 §12.5) -> the credential (certInfo) when `credential_blob`

@@ -161,6 +161,9 @@ PolicySecret = Command("TPM2_PolicySecret", C.TPM_CC_PolicySecret, handles=("aut
                        auth_handles=1, params=(("nonceTPM", S.TPM2B_NONCE), ("cpHashA", S.TPM2B_DIGEST),
                                                ("policyRef", S.TPM2B_NONCE), ("expiration", S.U32)),
                        response=(("timeout", S.TPM2B_TIMEOUT), ("policyTicket", S.TICKET)))
+# Part 3 §23.6: pHashList holds 2..8 branch digests, one of which is the session's digest now.
+PolicyOR = Command("TPM2_PolicyOR", C.TPM_CC_PolicyOR, handles=("policySession",),
+                   params=(("pHashList", S.DIGEST_LIST),))
 # Part 3 §12.5: activateHandle (ADMIN role: the key the credential names), keyHandle (USER role:
 # the EK, whose policy is PolicySecret(TPM_RH_ENDORSEMENT)); both are authorized.
 ActivateCredential = Command("TPM2_ActivateCredential", C.TPM_CC_ActivateCredential,

@@ -70,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recovery-time", type=int, help="seconds")
     ap.add_argument("--reflash", action="store_true", help="copy the built image to the device first")
     ap.add_argument("--keys-dir", type=Path, help="manufacturer CA and device CA (default build/keys)")
+    ap.add_argument("--manufacturer-ca", type=Path, action="append", default=[], metavar="PEM",
+                    help="another TPM manufacturer's CA certificates (its root and any intermediates, "
+                         "PEM) to accept EK certificates from (repeatable; the project's own is "
+                         "build/keys/manufacturer-ca)")
     ap.add_argument("--no-attestation", action="store_true",
                     help="do not enroll an attestation key (a TPM without an EK certificate)")
     args = ap.parse_args(argv)
@@ -112,6 +116,12 @@ def _run(args: argparse.Namespace) -> int:
     if not args.no_attestation:
         keys_dir = args.keys_dir or REPO / "build" / "keys"
         roots, intermediates = manufacturer.known_cas(keys_dir)
+        for pem_path in args.manufacturer_ca:
+            try:
+                for c in manufacturer.load_certs(pem_path):  # self-signed: a root; else an intermediate
+                    (roots if c.issuer == c.subject else intermediates).append(c)
+            except ValueError as e:
+                raise core.ProvisionError(f"--manufacturer-ca {pem_path}: not PEM certificates ({e})") from None
         ca = device_ca.load_or_create(keys_dir)
 
         def enroll(tpm: _fw.TpmClient, srk: int, auth: hierarchy.HierarchyAuth) -> dict[str, object]:

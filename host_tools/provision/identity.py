@@ -17,6 +17,8 @@
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import hmac
 import os
 from typing import Any
@@ -96,7 +98,6 @@ def verify_ek_chain(cert: x509.Certificate, roots: list[x509.Certificate],
                     intermediates: list[x509.Certificate]) -> list[x509.Certificate]:
     """The chain [ek, ..., root] if `cert` chains to one of `roots` through `intermediates`
     (signatures, issuer names, CA basic constraints, validity now); IdentityError otherwise."""
-    import datetime
     now = datetime.datetime.now(datetime.timezone.utc)
     chain = [cert]
     for _ in range(4):
@@ -156,12 +157,40 @@ def ak_public_key(parsed: dict[str, Any]) -> ec.EllipticCurvePublicKey:
 
 # --- ActivateCredential -------------------------------------------------------------------------
 
+# The EK's authPolicy (TCG EK Credential Profile 2.5 §B.6): PolicyA = PolicySecret(TPM_RH_ENDORSEMENT)
+# alone (low-range templates such as L-1, the RSA EK), or, for high-range templates (swtpm's ECC
+# P-384 EK), PolicyOR(PolicyA, PolicyC) where PolicyC is the profile's PolicyAuthorizeNV branch.
+EK_POLICY_C = {"sha384": bytes.fromhex("d6032ce61f2fb3c240eb3cf6a33237ef2b6a16f4293c22b455e261cffd217ad5"
+                                       "b4947c2d73e63005eed2dc2b3593d165")}
+_HASH_IDS = {0x000B: "sha256", 0x000C: "sha384"}
+
+
+def ek_policy_branches(name_alg: int, auth_policy: bytes) -> list[bytes] | None:
+    """None when the EK's authPolicy is PolicyA itself; the PolicyOR branch list [A, C] when it is
+    PolicyOR(A, C); IdentityError for any other policy (fail closed: nothing else is satisfied)."""
+    name = _HASH_IDS.get(name_alg)
+    if name is None:
+        raise IdentityError(f"EK nameAlg 0x{name_alg:04x} is not supported")
+    size = hashlib.new(name).digest_size
+    cc_secret, cc_or = C.TPM_CC_PolicySecret.to_bytes(4, "big"), C.TPM_CC_PolicyOR.to_bytes(4, "big")
+    a = hashlib.new(name, hashlib.new(name, bytes(size) + cc_secret
+                                      + C.TPM_RH_ENDORSEMENT.to_bytes(4, "big")).digest()).digest()
+    if auth_policy == a:
+        return None
+    c = EK_POLICY_C.get(name)
+    if c is not None and auth_policy == hashlib.new(name, bytes(size) + cc_or + a + c).digest():
+        return [a, c]
+    raise IdentityError(f"EK authPolicy {auth_policy.hex()} is neither PolicySecret(TPM_RH_ENDORSEMENT) "
+                        "nor the EK profile's PolicyOR of it")
+
+
 def activate(tpm: Tpm, ak_handle: int, ek_handle: int, blob: bytes, secret: bytes,
              endorsement_auth: bytes, salt_key: int, salt_public: dict[str, Any] | None = None) -> bytes:
     """TPM2_ActivateCredential of (blob, secret) with the EK at `ek_handle` (policy
     PolicySecret(TPM_RH_ENDORSEMENT), proven with `endorsement_auth` in an HMAC session salted
     with `salt_key`) for the AK at `ak_handle`; -> the credential. TpmError when the TPM refuses."""
     ek = tpm.read_public(ek_handle)["parsed"]
+    branches = ek_policy_branches(ek["nameAlg"], ek["authPolicy"])
     policy = tpm.start_auth_session(C.TPM_SE_POLICY, hash_alg=ek["nameAlg"])
     try:
         hs = tpm.start_auth_session(C.TPM_SE_HMAC, salt_key=salt_key, salt_public=salt_public)
@@ -169,6 +198,8 @@ def activate(tpm: Tpm, ak_handle: int, ek_handle: int, blob: bytes, secret: byte
             tpm.policy_secret(policy, C.TPM_RH_ENDORSEMENT, auth=endorsement_auth, auth_session=hs)
         finally:
             tpm.flush_context(hs.handle)
+        if branches is not None:
+            tpm.policy_or(policy, branches)
         out: bytes = tpm.activate_credential(ak_handle, ek_handle, blob, secret, policy)
         return out
     finally:

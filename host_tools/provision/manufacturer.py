@@ -52,4 +52,12 @@ def known_cas(keys_dir: Path) -> tuple[list[x509.Certificate], list[x509.Certifi
     return roots, inter
 
 
-__all__ = ["manufacture", "manufactured", "known_cas", "ca_workdir", "PCR_BANKS"]
+def load_certs(path: Path) -> list[x509.Certificate]:
+    """Every certificate in a PEM file (a manufacturer's root CAs)."""
+    certs = x509.load_pem_x509_certificates(path.read_bytes())
+    if not certs:
+        raise ValueError(f"{path}: no PEM certificate")
+    return certs
+
+
+__all__ = ["load_certs", "manufacture", "manufactured", "known_cas", "ca_workdir", "PCR_BANKS"]

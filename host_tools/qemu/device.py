@@ -121,7 +121,6 @@ class Device:
         notes: list[str] = []
         self.dir.mkdir(parents=True, exist_ok=True)
         self.tpm_dir.mkdir(exist_ok=True)
-        self._manufacture_tpm(notes)
         self._prepare_vars(notes)
         if reflash or not self.disk.exists():
             if not self.image.is_file():
@@ -133,6 +132,7 @@ class Device:
         elif self.image.is_file() and self.image.stat().st_mtime > self.disk.stat().st_mtime:
             notes.append(f"note: {self.image} is newer than this device's flash; "
                          "use --reflash to boot the new image")
+        self._manufacture_tpm(notes)
         return notes
 
     def _manufacture_tpm(self, notes: list[str]) -> None:

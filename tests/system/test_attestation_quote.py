@@ -84,6 +84,12 @@ def test_quote_is_accepted_by_tpm2_checkquote_and_refused_with_another_nonce(
     assert pem.b64decode(ev["logs"]["phone"], "p", evidence.MAX_LOG) == logs["phone"]
 
 
+def test_enrolled_phone_still_unseals_its_credentials(attested: tuple[SealedDevice, Console]) -> None:
+    _, con = attested
+    st = con.status()
+    assert st["unsealed"] is True, st
+
+
 def test_bad_nonce_is_one_clear_error_line(attested: tuple[SealedDevice, Console]) -> None:
     _, con = attested
     for bad in ("quote 123", "quote nothex", "quote " + "ab" * 65):

@@ -154,3 +154,17 @@ def test_quote_without_an_attestation_key_says_so(served: Served) -> None:
     (served.run_dir / hook.STORE_COPY).write_bytes(store.pack(meta))
     text, _ = served.con.handle(b"quote 0011")
     assert text.startswith("error: quote failed: quote failed: EvidenceError: this device has no attestation key"), text
+
+
+def test_store_pointing_the_ak_handle_at_another_key_is_refused(served: Served) -> None:
+    """The data partition is writable by whoever holds the flash: a store whose ak_handle names
+    the SRK (a decryption key) gets no quote from it; the broker says which key and why."""
+    meta = store.unpack((served.run_dir / hook.STORE_COPY).read_bytes())
+    meta["attestation"]["ak_handle"] = core.SRK_HANDLE
+    (served.run_dir / hook.STORE_COPY).write_bytes(store.pack(meta))
+    before = [c for c in served.tpm.transport.commands if int.from_bytes(c[6:10], "big") == C.TPM_CC_Quote]
+    text, _ = served.con.handle(b"quote 0011")
+    assert text == ("error: quote failed: quote failed: EvidenceError: the key at 0x81000001 is not a "
+                    "restricted signing key (attributes 0x00030472)\n"), text
+    after = [c for c in served.tpm.transport.commands if int.from_bytes(c[6:10], "big") == C.TPM_CC_Quote]
+    assert after == before  # TPM2_Quote was never sent

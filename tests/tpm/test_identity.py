@@ -120,11 +120,12 @@ def _activate(m: Manufactured, ek_handle: int, blob: bytes, secret: bytes, obj_h
                              m.srk["parsed"])
 
 
-def test_host_make_credential_activates_on_the_tpm(lab: dict[str, Any]) -> None:
-    """RSA 2048 EK (template L-1, policy PolicySecret(TPM_RH_ENDORSEMENT)). swtpm's ECC P-384 EK
-    carries the high-range PolicyOR policy (EK Credential Profile 2.5), which activate() does not
-    satisfy; the ECC path of MakeCredential is checked against tpm2_makecredential below."""
-    ek_handle, cert_index = identity.EK_HANDLE, identity.EK_CERT_INDEX
+@pytest.mark.parametrize("ek_handle,cert_index", [(identity.EK_HANDLE, identity.EK_CERT_INDEX),
+                                                  (0x81010016, ECC_EK_CERT_INDEX)],
+                         ids=["rsa2048-L1", "ecc-p384-high-range"])
+def test_host_make_credential_activates_on_the_tpm(lab: dict[str, Any], ek_handle: int, cert_index: int) -> None:
+    """RSA 2048 EK (template L-1, policy PolicySecret(TPM_RH_ENDORSEMENT): RSA-OAEP seed) and
+    swtpm's ECC P-384 EK (sha384, AES-256, PolicyOR(PolicyA, PolicyC): ECDH + KDFe seed)."""
     m = lab["tpms"]["a"]
     params = credential.ek_params(m.ek_cert(cert_index).public_key())
     ak = m.tpm.create(m.srk["handle"], public_ak())
@@ -275,6 +276,16 @@ def test_provision_enrolls_the_ak_and_refuses_a_tpm_from_an_unknown_manufacturer
     assert "does not chain to a known TPM manufacturer CA" in err and "no AK certificate" in err
     with pytest.raises(ParseError):
         store.unpack(disk.read_partition(env.device / "disk.img"))  # nothing was written
+    # a garbage --manufacturer-ca is a clear error; the rogue manufacturer's root, given
+    # explicitly, is accepted (the control: this TPM enrolls once its maker is known)
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    assert _provision(env, "--manufacturer-ca", str(tmp_path / "junk.pem")) == 2
+    assert "--manufacturer-ca" in capsys.readouterr().err
+    rogue = manufacturer.ca_workdir(tmp_path / "rogue-keys") / "localca"
+    bundle = tmp_path / "rogue-manufacturer.pem"
+    bundle.write_bytes((rogue / manufacturer.ROOT_CERT).read_bytes() + (rogue / manufacturer.ISSUER_CERT).read_bytes())
+    assert _provision(env, "--manufacturer-ca", str(bundle)) == 0
+    assert _store(env)["attestation"]["ak_handle"] == identity.AK_HANDLE
     # the same device without attestation still provisions (sealing only)
     assert _provision(env, "--no-attestation") == 0
     assert "attestation" not in _store(env)
