@@ -13,11 +13,12 @@
 # reference set (firmware/attest/trust.py) -> verified / outdated / unknown. Any failure in 1-5 is
 # `failed`; no evidence at all is `unattested` (firmware/attest/levels.py).
 
+import binascii
+
 from firmware import compat
 from firmware.attest import evidence as ev_mod
 from firmware.attest import levels, pki, trust as trust_mod
 from firmware.attest.errors import EvidenceError
-from firmware.attest.pem import b64decode
 from firmware.errors import ParseError
 from firmware.eventlog.component import bundle_or_none, component_or_none
 from firmware.eventlog.parser import parse_log
@@ -86,6 +87,11 @@ class Judgement:
         return "Judgement(%s: %s)" % (self.level, self.why)
 
 
+def _b64(text):
+    # evidence.check has already held every base64 field to RFC 4648 (alphabet, padding, size)
+    return binascii.a2b_base64(text)
+
+
 def _hex(b):
     return None if b is None else b.hex()
 
@@ -134,10 +140,9 @@ def appraise(evidence, expected_nonce, trust, now=None):
         return run.failed(CHECK_AK_KEY, "ak_pub is not the key in the AK certificate")
     run.ok(CHECK_AK_KEY, "ak_pub is the certified P-256 key")
     # 2. signature over the exact TPMS_ATTEST bytes (evidence.check parsed both structures)
-    attest_bytes = b64decode(ev["quote"], "quote", ev_mod.MAX_ATTEST)
+    attest_bytes = _b64(ev["quote"])
     attest = parse_attest(attest_bytes)
-    sig = SIGNATURE.read(Reader(b64decode(ev["signature"], "signature", ev_mod.MAX_SIGNATURE)),
-                         "signature")
+    sig = SIGNATURE.read(Reader(_b64(ev["signature"])), "signature")
     if sig["sigAlg"] != C.TPM_ALG_ECDSA or sig.get("hash") != C.TPM_ALG_SHA256:
         return run.failed(CHECK_SIGNATURE, "TPMT_SIGNATURE is alg 0x%04x hash 0x%04x, not ECDSA "
                           "with SHA-256" % (sig["sigAlg"], sig.get("hash", 0)))
@@ -151,7 +156,7 @@ def appraise(evidence, expected_nonce, trust, now=None):
     if attest["extraData"] != nonce:
         return run.failed(CHECK_NONCE, "quote's extraData %s is not the nonce %s"
                           % (_short(attest["extraData"]), _short(nonce)))
-    if ev["nonce"] != nonce.hex():
+    if bytes.fromhex(ev["nonce"]) != nonce:
         return run.failed(CHECK_NONCE, "evidence nonce field %s is not the nonce %s"
                           % (_short(bytes.fromhex(ev["nonce"])), _short(nonce)))
     run.ok(CHECK_NONCE, "extraData = %s" % _short(nonce))
@@ -178,7 +183,7 @@ def appraise(evidence, expected_nonce, trust, now=None):
     # 5. replay every log against the QUOTED values
     logs = []
     for name in LOG_ORDER:
-        raw = b64decode(ev["logs"][name], "logs." + name, ev_mod.MAX_LOG)
+        raw = _b64(ev["logs"][name])
         try:
             logs.append((name, parse_log(raw)))
         except ParseError as e:
@@ -217,12 +222,12 @@ def appraise(evidence, expected_nonce, trust, now=None):
         return j
     run.ok(CHECK_REPLAY, "%s log%s replay to the quoted PCRs" % (
         " and ".join(n for n, _ in logs), "s" if len(logs) > 1 else ""))
-    return _compare(run, logs, values, table, trust.references, ev["board"])
+    return _compare(run, logs, values, table, trust.references, quoted)
 
 
-def _compare(run, logs, values, table, refs, claimed_board):
-    """Steps after a successful replay: the events are evidence now."""
-    phone = _phone_events(logs)
+def _compare(run, logs, values, table, refs, quoted):
+    """Steps after a successful replay: the events of the quoted PCRs are evidence now."""
+    phone = _phone_events(logs, quoted)
     bundle, comps, separated, problem = phone
     differs = []
     j = Judgement(levels.UNKNOWN, "", run.checks)
@@ -235,7 +240,7 @@ def _compare(run, logs, values, table, refs, claimed_board):
         j.differs = differs
         j.why = problem
         return j
-    board, version, counter, bundle_digest = bundle
+    board, version, counter, bundle_digest, bundle_pcr = bundle
     image = trust_mod.find_image(refs, board, version)
     if board != refs["board"] or image is None:
         run.fail(CHECK_IMAGE, "image %s for board %s is not in the vendor's reference set"
@@ -254,7 +259,8 @@ def _compare(run, logs, values, table, refs, claimed_board):
     expected = image["components"]
     got = dict((c["name"], c) for c in comps)
     names = [c["name"] for c in comps]
-    if bundle_digest != image["bundle_sha256"] or counter != image["anti_rollback_counter"]:
+    if bundle_digest != image["bundle_sha256"] or counter != image["anti_rollback_counter"] \
+            or bundle_pcr != image["pcr"]:
         differs.append("bundle")
     for i, e in enumerate(expected):
         c = got.get(e["name"])
@@ -335,15 +341,22 @@ def _row(c, e, status):
             "expected_sha256": _hex(e["sha256"]) if e else None, "status": status}
 
 
-def _phone_events(logs):
-    """(bundle (board, version, counter, digest) or None, components [{name, version, sha256,
-    pcr}], PCRs closed by a separator, problem or None) from the replayed logs' tagged events."""
+def _phone_events(logs, quoted):
+    """(bundle (board, version, counter, digest, PCR) or None, components [{name, version, sha256,
+    pcr}], PCRs closed by a separator, problem or None) from the replayed logs' tagged events.
+    Only events of quoted PCRs count: an event in a PCR the quote leaves out was never compared
+    with the TPM, so it is a claim, not evidence."""
     bundle = None
     comps = []
     separated = set()
+    unquoted = None
     for name, log in logs:
         pos = log.header.banks.index(BANK)
         for e in log.events:
+            if e.pcr not in quoted:
+                if unquoted is None and e.type == EV_EVENT_TAG:
+                    unquoted = (name, e.number, e.pcr)
+                continue
             if e.type == EV_SEPARATOR:
                 separated.add(e.pcr)
                 continue
@@ -360,11 +373,14 @@ def _phone_events(logs):
                         name, e.number)
                 if e.pcr in separated:
                     return None, comps, separated, "bundle event after the separator"
-                bundle = (b[0], b[1], b[2], e.digest_values[pos])
+                bundle = (b[0], b[1], b[2], e.digest_values[pos], e.pcr)
             elif c is not None:
                 comps.append({"name": c[0], "version": c[1], "sha256": e.digest_values[pos],
                               "pcr": e.pcr if e.pcr not in separated else -1})
     if bundle is None:
+        if unquoted is not None:
+            return None, comps, separated, ("no bundle event in a quoted PCR (%s log event %d is in"
+                                            " PCR %d, which the quote does not cover)" % unquoted)
         return None, comps, separated, "no bundle event in the logs: no vendor image was measured"
     return bundle, comps, separated, None
 

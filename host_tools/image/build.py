@@ -91,13 +91,6 @@ def _strlist(v: object, what: str) -> list[str]:
     return list(v)
 
 
-def _version_key(v: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(x) for x in v.split("."))
-    except ValueError:
-        raise BuildError(f"version {v!r} is not dot-separated numbers") from None
-
-
 def osrel(board: str, version: str) -> bytes:
     """os-release (freedesktop os-release(5)) for the UKI's .osrel section."""
     return (f'ID=trusted-phone\nNAME="Trusted phone firmware"\nVERSION_ID={version}\n'
@@ -304,7 +297,7 @@ def build(opts: BuildOptions) -> BuildResult:
         raise BuildError("board.json: 'min_version' must be a version string")
     if floor is None:
         floor = max([version] + ([str(prev["min_version"])] if prev else []),
-                    key=_version_key)
+                    key=references.version_key)
     references.update(out, key, opts.board, [references.image_entry(reference)], floor)
     lap("predict")
     return BuildResult(out, disk_path, reference, timings)

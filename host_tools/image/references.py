@@ -35,6 +35,14 @@ class ReferenceSetError(ValueError):
     """An input reference or set is unusable; names the file and field."""
 
 
+def version_key(v: str) -> tuple[int, ...]:
+    """'0.10.0' -> (0, 10, 0): versions compare as numbers (firmware/attest/trust.py does the same)."""
+    try:
+        return tuple(int(x) for x in v.split("."))
+    except ValueError:
+        raise ReferenceSetError("version %r is not dot-separated numbers" % v) from None
+
+
 def image_entry(reference: dict[str, Any]) -> dict[str, Any]:
     """The set's entry for one image, from that image's reference.json (build.py's output)."""
     try:
@@ -93,8 +101,7 @@ def update(out: Path, key: Ed25519PrivateKey, board: str, add: Sequence[dict[str
     if not images:
         raise ReferenceSetError("a reference set needs at least one image")
     revoked = old.get("revoked", {})
-    mv = min_version or old.get("min_version") or max(
-        (v for _, v in images), key=lambda v: tuple(int(x) for x in v.split(".")))
+    mv = min_version or old.get("min_version") or max((v for _, v in images), key=version_key)
     data = make_set(board, list(images.values()), mv,
                     list(revoked.get("versions", [])) + list(revoke_versions),
                     list(revoked.get("sha256", [])) + list(revoke_sha256))

@@ -118,3 +118,38 @@ class Device:
         ev.update(ans)
         evidence.check(ev)
         return ev
+
+
+def capture(out: Path, tpm: Tpm) -> None:
+    """tests/data/attest/: one golden device's evidence for NONCE (nonce.hex) and the trust that
+    judges it verified (references.json/.sig, vendor-pubkey.pem, device-ca.pem), from a fresh
+    swtpm (python -m tests.tpm.attest_support OUT)."""
+    out.mkdir(parents=True, exist_ok=True)
+    ca = device_ca.load_or_create(out / "ca-keys")
+    vendor = Vendor(out)
+    dev = Device(tpm, ca)
+    golden = phone_log()
+    dev.boot(FIRMWARE_LOG, golden)
+    nonce = bytes(range(0x40, 0x60))
+    ev = dev.evidence(nonce, FIRMWARE_LOG, golden)
+    data, sig = vendor.signed_set([image()])
+    (out / "evidence.json").write_bytes(evidence.encode(ev) + b"\n")
+    (out / "nonce.hex").write_text(nonce.hex() + "\n")
+    (out / "references.json").write_bytes(data)
+    (out / "references.sig").write_bytes(sig)
+    (out / "vendor-pubkey.pem").write_bytes(vendor.pubkey)
+    (out / "device-ca.pem").write_text(ca.pem)
+    tampered = phone_log(changed={"phone-app": b"phone-app code, patched"})
+    (out / "phone-tampered.bin").write_bytes(tampered)
+    import shutil
+    shutil.rmtree(out / "ca-keys")
+
+
+if __name__ == "__main__":
+    import sys
+    from tests.conftest import _run_swtpm
+    from tests.tpm.helpers import connect
+    for sw in _run_swtpm():
+        t = connect(sw.uri)
+        capture(Path(sys.argv[1]), t)
+        t.transport.close()

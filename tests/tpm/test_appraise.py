@@ -198,3 +198,51 @@ def test_malformed_evidence_fails_naming_the_field(world: World) -> None:
     ev["logs"]["phone"] = base64.b64encode(b"garbage that is no log").decode()
     j = appraise(ev, NONCE, world.trust)
     assert j.level == levels.FAILED and j.why.startswith("log replay: phone log: "), j.why
+
+
+def _checkquote(tmp: Path, ev: dict[str, Any], nonce: bytes) -> int:
+    import os
+    import subprocess
+    (tmp / "ak.pem").write_text(ev["ak_pub"])
+    (tmp / "quote.msg").write_bytes(b64decode(ev["quote"], "q", 1024))
+    (tmp / "quote.sig").write_bytes(b64decode(ev["signature"], "s", 512))
+    return subprocess.run(["tpm2_checkquote", "-u", "ak.pem", "-m", "quote.msg", "-s", "quote.sig",
+                           "-q", nonce.hex(), "-g", "sha256"], cwd=tmp, capture_output=True,
+                          env=dict(os.environ, TPM2TOOLS_TCTI="none"), timeout=60).returncode
+
+
+def test_signature_and_nonce_verdicts_agree_with_tpm2_checkquote(world: World, tmp_path: Path) -> None:
+    """tpm2-tools (an independent TPMS_ATTEST + ECDSA implementation) as the oracle for checks
+    4-5: it accepts what we accept and refuses the forged signature and the other nonce."""
+    ev = world.evidence()
+    assert _checkquote(tmp_path, ev, NONCE) == 0 and appraise(ev, NONCE, world.trust).level == levels.VERIFIED
+    other = b"\x07" * 32
+    assert _checkquote(tmp_path, ev, other) != 0
+    assert appraise(ev, other, world.trust).why.startswith("nonce: ")
+    sig = SIGNATURE.read(Reader(b64decode(ev["signature"], "s", 512)), "s")
+    sig["r"] = bytes([sig["r"][0] ^ 0x80]) + sig["r"][1:]
+    w = Writer()
+    SIGNATURE.write(w, sig)
+    ev["signature"] = b64encode(w.bytes())
+    assert _checkquote(tmp_path, ev, NONCE) != 0
+    assert appraise(ev, NONCE, world.trust).why.startswith("quote signature: ")
+
+
+def test_bundle_event_in_another_pcr_is_not_the_image(world: World) -> None:
+    """A loader that measures the vendor's bundle identity into PCR 13 and its own components into
+    14: the bundle event names the vendor image, but PCR 13 is not quoted, so it is no evidence.
+    (Before the appraiser ignored events of unquoted PCRs, this log was reported as image 0.1.0,
+    unknown only through PCR 14.)"""
+    from firmware.eventlog import writer
+    banks = ("sha256",)
+    log = writer.spec_id_event(banks) + writer.measure_bundle(A.BOARD, "0.1.0", 1, banks, pcr=13)[1]
+    for name, data in A.COMPONENTS:
+        log += writer.measure_component(name, "0.1.0", data, banks)[1]
+    log += writer.separator_event(banks)[1]
+    from tests.tpm.test_secrets_support import reboot
+    reboot(world.device.tpm)
+    world.device.boot(A.FIRMWARE_LOG, log)
+    j = appraise(world.evidence(phone=log), NONCE, world.trust)
+    assert j.level == levels.UNKNOWN and j.differs == ["bundle"] and j.image_version is None, (j.differs, j.why)
+    assert j.why == ("no bundle event in a quoted PCR (phone log event 1 is in PCR 13, which the "
+                     "quote does not cover)")
