@@ -218,18 +218,17 @@ def test_baresip_is_unattested_and_the_call_works(lab: Lab, bob: Baresip) -> Non
 
 def test_relayed_evidence_is_refused(lab: Lab, kam: Kamailio) -> None:
     """mallory (a registered user, our UA core on the host) receives alice's INVITE with alice's
-    real evidence, then calls carol copying it into her own INVITE: carol refuses (failed)."""
+    real evidence, then calls carol with an INVITE that copies everything of alice's call she can:
+    the Call-ID, alice's From tag, alice's SDP (her SDES keys) and her evidence. Only the
+    identities differ (sender mallory, as Kamailio authenticated her; receiver carol): carol's
+    nonce differs from the one alice quoted, carol judges `failed` and refuses with 403."""
     from firmware.phone.io_cpython import PhoneIo, PhoneLoop
+    from firmware.sip import callbind, multipart
     from firmware.sip import ua as sipua
-
-    captured: list[bytes] = []
-    relay = {"on": False}
-
-    def attester(nonce: bytes) -> bytes | None:
-        return captured[0] if relay["on"] else None
+    from firmware.sip.io_cpython import now_ms
 
     cfg = sipua.UaConfig("mallory", DOMAIN, "mallorypw", "TLS")
-    m = PhoneIo.open(cfg, "127.0.0.1", kam.tls_port, kam.ca, attester=attester)
+    m = PhoneIo.open(cfg, "127.0.0.1", kam.tls_port, kam.ca, attester=lambda nonce: None)
     loop = PhoneLoop(m)
     try:
         m.app.register()
@@ -239,25 +238,44 @@ def test_relayed_evidence_is_refused(lab: Lab, kam: Kamailio) -> None:
         offered = loop.wait_event(m, sipua.CallOffered, 60)
         assert offered.evidence is not None and offered.evidence_nonce is not None
         ev = json.loads(offered.evidence)
-        assert ev["nonce"] == offered.evidence_nonce.hex()   # alice quoted with the nonce we derive
-        captured.append(offered.evidence)
+        a_call = m.app.ua.calls[offered.call_id]
+        a_cid, a_tag, a_sdp = offered.call_id, a_call.invite.from_.tag, a_call.offer_sdp
+        cryptos = callbind.sdp_cryptos(a_sdp)
+        # alice's guest quoted the nonce of alice -> mallory in this call, recomputed from the wire
+        assert bytes.fromhex(ev["nonce"]) == offered.evidence_nonce == callbind.evidence_nonce(
+            "offer", a_cid, a_tag, "", "sip:alice@%s" % DOMAIN, "sip:mallory@%s" % DOMAIN, cryptos)
         print("alice's evidence: %d bytes" % len(offered.evidence))
         m.app.hangup()                 # declined (603)
         loop.wait_event(m, sipua.CallEnded)
         wait_status(lab.a, lambda s: s.get("call") is None, "alice's call refused", 30)
 
-        relay["on"] = True
-        m.app.call("sip:carol@%s" % DOMAIN)
+        # mallory's INVITE to carol, held for evidence, rewritten to alice's dialog and keys
+        ua = m.app.ua
+        cid = ua.call("sip:carol@%s" % DOMAIN, m.app._local_media(), now_ms())
+        while ua.next_event() is not None:
+            pass                       # the EvidenceNeeded for mallory's own binding: ignored
+        call = ua.calls.pop(cid)
+        call.invite.set("Call-ID", a_cid)
+        call.invite.set("From", call.invite.get("From").replace(call.local_tag, a_tag))
+        call.call_id, call.local_tag, call.offer_sdp = a_cid, a_tag, a_sdp
+        ua.calls[a_cid] = call
+        ua.provide_evidence(a_cid, offered.evidence, now_ms())
+        sent = call.invite
+        assert sent.call_id == a_cid and sent.from_.tag == a_tag
+        assert multipart.sdp_and_evidence(sent.get("Content-Type"), sent.body)[:2] == (a_sdp, offered.evidence)
         ended = loop.wait_event(m, sipua.CallEnded, 90)
-        assert ended.status == 403, (ended.status, ended.reason)
+        assert ended.call_id == a_cid and ended.status == 403, (ended.status, ended.reason)
         assert ended.reason.startswith("Forbidden (remote integrity failed, below unattested"), ended.reason
         sb = lab.b.status()
         assert sb["last_call"]["remote"]["level"] == "failed", sb["last_call"]
         assert "nonce" in sb["last_call"]["remote"]["why"], sb["last_call"]
         wait_notice(lab.b, "remote sip:mallory@%s is failed" % DOMAIN)
+        # what carol computed differs from alice's quote only through the two identities
+        assert callbind.evidence_nonce("offer", a_cid, a_tag, "", "sip:mallory@%s" % DOMAIN,
+                                       "sip:carol@%s" % DOMAIN, cryptos) != offered.evidence_nonce
     finally:
         loop.close()
-    lab_evidence.append(captured[0])
+    lab_evidence.append(offered.evidence)
 
 
 lab_evidence: list[bytes] = []   # alice's real evidence, for the host-side appraisal below
