@@ -197,7 +197,19 @@ class Console:
         except pexpect.EOF:
             raise ConsoleError(f"console closed while running {line!r}; got "
                                f"{str(self.spawn.before)[-300:]!r}") from None
-        return _strip_echo(str(self.spawn.before), line)
+        return _strip_echo(drop_notices(str(self.spawn.before)), line)
+
+    def notices(self) -> list[str]:
+        """The phone's "notice: ..." lines received so far (e.g. the remote party's integrity
+        level at call set-up), without the prefix, in order."""
+        text = self.text().replace("\r\n", "\n").replace("\r", "\n")
+        out = []
+        for ln in text.split("\n"):
+            while ln.startswith(PROMPT):   # printed between answers: it may follow a prompt
+                ln = ln[len(PROMPT):]
+            if ln.startswith(NOTICE):
+                out.append(ln[len(NOTICE):])
+        return out
 
     def _drain(self) -> None:
         """Drop what arrived before the command (extra prompts from pokes, kernel messages)."""
@@ -279,6 +291,15 @@ def last_line(text: str) -> str:
         if line:
             return line
     return ""
+
+
+NOTICE = "notice: "   # firmware/console/loop.py: lines the phone prints between answers
+
+
+def drop_notices(text: str) -> str:
+    """*text* without the phone's notice lines (they may arrive while an answer is read)."""
+    text = text.replace("\r\n", "\n").replace("\r", "")
+    return "".join(ln for ln in text.splitlines(keepends=True) if not ln.startswith(NOTICE))
 
 
 def _strip_echo(text: str, line: str) -> str:

@@ -38,7 +38,8 @@ HAVE_KAMAILIO: bool = (os.path.exists(KAMAILIO) and os.path.exists(TLS_MODULE)
                        and shutil.which("openssl") is not None)
 IS_ROOT: bool = os.geteuid() == 0
 # The users of KAMAILIO_CONFIG/subscriber (realm 127.0.0.1).
-USERS = {"alice": "alicepw", "bob": "bobpw", "carol": "carolpw"}
+USERS = {"alice": "alicepw", "bob": "bobpw", "carol": "carolpw", "dave": "davepw",
+         "mallory": "mallorypw"}
 
 
 class SipLabError(RuntimeError):

@@ -15,6 +15,10 @@
 #                                          lists with the provisioned AK over that nonce (1..64
 #                                          bytes: 2..128 hex digits): quote, signature, pcrs,
 #                                          ak_pub, ak_cert (issue 10)
+#   {"op": "trust"}                       the trust anchors provisioning put in the data
+#                                          partition's store, for judging peers at call set-up:
+#                                          device_ca (PEM), references + references_sig (base64
+#                                          of the vendor-signed reference set; null when none)
 # Anything else, or any field missing,
 # extra or out of range, is refused with {"ok": false, "error": ...} and logged; the log line
 # never holds a field's value (a PIN typed into the wrong field stays unlogged).
@@ -32,6 +36,7 @@ OPS = {  # op -> its fields other than "op"
     "da": (),
     "shutdown": (),
     "quote": ("nonce",),
+    "trust": (),
 }
 NONCE_HEX_MIN, NONCE_HEX_MAX = 2, 128  # 1..64 bytes (firmware/attest/quote.py NONCE_MIN/MAX)
 

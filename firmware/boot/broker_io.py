@@ -67,6 +67,16 @@ class TpmOps:
             raise quote.EvidenceError("no provisioning store: %s" % err)
         return quote.quote(self.tpm, quote.attestation_record(meta), nonce)
 
+    def trust(self):
+        """The public trust anchors in the store (device CA, vendor-signed reference set): the
+        phone judges call peers with them (firmware/phone/remote.py) but cannot read the
+        partition itself."""
+        from firmware.secrets import hook, store
+        meta, err = hook.load_store(hook.store_paths(self.run_dir))
+        if meta is None:
+            raise ValueError("no provisioning store: %s" % err)
+        return store.trust_anchors(meta)
+
     def da(self):
         from firmware.secrets import da
         return {"da": da.state(self.tpm)}

@@ -24,7 +24,8 @@ ACTION_POWEROFF = 1
 B64_CHUNK = 57  # 57 input bytes -> 76 base64 characters per line (RFC 2045 line length)
 LOG_NAMES = {"firmware": "FIRMWARE-LOG", "phone": "PHONE-LOG"}
 USAGE = {"call": "a URI: call sip:user@host [tone=HZ]", "pin": "the PIN: pin DIGITS",
-         "quote": "a nonce: quote NONCE_HEX (2..128 hex digits)"}
+         "quote": "a nonce: quote NONCE_HEX (2..128 hex digits)",
+         "integrity": "a level: integrity verified|outdated|unknown|unattested"}
 # The PINs provisioning seals to (host_tools/provision: 4..16 ASCII digits); anything else cannot
 # be the PIN, so it never reaches the TPM (and costs no dictionary-attack try).
 PIN_MIN = 4
@@ -47,6 +48,8 @@ HELP = (
     "                   secret or the PIN) as JSON; a wrong PIN counts toward the TPM's lockout\n"
     "  quote NONCE_HEX  attestation evidence for that nonce (1..64 bytes as hex) as one JSON\n"
     "                   line: TPM quote of the sha256 PCRs with the AK, its certificate, logs\n"
+    "  integrity LEVEL  require at least LEVEL (verified, outdated, unknown, unattested) from\n"
+    "                   remote parties for this boot; never below the device-config's\n"
     "  poweroff         shut the TPM down cleanly (TPM2_Shutdown) and power off\n"
 )
 
@@ -143,6 +146,7 @@ class Console:
             "hangup": (self._hangup, 0, 0),
             "pin": (self._pin, 1, 1),
             "quote": (self._quote, 1, 1),
+            "integrity": (self._integrity, 1, 1),
             "mem": (lambda args: (mem.answer(), ACTION_NONE), 0, 0),
         }
 
@@ -257,6 +261,10 @@ class Console:
                 out[k] = answer[k]
         out["unlocked"] = answer.get("unlocked") is True  # fail closed: anything else is "no"
         return _json(out) + "\n", ACTION_NONE
+
+    def _integrity(self, args):
+        # raise-only: the device refuses a level below its signed device-config
+        return _json(self.device.require_integrity(args[0])) + "\n", ACTION_NONE
 
     def _quote(self, args):
         from firmware.attest import evidence

@@ -49,6 +49,9 @@ def serve_select(device, in_fd, stdout, now_ms, max_wait_ms=1000):
         else:
             ready = select.select([in_fd] + device.sockets(), [], [], wait / 1000.0)[0]
         if in_fd in ready:
+            # a notice still pending (a step that raised after the phone learnt a level) goes
+            # out before the next answer, so an answer never shows a state its notice lags
+            _print_notices(device, stdout)
             data = os.read(in_fd, 512)
             if not data:
                 return 0
@@ -68,12 +71,23 @@ def serve_select(device, in_fd, stdout, now_ms, max_wait_ms=1000):
                 stdout.flush()
         try:
             device.step(ready, now_ms())
+            _print_notices(device, stdout)
         except Exception as e:
             # one bad request or packet must not end the console (and with it, after the
             # loader's restart budget, the device): log one line, go on
             errors += 1
             if errors <= 10 or errors % 100 == 0:
                 _log_step_error(device, stdout, e, errors)
+
+
+def _print_notices(device, stdout):
+    """Lines the phone wants the user to see now (the remote party's integrity level), each
+    as "notice: ..." so the host driver (host_tools/console.py) can tell them from answers."""
+    take = getattr(device, "take_notices", None)
+    lines = take() if take is not None else []
+    if lines:
+        stdout.write("".join("notice: %s\n" % n for n in lines).encode())
+        stdout.flush()
 
 
 def _log_step_error(device, stdout, e, count):

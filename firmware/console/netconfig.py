@@ -13,6 +13,9 @@
 #                        where RTP binds (fixed even port, RTCP +1) and the address the SDP gives
 #   network.address_map  {"address in a peer's SDP": "address to send media to"}: a board quirk
 #                        (QEMU user networking: the host's 127.0.0.1 is 10.0.2.2 in the guest)
+#   min_remote_integrity the least integrity level a call's remote party must show (one of
+#                        firmware.attest.levels; default "unattested": ordinary SIP phones work,
+#                        evidence that fails does not; docs/attestation.md)
 
 from firmware.sip.sdp import PREFERENCE
 
@@ -86,4 +89,11 @@ def phone_settings(config):
         if not isinstance(amap[k], str) or not amap[k]:
             raise ValueError("device-config: network.address_map[%r] must be an address" % (k,))
     out["address_map"] = dict(amap)
+    level = _field(config, "min_remote_integrity", str, "device-config", "unattested")
+    from firmware.attest import levels
+    try:
+        levels.rank(level)
+    except ValueError as e:
+        raise ValueError("device-config: min_remote_integrity: %s" % e)
+    out["min_remote_integrity"] = level
     return out

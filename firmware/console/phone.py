@@ -43,6 +43,8 @@ class PhoneDevice:
         self.start_attempts = 0
         self.settings = None       # firmware.console.netconfig.phone_settings of device-config
         self.media_socks = None    # (rtp, rtcp) bound once the phone may run
+        self._judge = None         # firmware.phone.remote.RemoteJudge once the phone starts
+        self._judge_error = None   # why calls are not judged
 
     def _state(self):
         try:
@@ -117,6 +119,10 @@ class PhoneDevice:
         else:
             out["da_error"] = da_error
         out.update(self.calls.status())
+        if self._judge is not None:
+            out["min_remote_integrity"] = self._judge.min_level
+        elif self._judge_error is not None:
+            out["remote_integrity_error"] = self._judge_error
         if self.media_socks is not None:
             # what peers are told (SDP c=/m=) and the host forwards (host_tools.qemu)
             out["media_address"] = self.settings["media_address"]
@@ -249,12 +255,15 @@ class PhoneDevice:
         s = self.settings
         user, password = self._hook.sip_account()
         cfg = UaConfig(user, s["domain"], password, "TLS", keepalive_ms=s["keepalive_ms"])
+        judge = self.remote_judge()
+        attester = self.attester()
         try:
             self.phone = PhoneIo.open(cfg, s["registrar"], s["port"], self.run_dir + "/etc/ca-bundle",
                                       media_host=s["media_address"], media_bind=s["media_bind"],
                                       media_port=s["media_port"], media_socks=self.media_socks,
                                       server_hostname=s["tls_server_name"],
-                                      address_map=s["address_map"], suites=s["suites"])
+                                      address_map=s["address_map"], suites=s["suites"],
+                                      attester=attester, judge=judge)
         except Exception as e:  # OSError, ssl errors: never an unverified fallback
             delay = min(30000, 2000 * self.start_attempts)
             self.calls.detach("registrar %s:%d not reachable (attempt %d, next in %d s): %s"
@@ -266,7 +275,79 @@ class PhoneDevice:
         self.calls.attach(self.phone.app)
         self.phone.app.register()
 
+    # --- the remote party's integrity at call set-up (docs/attestation.md) ------------------------
+
+    def attester(self):
+        """nonce -> evidence bytes for our INVITEs and 2xx (a TPM quote through the broker)."""
+        from firmware.attest import evidence
+
+        def attest(nonce):
+            return evidence.encode(self.quote(nonce))
+        return attest
+
+    def remote_judge(self):
+        """A RemoteJudge with the trust anchors on the data partition and the device-config's
+        min_remote_integrity; None (calls are then not judged, and say why in the log) when the
+        anchors are missing or do not verify."""
+        from firmware.phone.remote import RemoteJudge
+        if self._judge is None:
+            try:
+                self._judge = RemoteJudge(self.trust_anchors(), self.settings["min_remote_integrity"])
+                self._judge_error = None
+            except Exception as e:  # noqa: BLE001  reported in status
+                self._judge_error = "%s: %s" % (e.__class__.__name__, e)
+        return self._judge
+
+    def trust_anchors(self):
+        """firmware.attest.trust.Trust from what provisioning recorded on the data partition
+        (device CA, vendor-signed reference set: through the broker, which reads the partition)
+        and the vendor key in the measured initramfs. TrustError/ValueError name what is missing."""
+        import binascii
+        from firmware.attest import trust
+        from firmware.boot.partitions import VENDOR_KEY_PATHS
+        if self.broker is not None:
+            t = self.broker.call("trust")
+        else:
+            from firmware.secrets import hook, store
+            meta, err = hook.load_store(hook.store_paths(self.run_dir))
+            if meta is None:
+                raise ValueError("no provisioning store: %s" % err)
+            t = store.trust_anchors(meta)
+        vendor = None
+        for p in VENDOR_KEY_PATHS:
+            try:
+                vendor = _read(p)
+                break
+            except OSError:
+                continue
+        if vendor is None:
+            raise ValueError("no vendor key at %s" % " or ".join(VENDOR_KEY_PATHS))
+        try:
+            refs = binascii.a2b_base64(t["references"])
+            sig = binascii.a2b_base64(t["references_sig"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError("the broker's trust answer lacks a base64 reference set")
+        return trust.load(refs, sig, vendor, [t["device_ca"]])
+
+    def require_integrity(self, level):
+        """The console's `integrity LEVEL`: raise the minimum remote level for this boot."""
+        judge = self._judge
+        if judge is None:
+            from firmware.console.calls import Refused
+            raise Refused("remote integrity is not judged: %s" % (self._judge_error or "phone not started"))
+        judge.require(level)
+        return {"min_remote_integrity": judge.min_level, "floor": judge.floor}
+
     # the console's I/O loop (loop.serve_select) drives these
+    def take_notices(self):
+        """One-line notices for the console (the remote party's level, once known)."""
+        app = self.phone.app if self.phone is not None else None
+        if app is None or not app.notices:
+            return []
+        out = app.notices
+        app.notices = []
+        return out
+
     def sockets(self):
         return self.phone.sockets() if self.phone is not None else []
 

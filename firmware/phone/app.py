@@ -9,6 +9,7 @@
 
 from firmware import compat
 from firmware.phone.call import CallMedia
+from firmware.phone.remote import describe
 from firmware.sip import ua as sipua
 from firmware.sip.sdp import PREFERENCE, LocalMedia
 
@@ -25,13 +26,25 @@ class PhoneApp:
     and name; log: callable(line); engine: SRTP engine for CallMedia; auto_answer: answer incoming
     calls at once (a test and bench convenience); address_map: {address in the peer's SDP: address
     to send media to} for a board whose network rewrites addresses (qemu-x86_64 with user-mode
-    networking: a host peer at 127.0.0.1 is 10.0.2.2 seen from the guest)."""
+    networking: a host peer at 127.0.0.1 is 10.0.2.2 seen from the guest).
+
+    Attestation at call set-up (docs/attestation.md "Evidence in SIP"): attester(nonce bytes) ->
+    evidence bytes (I/O: a TPM quote through the broker) is called for our INVITE and 2xx; judge
+    (firmware.phone.remote.RemoteJudge) judges the caller before the phone rings and the callee
+    on its 2xx before media flows. Either one switches the UA to attest mode."""
 
     def __init__(self, config, media_address, media_port, now=None, log=None, engine="auto",
                  tls_verified=False, suites=PREFERENCE, codecs=(0, 8), auto_answer=False,
-                 rtcp_interval_ms=5000, jitter_delay_ms=60, address_map=None):
+                 rtcp_interval_ms=5000, jitter_delay_ms=60, address_map=None, attester=None,
+                 judge=None):
         now = _now(now)
         self.address_map = dict(address_map or {})
+        self.attester = attester
+        self.judge = judge
+        if attester is not None or judge is not None:
+            config.attest = True
+        self.remote = None          # the current call's remote judgement (dict) once known
+        self.notices = []           # one-line notices for the console (remote level known)
         self.ua = sipua.UserAgent(config, now)
         self.config = config
         self.media_address = media_address
@@ -70,6 +83,7 @@ class PhoneApp:
         now = _now(now)
         if self.call_id is not None:
             raise ValueError("already in a call (%s); hang up first" % self.call_id)
+        self.remote = None
         cid = self.ua.call(uri, self._local_media(), now)
         self.call_id = cid
         self.log("call %s: calling %s" % (cid, uri))
@@ -106,7 +120,8 @@ class PhoneApp:
             suite = call.media.suite if call.media is not None else None
             indicator, why = self.security(call)
             c = {"call_id": call.call_id, "state": call.state, "direction": call.direction,
-                 "peer": call.remote, "suite": suite, "security": indicator, "why": why}
+                 "peer": call.remote, "suite": suite, "security": indicator, "why": why,
+                 "remote": self.remote}
             if self.media is not None:
                 c["codec"] = self.media.params.codec
                 c["media"] = self.media.stats()
@@ -259,12 +274,48 @@ class PhoneApp:
         self.media = None
         self.call_id = None
 
+    def _remote_known(self, call_id, peer, remote):
+        self.remote = remote
+        line = "call %s: %s" % (call_id, describe(peer, remote))
+        self.log(line)
+        self.notices.append(line)
+
     def _on_event(self, e, now):
-        if isinstance(e, sipua.IncomingCall):
+        if isinstance(e, sipua.EvidenceNeeded):
+            data = None
+            if self.attester is not None and e.nonce is not None:
+                try:
+                    data = self.attester(e.nonce)
+                except Exception as err:  # noqa: BLE001  the call goes on, judged unattested
+                    self.log("call %s: sending no evidence: %s: %s"
+                             % (e.call_id, err.__class__.__name__, _one_line(str(err))))
+            self.ua.provide_evidence(e.call_id, data, now)
+        elif isinstance(e, sipua.CallOffered):
             if self.call_id is not None and self.call_id != e.call_id:
                 self.log("call %s: busy, declined call from %s" % (e.call_id, e.caller))
                 self.ua.reject(e.call_id, now, 486, "Busy Here")
                 return
+            self.call_id = e.call_id
+            self.remote = None
+            if self.judge is None:
+                self.ua.ring(e.call_id, now)
+                return
+            remote = self.judge.judge(e.evidence, e.evidence_nonce)
+            self._remote_known(e.call_id, e.caller, remote)
+            if self.judge.acceptable(remote):
+                self.ua.ring(e.call_id, now)
+            else:
+                # RFC 3261 §21.4.4 403: understood, refused; the Warning (§20.43) says why
+                why = self.judge.refusal(remote)
+                self.log("call %s: refused: %s" % (e.call_id, why))
+                self.ua.reject(e.call_id, now, 403, "Forbidden", warning=why)
+        elif isinstance(e, sipua.IncomingCall):
+            if self.call_id is not None and self.call_id != e.call_id:
+                self.log("call %s: busy, declined call from %s" % (e.call_id, e.caller))
+                self.ua.reject(e.call_id, now, 486, "Busy Here")
+                return
+            if self.call_id != e.call_id:
+                self.remote = None
             self.call_id = e.call_id
             self.log("call %s: incoming from %s" % (e.call_id, e.caller))
             if self.auto_answer:
@@ -272,6 +323,17 @@ class PhoneApp:
         elif isinstance(e, sipua.CallAnswered):
             if e.call_id != self.call_id:
                 return
+            call = self.ua.calls.get(e.call_id)
+            if self.judge is not None and call is not None and call.direction == "out":
+                # the callee is judged on its 2xx, before any media flows
+                remote = self.judge.judge(e.evidence, e.evidence_nonce)
+                self._remote_known(e.call_id, call.remote, remote)
+                if not self.judge.acceptable(remote):
+                    why = self.judge.refusal(remote)
+                    self.log("call %s: hanging up: %s" % (e.call_id, why))
+                    # the 2xx was ACKed (RFC 3261 §13.2.2.4); BYE with the reason (RFC 3326)
+                    self.ua.hangup(e.call_id, now, 'SIP;cause=403;text="%s"' % why)
+                    return
             mapped = self.address_map.get(e.media.remote_address)
             if mapped is not None:
                 self.log("call %s: media for %s sent to %s (board address map)"
@@ -295,7 +357,8 @@ class PhoneApp:
                 stats = self.media.stats()
                 self._closing.append(self.media)
             self.last_call = {"call_id": e.call_id, "status": e.status, "reason": e.reason,
-                              "by": e.by, "media": stats}
+                              "by": e.by, "media": stats, "remote": self.remote}
+            self.remote = None
             self.log("call %s: ended by %s: %s %s" % (e.call_id, e.by, e.status, e.reason))
             self.media = None
             self.call_id = None

@@ -205,6 +205,8 @@ def validate(meta):
         unhex(_need(srk, "name", str, "srk."), "srk.name", 34)
     if "attestation" in meta:
         attestation_record(_need(meta, "attestation", dict, ""))
+    if "references" in meta:
+        references_record(_need(meta, "references", dict, ""))
     objs = _need(meta, "objects", list, "")
     seen = []
     for i, o in enumerate(objs):
@@ -243,6 +245,34 @@ def attestation_record(a):
     _pem(a, "ak_cert", "CERTIFICATE", w)
     _pem(a, "device_ca", "CERTIFICATE", w)
     return a
+
+
+MAX_REFERENCES_B64 = 96 * 1024
+
+
+def references_record(r):
+    """The vendor-signed reference set provisioning copies from the build (docs/attestation.md):
+    base64 of references.json ("json") and of its 64-byte Ed25519 signature ("sig"). Public; a
+    phone checks the signature with the vendor key before it uses the set (firmware/attest/
+    trust.py), so an edited copy is refused, never believed."""
+    w = "references."
+    for k in ("json", "sig"):
+        v = _need(r, k, str, w)
+        if not v or len(v) > MAX_REFERENCES_B64:
+            raise ParseError("%s%s must be base64 of at most %d characters" % (w, k, MAX_REFERENCES_B64),
+                             field=w + k)
+    return r
+
+
+def trust_anchors(meta):
+    """{"device_ca": PEM, "references": b64, "references_sig": b64} from a validated store
+    (the "trust" broker op); ValueError names what provisioning did not record."""
+    if "attestation" not in meta:
+        raise ValueError("the store has no attestation record (provisioned with --no-attestation?)")
+    if "references" not in meta:
+        raise ValueError("the store has no vendor reference set (provisioned before issue 10?)")
+    return {"device_ca": meta["attestation"]["device_ca"], "references": meta["references"]["json"],
+            "references_sig": meta["references"]["sig"]}
 
 
 def pcr_hex(values):

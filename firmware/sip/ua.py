@@ -6,7 +6,7 @@
 # Time is `now` in milliseconds; randomness comes from firmware.compat.random_bytes.
 
 from firmware import compat
-from firmware.sip import digest, sdp
+from firmware.sip import callbind, digest, multipart, sdp
 from firmware.sip.dialog import Dialog
 from firmware.sip.message import (
     NameAddr, Request, Response, SipParseError, SipUri, StreamFramer, parse_message,
@@ -16,6 +16,8 @@ from firmware.sip.transaction import T1, ClientTransaction, ServerTransaction
 RELIABLE = ("TLS", "TCP")
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
 MAX_STALE_RETRIES = 1   # RFC 7616 §3.3 stale=true: one re-try with a fresh nonce per request
+ACCEPT = "application/sdp, multipart/mixed"   # attest mode (docs/attestation.md)
+EVIDENCE_RETRY = (415, 500)   # final answers to a multipart INVITE that get one plain retry
 SUPPORTED = ()   # option tags this UAS implements when a request Requires them (none yet)
 
 
@@ -44,11 +46,33 @@ class Unregistered(Event):
 
 
 class IncomingCall(Event):
-    def __init__(self, call_id, caller, display, secure):
+    """The phone rings. `evidence`: the caller's attestation evidence (bytes) or None;
+    `evidence_nonce`: the nonce it must carry (firmware.sip.callbind) or None when the caller's
+    URI is no SIP AOR."""
+
+    def __init__(self, call_id, caller, display, secure, evidence=None, evidence_nonce=None):
         self.call_id = call_id
         self.caller = caller
         self.display = display
         self.secure = secure
+        self.evidence = evidence
+        self.evidence_nonce = evidence_nonce
+
+
+class CallOffered(IncomingCall):
+    """With UaConfig(attest=True): an acceptable INVITE arrived and nothing was answered but
+    100 yet. The application judges the caller, then calls ring() (180, IncomingCall follows) or
+    reject() (e.g. 403 with a Warning naming the level)."""
+
+
+class EvidenceNeeded(Event):
+    """With UaConfig(attest=True): our INVITE (role "offer") or 2xx (role "answer") waits for
+    provide_evidence(call_id, evidence bytes or None, now); the quote must carry `nonce`."""
+
+    def __init__(self, call_id, nonce, role):
+        self.call_id = call_id
+        self.nonce = nonce
+        self.role = role
 
 
 class CallRinging(Event):
@@ -57,9 +81,14 @@ class CallRinging(Event):
 
 
 class CallAnswered(Event):
-    def __init__(self, call_id, media):
+    """The call is up. For our outgoing calls `evidence` is the callee's evidence from its 2xx
+    (bytes or None) and `evidence_nonce` the nonce it must carry; None for calls we answered."""
+
+    def __init__(self, call_id, media, evidence=None, evidence_nonce=None):
         self.call_id = call_id
         self.media = media
+        self.evidence = evidence
+        self.evidence_nonce = evidence_nonce
 
 
 class CallEnded(Event):
@@ -90,7 +119,7 @@ class FlowFailed(Event):
 class UaConfig:
     def __init__(self, user, domain, password, transport="TLS", local_host="0.0.0.0", local_port=5060,
                  auth_user=None, display=None, expires=600, keepalive_ms=None, insecure=False, t1=T1,
-                 user_agent="trusted-phone/0.1"):
+                 user_agent="trusted-phone/0.1", attest=False):
         self.user = user
         self.domain = domain
         self.password = password
@@ -105,6 +134,9 @@ class UaConfig:
         self.insecure = insecure
         self.t1 = t1
         self.user_agent = user_agent
+        # attestation at call set-up (docs/attestation.md "Evidence in SIP"): our INVITE and 2xx
+        # wait for evidence (EvidenceNeeded), incoming INVITEs wait for ring() (CallOffered)
+        self.attest = attest
 
 
 def _rand_hex(n):
@@ -129,6 +161,11 @@ class Call:
         self.provisional = False
         self.auth_tries = 0
         self.answer_sdp = None
+        self.offer_sdp = None       # the SDP offer's bytes (ours, or the SDP part of the peer's)
+        self.held = None            # our 2xx waiting for evidence (attest mode)
+        self.offered_event = None   # the CallOffered being screened (attest mode)
+        self.evidence_sent = False  # our INVITE carried evidence (multipart/mixed)
+        self.peer_accepts_multipart = False   # the INVITE's Accept lists multipart/mixed
 
 
 class UserAgent:
@@ -189,18 +226,61 @@ class UserAgent:
         self.calls[call.call_id] = call
         req = self._new_request("INVITE", uri, str(NameAddr(uri)), call.call_id, call.local_tag, 1)
         req.add("Contact", self._contact())
-        req.add("Content-Type", "application/sdp")
-        req.body = body.serialize()
+        call.offer_sdp = body.serialize()
         call.invite = req
+        if self.config.attest:
+            # RFC 3261 §20.1: the bodies we accept in responses; the callee attaches its evidence
+            # to the 2xx only when multipart/mixed is listed
+            req.add("Accept", ACCEPT)
+            call.state = "attesting"
+            nonce = callbind.evidence_nonce("offer", call.call_id, call.local_tag, "",
+                                            callbind.aor(self.aor), callbind.aor(uri),
+                                            callbind.sdp_cryptos(call.offer_sdp))
+            self._events.append(EvidenceNeeded(call.call_id, nonce, "offer"))
+            return call.call_id
+        _set_body(req, call.offer_sdp, None)
         call.state = "calling"
         call.invite_tx = self._start_client(req, now)
         return call.call_id
+
+    def provide_evidence(self, call_id, evidence, now):
+        """Send the INVITE or 2xx that waits for evidence (EvidenceNeeded): with `evidence`
+        (bytes) as a multipart/mixed part beside the SDP, or plain SDP when it is None."""
+        call = self.calls.get(call_id)
+        if call is None or call.state not in ("attesting", "answering"):
+            raise ValueError("no call %s waits for evidence" % call_id)
+        if call.state == "attesting":
+            _set_body(call.invite, call.offer_sdp, evidence)
+            call.evidence_sent = evidence is not None
+            call.state = "calling"
+            call.invite_tx = self._start_client(call.invite, now)
+        else:
+            resp, media = call.held
+            call.held = None
+            _set_body(resp, call.answer_sdp, evidence)
+            call.state = "connected"
+            call.invite_tx.respond(resp, now)
+            self._events.append(CallAnswered(call.call_id, media))
+        self._collect(now)
+
+    def ring(self, call_id, now):
+        """Attest mode: the application accepted the caller (CallOffered): 180 and ring."""
+        call = self._call(call_id, "screening")
+        call.state = "incoming"
+        r = self._response(call.invite, 180, "Ringing", call.local_tag)
+        r.add("Contact", self._contact())
+        call.invite_tx.respond(r, now)
+        e = call.offered_event
+        call.offered_event = None
+        self._events.append(IncomingCall(call_id, e.caller, e.display, e.secure, e.evidence,
+                                         e.evidence_nonce))
+        self._collect(now)
 
     def answer(self, call_id, local_media, now):
         call = self._call(call_id, "incoming")
         self._check_mode(local_media)
         try:
-            body, media = sdp.create_answer(call.invite.body, local_media, self.signalling_secure)
+            body, media = sdp.create_answer(call.offer_sdp, local_media, self.signalling_secure)
         except (sdp.NegotiationError, sdp.SdpError) as e:
             self._respond(call.invite_tx, call.invite, 488, "Not Acceptable Here", now, call.local_tag,
                           warning=_warning_text(e))
@@ -211,34 +291,56 @@ class UserAgent:
         call.media = media
         resp = self._response(call.invite, 200, "OK", call.local_tag)
         resp.add("Contact", self._contact())
-        resp.add("Content-Type", "application/sdp")
-        resp.body = body.serialize()
+        call.answer_sdp = body.serialize()
         call.dialog = Dialog.from_uas(call.invite, call.local_tag)
+        # RFC 3261 §20.1: evidence only for a caller whose Accept lists multipart/mixed (no quote
+        # is made for one that could not read it)
+        if self.config.attest and call.peer_accepts_multipart:
+            call.state = "answering"
+            call.held = (resp, media)
+            try:
+                nonce = callbind.evidence_nonce("answer", call.call_id, call.invite.from_.tag,
+                                                call.local_tag, callbind.aor(self.aor),
+                                                callbind.aor(call.remote),
+                                                callbind.sdp_cryptos(call.answer_sdp))
+            except ValueError:
+                nonce = None    # the caller's URI is no SIP AOR: nothing to bind evidence to
+            self._events.append(EvidenceNeeded(call.call_id, nonce, "answer"))
+            return
+        _set_body(resp, call.answer_sdp, None)
         call.state = "connected"
         call.invite_tx.respond(resp, now)
         self._events.append(CallAnswered(call.call_id, media))
         self._collect(now)
 
-    def reject(self, call_id, now, status=486, reason="Busy Here"):
-        call = self._call(call_id, "incoming")
-        self._respond(call.invite_tx, call.invite, status, reason, now, call.local_tag)
+    def reject(self, call_id, now, status=486, reason="Busy Here", warning=None):
+        """Refuse a ringing (or, in attest mode, a screened) call; `warning` is the text of a
+        Warning header (RFC 3261 §20.43) saying why."""
+        call = self.calls.get(call_id)
+        if call is None or call.state not in ("incoming", "screening", "answering"):
+            raise ValueError("no incoming call %s" % call_id)
+        self._respond(call.invite_tx, call.invite, status, reason, now, call.local_tag,
+                      warning=None if warning is None else _printable(warning, 200))
         self._end(call, status, reason, "local")
         self._collect(now)
 
-    def hangup(self, call_id, now):
+    def hangup(self, call_id, now, reason=None):
+        """End a call in any state. `reason`: a Reason header value (RFC 3326) for the BYE."""
         call = self.calls.get(call_id)
         if call is None:
             raise ValueError("no call %s" % call_id)
         if call.state == "connected":
-            self._send_bye(call, now)
+            self._send_bye(call, now, reason)
             self._end(call, 200, "local hangup", "local")
+        elif call.state == "attesting":
+            self._end(call, 487, "cancelled before the INVITE was sent", "local")
         elif call.state in ("calling", "early"):
             if call.provisional:
                 self._send_cancel(call, now)
             else:
                 call.cancel_pending = True   # §9.1: CANCEL only after a provisional response
             call.state = "cancelling"
-        elif call.state == "incoming":
+        elif call.state in ("incoming", "screening", "answering"):
             self.reject(call_id, now, 603, "Decline")
         self._collect(now)
 
@@ -683,7 +785,6 @@ class UserAgent:
         call = Call(call_id, "in", None)
         call.invite = req
         call.invite_tx = tx
-        ctype = (req.get("Content-Type") or "").split(";")[0].strip().lower()
         if not req.body:
             # an offer-less INVITE would put our keys in the 2xx before we know the peer's: refuse
             self._respond(tx, req, 488, "Not Acceptable Here", now)
@@ -698,14 +799,29 @@ class UserAgent:
             self._respond(tx, req, 400, "Bad Request: INVITE needs one SIP Contact and a From tag", now)
             self._events.append(MessageRejected("INVITE without one SIP Contact or From tag", 400))
             return
-        if ctype != "application/sdp":
-            r = self._response(req, 415, "Unsupported Media Type", _rand_hex(6))
-            r.add("Accept", "application/sdp")
-            tx.respond(r, now)
-            self._events.append(CallEnded(call_id, 415, "offer is %s, not SDP" % ctype[:40], "error"))
-            return
         try:
-            offer = sdp.SessionDescription.parse(req.body)
+            offer_sdp, evidence, ctype = multipart.sdp_and_evidence(req.get("Content-Type"), req.body)
+        except multipart.BodyError as e:
+            # RFC 5621 §9.1: 415 for a required part we do not understand, else 400
+            r = self._response(req, e.status, "Unsupported Media Type" if e.status == 415
+                               else _reason_text(e), _rand_hex(6))
+            if e.status == 415:
+                r.add("Accept", "application/sdp, multipart/mixed")
+            r.add("Warning", self._warning(_warning_text(e)))
+            tx.respond(r, now)
+            self._events.append(CallEnded(call_id, e.status, str(e), "error"))
+            return
+        if offer_sdp is None:
+            r = self._response(req, 415, "Unsupported Media Type", _rand_hex(6))
+            r.add("Accept", "application/sdp, multipart/mixed")
+            tx.respond(r, now)
+            self._events.append(CallEnded(call_id, 415, "offer is %s, not SDP" % (ctype or "")[:40],
+                                          "error"))
+            return
+        call.offer_sdp = offer_sdp
+        call.peer_accepts_multipart = _accepts(req, "multipart/mixed")
+        try:
+            offer = sdp.SessionDescription.parse(offer_sdp)
             # Refuse insecure offers now, before the phone rings (RFC 3261 §13.3.1.3: 488).
             probe = sdp.LocalMedia("0.0.0.0", 9, insecure=self.config.insecure)
             sdp.create_answer(offer, probe, self.signalling_secure)
@@ -720,14 +836,27 @@ class UserAgent:
             self._events.append(CallEnded(call_id, 488, e.reason, "error"))
             return
         self.calls[call_id] = call
-        call.state = "incoming"
         call.remote = str(req.from_.uri)
+        caller = req.from_
+        secure = offer.media[0].proto == "RTP/SAVP"
+        if self.config.attest:
+            try:
+                nonce = callbind.evidence_nonce("offer", call_id, caller.tag, "",
+                                                callbind.aor(caller.uri), callbind.aor(self.aor),
+                                                callbind.sdp_cryptos(offer_sdp))
+            except ValueError:
+                nonce = None    # a caller URI that is no SIP AOR cannot be bound
+            # the application judges the caller before anything rings (ring() / reject())
+            call.state = "screening"
+            call.offered_event = CallOffered(call_id, str(caller.uri), caller.display, secure,
+                                             evidence, nonce)
+            self._events.append(call.offered_event)
+            return
+        call.state = "incoming"
         r = self._response(req, 180, "Ringing", call.local_tag)
         r.add("Contact", self._contact())
         tx.respond(r, now)
-        caller = req.from_
-        self._events.append(IncomingCall(call_id, str(caller.uri), caller.display,
-                                         offer.media[0].proto == "RTP/SAVP"))
+        self._events.append(IncomingCall(call_id, str(caller.uri), caller.display, secure, evidence))
 
     def _on_cancel(self, req, now):
         # §9.2: a CANCEL matches the INVITE server transaction by branch; answer it either way
@@ -742,7 +871,7 @@ class UserAgent:
             return
         self._respond(cancel_tx, req, 200, "OK", now)
         call = self.calls.get(req.call_id)
-        if call is not None and call.state == "incoming":
+        if call is not None and call.state in ("incoming", "screening", "answering"):
             self._respond(tx, call.invite, 487, "Request Terminated", now, call.local_tag)
             self._end(call, 487, "cancelled by caller", "remote")
 
@@ -873,7 +1002,9 @@ class UserAgent:
                 req = self._new_request("INVITE", old.uri, old.get("To"), call.call_id, call.local_tag,
                                         old.cseq.seq + 1)
                 req.add("Contact", self._contact())
-                req.add("Content-Type", "application/sdp")
+                for v in old.get_all("Accept"):
+                    req.add("Accept", v)
+                req.add("Content-Type", old.get("Content-Type"))
                 req.add("Proxy-Authorization",
                         digest.authorization(ch, self.config.auth_user, self.config.password, "INVITE",
                                              str(old.uri)))
@@ -882,10 +1013,35 @@ class UserAgent:
                 call.provisional = False     # a new INVITE transaction: CANCEL waits for its 1xx
                 call.invite_tx = self._start_client(req, now)
                 return
+        if code in EVIDENCE_RETRY and call.evidence_sent and call.state in ("calling", "early"):
+            # RFC 3261 §21.4.13 / RFC 5621 §9.1: the callee cannot take our multipart body (415;
+            # baresip 1.0 answers 500): once more with the SDP alone, CSeq + 1 (§8.1.3.5). The
+            # callee then judges us unattested, which is all it can do.
+            old = call.invite
+            req = self._new_request("INVITE", old.uri, old.get("To"), call.call_id, call.local_tag,
+                                    old.cseq.seq + 1)
+            for name in ("Contact", "Accept", "Proxy-Authorization"):
+                for v in old.get_all(name):
+                    req.add(name, v)
+            _set_body(req, call.offer_sdp, None)
+            call.evidence_sent = False
+            call.invite = req
+            call.state = "calling"
+            call.provisional = False
+            call.auth_tries = 0     # the proxy may challenge the new INVITE again
+            self._events.append(MessageRejected("callee refused our evidence body (%d %s): "
+                                                "INVITE sent again without evidence"
+                                                % (code, _printable(resp.reason, 60))))
+            call.invite_tx = self._start_client(req, now)
+            return
         if call.state == "cancelling":
             self._end(call, 487, "cancelled", "local")
         else:
-            self._end(call, code, resp.reason, "remote")
+            reason = resp.reason
+            warning = _warning_of(resp)
+            if warning:
+                reason += " (%s)" % warning     # §20.43: the callee's why, e.g. an integrity level
+            self._end(call, code, reason, "remote")
 
     def _invite_challenge(self, call, resp):
         """The challenge to answer for our initial INVITE, or None (the call then ends with the
@@ -924,15 +1080,31 @@ class UserAgent:
             self._send_bye(call, now)
             self._end(call, 487, "cancelled", "local")
             return
+        evidence = nonce = None
         try:
-            call.media = sdp.accept_answer(resp.body, call.offered, call.local_media,
+            answer_sdp = resp.body
+            if resp.get("Content-Type") is not None:
+                answer_sdp, evidence, _ = multipart.sdp_and_evidence(resp.get("Content-Type"),
+                                                                     resp.body)
+                if answer_sdp is None:
+                    raise sdp.NegotiationError("2xx has no SDP answer")
+            call.media = sdp.accept_answer(answer_sdp, call.offered, call.local_media,
                                            self.signalling_secure)
-        except (sdp.NegotiationError, sdp.SdpError) as e:
+            call.answer_sdp = answer_sdp
+        except (sdp.NegotiationError, SipParseError) as e:
             self._send_bye(call, now, "SIP;cause=488;text=\"%s\"" % _reason_text(e))
             self._end(call, 488, "unacceptable answer: %s" % e, "error")
             return
+        if self.config.attest:
+            try:
+                nonce = callbind.evidence_nonce("answer", call.call_id, call.local_tag,
+                                                call.dialog.remote_tag, callbind.aor(call.remote),
+                                                callbind.aor(self.aor),
+                                                callbind.sdp_cryptos(answer_sdp))
+            except ValueError:
+                nonce = None
         call.state = "connected"
-        self._events.append(CallAnswered(call.call_id, call.media))
+        self._events.append(CallAnswered(call.call_id, call.media, evidence, nonce))
 
     def _send_bye(self, call, now, reason=None):
         req = call.dialog.create_request("BYE")
@@ -968,6 +1140,37 @@ class UserAgent:
         if call is None or call.state != state:
             raise ValueError("no %s call %s" % (state, call_id))
         return call
+
+
+def _warning_of(resp):
+    """The text of a response's first Warning (RFC 3261 §20.43 warn-text), printable, or None."""
+    w = resp.get("Warning")
+    if not w:
+        return None
+    q = w.find('"')
+    text = w[q + 1:w.rfind('"')] if q >= 0 and w.rfind('"') > q else w
+    return _printable(text, 200)
+
+
+def _accepts(req, mtype):
+    """Whether the request's Accept (RFC 3261 §20.1) lists `mtype` (or a matching wildcard)."""
+    kind = mtype.split("/")[0]
+    for v in req.get_all("Accept"):
+        for item in v.split(","):
+            t = item.split(";")[0].strip().lower()
+            if t in (mtype, kind + "/*", "*/*"):
+                return True
+    return False
+
+
+def _set_body(msg, sdp_bytes, evidence):
+    """The SDP alone, or SDP + evidence as multipart/mixed (firmware.sip.multipart)."""
+    if evidence is None:
+        msg.set("Content-Type", multipart.SDP_TYPE)
+        msg.body = sdp_bytes
+    else:
+        ctype, msg.body = multipart.build(sdp_bytes, evidence)
+        msg.set("Content-Type", ctype)
 
 
 def _printable(text, limit=100):

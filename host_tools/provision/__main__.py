@@ -146,6 +146,8 @@ def _run(args: argparse.Namespace) -> int:
                           "re-provisioning needs it)")
                 meta = core.provision(tpm, ref, secrets, pin, mode=args.policy, key=key, da=da,
                                       auth=current, enroll=enroll)
+                if enroll is not None:
+                    meta.update(references_record(dev.build_dir))
                 hierarchy.change_auth(tpm, current, record)
                 tpm.shutdown(clear=True)  # orderly: the next power-on must not count a DA failure
             finally:
@@ -164,6 +166,20 @@ def _run(args: argparse.Namespace) -> int:
         print(f"attestation key 0x{meta['attestation']['ak_handle']:08x} certified by the device CA "
               f"(EK certificate chains to the manufacturer CA; ActivateCredential succeeded)")
     return 0
+
+
+def references_record(build_dir: Path) -> dict[str, object]:
+    """The vendor-signed reference set of the build (references.json + .sig, host_tools/image/
+    references.py) for the store: the phone judges call peers with it offline
+    (docs/attestation.md "Evidence in SIP"). Nothing when the build has none."""
+    import base64
+
+    doc, sig = build_dir / "references.json", build_dir / "references.sig"
+    if not (doc.is_file() and sig.is_file()):
+        print(f"no vendor reference set in {build_dir}: the phone will not judge call peers")
+        return {}
+    return {"references": {"json": base64.b64encode(doc.read_bytes()).decode(),
+                           "sig": base64.b64encode(sig.read_bytes()).decode()}}
 
 
 if __name__ == "__main__":

@@ -465,7 +465,7 @@ def test_offerless_or_non_sdp_invite_refused():
     assert ev[0].status == 488 and ev[0].reason == "INVITE without an SDP offer"
     b.receive(_raw_invite(b"hello", "text/plain").replace(b"raw-1", b"raw-2").replace(b"Kraw1", b"Kraw2"), 200)
     resp = parse_message(b.data_to_send()[0], True)
-    assert resp.status == 415 and resp.get("Accept") == "application/sdp"
+    assert resp.status == 415 and resp.get("Accept") == "application/sdp, multipart/mixed"
     assert events(b)[0].reason == "offer is text/plain, not SDP"
     # a corrupt SDP offer is a 488 (RFC 3261 §21.4.26) with the parser's reason in a Warning
     b.receive(_raw_invite(b"v=0\r\nbogus\r\n").replace(b"raw-1", b"raw-3").replace(b"Kraw1", b"Kraw3"), 300)

@@ -73,3 +73,61 @@ def test_step_errors_are_logged_and_the_console_keeps_answering() -> None:
     assert lines[0] == ("error: phone step failed (1): AttributeError: 'NoneType' object has no "
                         "attribute 'split'")
     assert "error: phone step" not in text      # logged to the phone's log, not the console
+
+
+class NoticeDevice(Device):
+    """A phone that learns a remote party's integrity level while the console runs."""
+
+    def __init__(self, in_w: int, script: list[bytes]) -> None:
+        super().__init__()
+        self.in_w = in_w
+        self.script = script
+        self.steps = 0
+        self.notices = ["call c1: remote sip:carol@127.0.0.1 is verified (image 0.1.0)"]
+
+    def sockets(self) -> list[Any]:
+        return []
+
+    def next_deadline(self) -> int:
+        return 0
+
+    def pending(self) -> bool:
+        return False
+
+    def take_notices(self) -> list[str]:
+        out, self.notices = self.notices, []
+        return out
+
+    def step(self, ready: list[Any], now: int) -> None:
+        self.steps += 1
+        if self.script:
+            os.write(self.in_w, self.script.pop(0))
+        elif self.steps > 5 and self.in_w >= 0:
+            os.close(self.in_w)
+            self.in_w = -1
+
+
+def test_notices_are_printed_once_and_the_host_keeps_them_out_of_answers() -> None:
+    from host_tools.console import drop_notices
+
+    r, w = os.pipe()
+    dev = NoticeDevice(w, [b"status\n"])
+    out = io.BytesIO()
+    rc = serve_select(dev, r, out, lambda: int(time.monotonic() * 1000), max_wait_ms=10)
+    os.close(r)
+    text = out.getvalue().decode()
+    assert rc == 0
+    assert text.count("notice: call c1: remote sip:carol@127.0.0.1 is verified (image 0.1.0)\n") == 1
+    # a notice that lands inside an answer (between the command and its JSON) is dropped by the host
+    mixed = "status\r\nnotice: call c1: remote sip:x@y is failed\r\n{\"state\":\"running\"}\r\n"
+    assert drop_notices(mixed) == "status\n{\"state\":\"running\"}\n"
+
+
+def test_host_finds_notices_after_a_prompt() -> None:
+    from host_tools.console import Console
+
+    con = Console.__new__(Console)    # the transcript alone: no serial port needed
+    con.transcript = ["phone> notice: call c1: remote sip:a@h is verified (image 0.1.0)\r\n",
+                      "phone> status\r\n{}\r\nphone> notice: call c2: remote sip:b@h is failed\r\n"]
+    assert con.notices() == ["call c1: remote sip:a@h is verified (image 0.1.0)",
+                             "call c2: remote sip:b@h is failed"]
