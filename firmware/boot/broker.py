@@ -41,16 +41,6 @@ def _is_digits(text):
     return True
 
 
-def _load(data, limit, what, error):
-    """The JSON value of one datagram of at most `limit` bytes; `error` (naming `what`) if not."""
-    if len(data) > limit:
-        raise error("%s of %d bytes (at most %d)" % (what, len(data), limit))
-    try:
-        return json.loads(bytes(data).decode("utf-8"))
-    except (ValueError, UnicodeError):
-        raise error("%s is not UTF-8 JSON" % what)
-
-
 def parse_request(data):
     """Validated request dict from one datagram; RequestError otherwise."""
     req = _load(data, MAX_REQUEST, "request", RequestError)
@@ -129,6 +119,17 @@ class Broker:
         ans = {"ok": True}
         ans.update(out)
         return encode(ans, MAX_ANSWER), None
+
+
+def _load(data, limit, what, error):
+    """The JSON value of one datagram of at most `limit` bytes; `error` (naming `what`) if not.
+    Both sides read datagrams through it: parse_request (loader) and parse_answer (phone)."""
+    if len(data) > limit:
+        raise error("%s of %d bytes (at most %d)" % (what, len(data), limit))
+    try:
+        return json.loads(bytes(data).decode("utf-8"))
+    except (ValueError, UnicodeError):
+        raise error("%s is not UTF-8 JSON" % what)
 
 
 # --- the phone's side -------------------------------------------------------------------------
