@@ -18,6 +18,8 @@ APT_PACKAGES=(
   sbsigntool
   # test oracle: dm-verity hash trees (veritysetup)
   cryptsetup-bin
+  # test oracle: a real browser renders the --html attestation report (headless)
+  chromium
   # real SIP peers for interop tests
   kamailio kamailio-tls-modules baresip-core
   # tpm2-pytss (benchmark oracle for the unseal) builds against these

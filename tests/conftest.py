@@ -22,6 +22,20 @@ import pytest
 
 
 
+@pytest.fixture(autouse=True)
+def _randomness_restored() -> Iterator[None]:
+    """Every test leaves firmware.compat.random_bytes as it found it. A replay helper that swapped
+    in its counter for good once made every later TPM nonce and salt in the run predictable (the
+    salted-unseal test then found the PIN's bytes in a counter-made nonce)."""
+    from firmware import compat
+
+    saved = compat.random_bytes
+    yield
+    if compat.random_bytes is not saved:
+        compat.random_bytes = saved
+        pytest.fail("the test replaced firmware.compat.random_bytes and did not restore it")
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     # Registered here (the rootdir conftest) so `pytest tests --target X` works, not only
     # `pytest tests/hil --target X`; tests/hil/conftest.py tolerates the double registration.

@@ -11,7 +11,11 @@
 #   {"op": "pcrs", "bank": "sha256"}      every PCR of that bank
 #   {"op": "da"}                          the dictionary-attack state
 #   {"op": "shutdown"}                    TPM2_Shutdown(CLEAR) before power-off
-# (room for {"op": "quote", ...}, issue 10: not served.) Anything else, or any field missing,
+#   {"op": "quote", "nonce": "<hex>"}     TPM2_Quote of the sha256 PCRs firmware/attest/quote.py
+#                                          lists with the provisioned AK over that nonce (1..64
+#                                          bytes: 2..128 hex digits): quote, signature, pcrs,
+#                                          ak_pub, ak_cert (issue 10)
+# Anything else, or any field missing,
 # extra or out of range, is refused with {"ok": false, "error": ...} and logged; the log line
 # never holds a field's value (a PIN typed into the wrong field stays unlogged).
 
@@ -27,11 +31,20 @@ OPS = {  # op -> its fields other than "op"
     "pcrs": ("bank",),
     "da": (),
     "shutdown": (),
+    "quote": ("nonce",),
 }
+NONCE_HEX_MIN, NONCE_HEX_MAX = 2, 128  # 1..64 bytes (firmware/attest/quote.py NONCE_MIN/MAX)
 
 
 class RequestError(ValueError):
     """A request the broker refuses; the message names what is wrong, never a value."""
+
+
+def _is_hex(text):
+    for c in text:
+        if c not in "0123456789abcdefABCDEF":
+            return False
+    return True
 
 
 def _is_digits(text):
@@ -60,6 +73,12 @@ def parse_request(data):
         pin = req["pin"]
         if not isinstance(pin, str) or not PIN_MIN <= len(pin) <= PIN_MAX or not _is_digits(pin):
             raise RequestError("unlock: the PIN must be %d..%d digits" % (PIN_MIN, PIN_MAX))
+    if op == "quote":
+        n = req["nonce"]
+        if not isinstance(n, str) or not NONCE_HEX_MIN <= len(n) <= NONCE_HEX_MAX or len(n) % 2 \
+                or not _is_hex(n):
+            raise RequestError("quote: the nonce must be %d..%d hex digits, an even number"
+                               % (NONCE_HEX_MIN, NONCE_HEX_MAX))
     if op == "pcrs" and req["bank"] not in BANKS:
         raise RequestError("pcrs: bank must be one of %s" % ", ".join(BANKS))
     return req
@@ -86,7 +105,8 @@ def _describe(data):
 
 class Broker:
     """handle(datagram) -> (answer bytes, log line or None). `ops` has credentials(),
-    unlock(pin bytes), pcrs(bank), da(), shutdown(), each returning a JSON-able dict."""
+    unlock(pin bytes), pcrs(bank), da(), shutdown(), quote(nonce bytes), each returning a
+    JSON-able dict."""
 
     def __init__(self, ops):
         self.ops = ops
@@ -111,6 +131,8 @@ class Broker:
                         pin[i] = 0
             elif op == "pcrs":
                 out = self.ops.pcrs(req["bank"])
+            elif op == "quote":
+                out = self.ops.quote(bytes.fromhex(req["nonce"]))
             else:
                 out = getattr(self.ops, op)()
         except Exception as e:  # noqa: BLE001  the TPM's error names its code; no secret in it

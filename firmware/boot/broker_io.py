@@ -57,6 +57,16 @@ class TpmOps:
     def pcrs(self, bank):
         return {"pcrs": {str(i): v.hex() for i, v in self.tpm.pcr_read_all(bank).items()}}
 
+    def quote(self, nonce):
+        """TPM2_Quote with the AK provisioning recorded in the data partition's store (read
+        afresh: root reads the partition; the phone cannot)."""
+        from firmware.attest import quote
+        from firmware.secrets import hook
+        meta, err = hook.load_store(hook.store_paths(self.run_dir))
+        if meta is None:
+            raise quote.EvidenceError("no provisioning store: %s" % err)
+        return quote.quote(self.tpm, quote.attestation_record(meta), nonce)
+
     def da(self):
         from firmware.secrets import da
         return {"da": da.state(self.tpm)}

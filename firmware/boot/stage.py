@@ -150,13 +150,25 @@ def measure_and_verify(image, extend, verify_signature, banks=("sha256",), board
     return out
 
 
-def _verify(man_bytes, sig, comps, archive_err, manifest, manifest_err, verify_signature, board,
-            min_counter, floor_error=None, measured=None, pcr=PHONE_PCR, pcr_error=None):
-    """None when the bundle may run, else the reason (one line naming what is wrong)."""
-    if pcr_error is not None:
-        return "board setting unusable: %s" % pcr_error
-    if archive_err is not None:
-        return "bundle archive malformed: %s" % archive_err
+def check_bundle(image, verify_signature, board=None, min_counter=0, pcr=PHONE_PCR):
+    """None when `image` is a bundle this device may run (signature, board, anti-rollback floor,
+    components exactly as signed, into the board's component register `pcr`), else the reason.
+    No measuring: an update checks what it wrote."""
+    man_bytes, sig, comps, archive_err = split(image)
+    manifest = manifest_err = None
+    if man_bytes is not None:
+        try:
+            manifest = manifest_mod.parse(man_bytes)
+        except ParseError as e:
+            manifest_err = e
+    return _verify(man_bytes, sig, comps, archive_err, manifest, manifest_err, verify_signature,
+                   board, min_counter, pcr=pcr)
+
+
+def check_manifest(man_bytes, sig, manifest, manifest_err, verify_signature, board, min_counter,
+                   floor_error=None):
+    """The checks that need only the leading manifest.json and manifest.sig: signature, then the
+    signed board and anti-rollback counter. An upload runs these before it writes a byte."""
     if man_bytes is None:
         return "unsigned bundle: no %s at the start of the archive" % MANIFEST_NAME
     if sig is None:
@@ -178,6 +190,20 @@ def _verify(man_bytes, sig, comps, archive_err, manifest, manifest_err, verify_s
     if manifest["anti_rollback_counter"] < min_counter:
         return "anti-rollback: bundle counter %d is below this device's floor %d" % (
             manifest["anti_rollback_counter"], min_counter)
+    return None
+
+
+def _verify(man_bytes, sig, comps, archive_err, manifest, manifest_err, verify_signature, board,
+            min_counter, floor_error=None, measured=None, pcr=PHONE_PCR, pcr_error=None):
+    """None when the bundle may run, else the reason (one line naming what is wrong)."""
+    if pcr_error is not None:
+        return "board setting unusable: %s" % pcr_error
+    if archive_err is not None:
+        return "bundle archive malformed: %s" % archive_err
+    reason = check_manifest(man_bytes, sig, manifest, manifest_err, verify_signature, board,
+                            min_counter, floor_error)
+    if reason is not None:
+        return reason
     signed = manifest["components"]
     signed_names = [c["name"] for c in signed]
     found_names = [n for n, _ in comps]

@@ -51,6 +51,20 @@ def _checksum(hdr):
 
 def _member(data, off):
     """(name, data offset, size, next header offset) of the member at `off`, or None at the end."""
+    head = header_at(data, off)
+    if head is None:
+        return None
+    name, size = head
+    start = off + BLOCK
+    if start + size > len(data):
+        raise ParseError("member %r: %d bytes past the end of the archive" %
+                         (name, start + size - len(data)), offset=off + SIZE[0], field="size")
+    return name, start, size, start + (size + BLOCK - 1) // BLOCK * BLOCK
+
+
+def header_at(data, off):
+    """(name, size) from the 512-byte header at `off`, None for the end-of-archive block. Only
+    the header has to be in `data`: an upload checks members as their headers arrive."""
     hdr = data[off:off + BLOCK]
     if len(hdr) < BLOCK:
         raise ParseError("truncated header (%d bytes)" % len(hdr), offset=off, field="header")
@@ -76,12 +90,7 @@ def _member(data, off):
         raise ParseError("name is not UTF-8", offset=off, field="name")
     if not name:
         raise ParseError("empty name", offset=off, field="name")
-    size = _octal(_field(hdr, SIZE), off + SIZE[0], "size")
-    start = off + BLOCK
-    if start + size > len(data):
-        raise ParseError("member %r: %d bytes past the end of the archive" %
-                         (name, start + size - len(data)), offset=off + SIZE[0], field="size")
-    return name, start, size, start + (size + BLOCK - 1) // BLOCK * BLOCK
+    return name, _octal(_field(hdr, SIZE), off + SIZE[0], "size")
 
 
 def scan(data):

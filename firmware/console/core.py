@@ -23,7 +23,8 @@ ACTION_NONE = 0
 ACTION_POWEROFF = 1
 B64_CHUNK = 57  # 57 input bytes -> 76 base64 characters per line (RFC 2045 line length)
 LOG_NAMES = {"firmware": "FIRMWARE-LOG", "phone": "PHONE-LOG"}
-USAGE = {"call": "a URI: call sip:user@host [tone=HZ]", "pin": "the PIN: pin DIGITS"}
+USAGE = {"call": "a URI: call sip:user@host [tone=HZ]", "pin": "the PIN: pin DIGITS",
+         "quote": "a nonce: quote NONCE_HEX (2..128 hex digits)"}
 # The PINs provisioning seals to (host_tools/provision: 4..16 ASCII digits); anything else cannot
 # be the PIN, so it never reaches the TPM (and costs no dictionary-attack try).
 PIN_MIN = 4
@@ -44,6 +45,8 @@ HELP = (
     "  hangup           end, cancel or decline the current call\n"
     "  pin PIN          unseal the PIN-bound user secret; answers metadata only (never the\n"
     "                   secret or the PIN) as JSON; a wrong PIN counts toward the TPM's lockout\n"
+    "  quote NONCE_HEX  attestation evidence for that nonce (1..64 bytes as hex) as one JSON\n"
+    "                   line: TPM quote of the sha256 PCRs with the AK, its certificate, logs\n"
     "  poweroff         shut the TPM down cleanly (TPM2_Shutdown) and power off\n"
 )
 
@@ -122,6 +125,7 @@ class Console:
          shutdown_tpm() -> None
          call(uri, tone_hz) -> call id    answer(tone_hz) -> call id    hangup() -> call id
          unlock_pin(pin bytes) -> dict (metadata: "unlocked", "state", "reason", "da", ...)
+         quote(nonce bytes) -> evidence dict (firmware/attest/evidence.py)
        (calls.Refused: printed as is; ValueError: the user's mistake, printed with the command)
        Each may raise any Exception; the console turns it into one "error: " line."""
 
@@ -138,6 +142,7 @@ class Console:
             "answer": (self._answer, 0, 1),
             "hangup": (self._hangup, 0, 0),
             "pin": (self._pin, 1, 1),
+            "quote": (self._quote, 1, 1),
             "mem": (lambda args: (mem.answer(), ACTION_NONE), 0, 0),
         }
 
@@ -252,6 +257,16 @@ class Console:
                 out[k] = answer[k]
         out["unlocked"] = answer.get("unlocked") is True  # fail closed: anything else is "no"
         return _json(out) + "\n", ACTION_NONE
+
+    def _quote(self, args):
+        from firmware.attest import evidence
+        from firmware.attest.errors import EvidenceError
+        try:
+            nonce = evidence.parse_nonce_hex(args[0])
+        except EvidenceError as e:
+            return "error: quote: %s\n" % _one_line(e), ACTION_NONE
+        ev = self.device.quote(nonce)
+        return evidence.encode(ev).decode("utf-8") + "\n", ACTION_NONE
 
     def _poweroff(self, args):
         # TPM2_Shutdown(CLEAR) first: powering off without it counts as an unclean reset and

@@ -132,6 +132,34 @@ class PhoneDevice:
             out["registered_reason"] = "registrar connection lost; reconnecting"
         return out
 
+    # --- attestation (issue 10; firmware/attest/evidence.py asks these) ------------------------
+
+    def tpm_quote(self, nonce):
+        """The broker's quote answer for `nonce` (bytes): quote, signature, pcrs, ak_pub, ak_cert."""
+        if self.broker is not None:
+            ans = self.broker.call("quote", nonce=bytes(nonce).hex())
+            ans.pop("ok", None)
+            return ans
+        from firmware.attest import quote
+        from firmware.secrets import hook
+        meta, err = hook.load_store(hook.store_paths(self.run_dir))
+        if meta is None:
+            raise quote.EvidenceError("no provisioning store: %s" % err)
+        return quote.quote(self.tpm(), quote.attestation_record(meta), nonce)
+
+    def board(self):
+        from firmware.boot.partitions import board_name
+        return board_name() or "unknown"
+
+    def image_version(self):
+        v = self._state().get("bundle_version")
+        return v if isinstance(v, str) and v else None
+
+    def quote(self, nonce):
+        """The console's `quote`: evidence (firmware/attest/evidence.py) for `nonce` (bytes)."""
+        from firmware.attest import evidence
+        return evidence.collect(nonce, self)
+
     def dictionary_attack(self):
         """(the TPM's DA state (firmware.secrets.da.state), None) or (None, why unreadable)."""
         try:
@@ -221,8 +249,10 @@ class PhoneDevice:
         (no network yet, registrar down, certificate refused) retry with backoff."""
         self._start_at = None
         self.start_attempts += 1
+        from firmware.attest import evidence
         from firmware.phone.io_cpython import PhoneIo
         from firmware.sip.ua import UaConfig
+        evidence.set_device(self)  # evidence.collect(nonce) in the phone's call set-up asks this device
         s = self.settings
         user, password = self._hook.sip_account()
         cfg = UaConfig(user, s["domain"], password, "TLS", keepalive_ms=s["keepalive_ms"])

@@ -203,6 +203,8 @@ def validate(meta):
         if h >> 24 != 0x81:  # TPM_HT_PERSISTENT (Part 2 §7.2)
             raise ParseError("srk.handle 0x%x is not a persistent handle" % h, field="srk.handle")
         unhex(_need(srk, "name", str, "srk."), "srk.name", 34)
+    if "attestation" in meta:
+        attestation_record(_need(meta, "attestation", dict, ""))
     objs = _need(meta, "objects", list, "")
     seen = []
     for i, o in enumerate(objs):
@@ -216,6 +218,31 @@ def validate(meta):
         unhex(_need(o, "public", str, w), w + "public", max_size=1024)
         unhex(_need(o, "private", str, w), w + "private", max_size=1024)
     return meta
+
+
+MAX_PEM = 8192
+
+
+def _pem(obj, key, label, where):
+    v = _need(obj, key, str, where)
+    if len(v) > MAX_PEM or not v.startswith("-----BEGIN %s-----" % label) \
+            or not v.rstrip().endswith("-----END %s-----" % label):
+        raise ParseError("%s is not a PEM %s of at most %d characters" % (where + key, label, MAX_PEM),
+                         field=where + key)
+
+
+def attestation_record(a):
+    """The "attestation" record provisioning writes (issue 10, docs/attestation.md): the AK's
+    persistent handle and Name, its certificate from the device CA, and the device CA's
+    certificate (PEM). All public."""
+    w = "attestation."
+    h = _need(a, "ak_handle", int, w)
+    if h >> 24 != 0x81:  # TPM_HT_PERSISTENT (Part 2 §7.2)
+        raise ParseError("attestation.ak_handle 0x%x is not a persistent handle" % h, field=w + "ak_handle")
+    unhex(_need(a, "ak_name", str, w), w + "ak_name", 34)
+    _pem(a, "ak_cert", "CERTIFICATE", w)
+    _pem(a, "device_ca", "CERTIFICATE", w)
+    return a
 
 
 def pcr_hex(values):

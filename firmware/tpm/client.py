@@ -465,6 +465,33 @@ class Tpm:
                            [session] if session else (), [auth])
         return out["quoted"], out["signature"]
 
+    def policy_secret(self, session, auth_handle, auth=b"", auth_session=None, policy_ref=b""):
+        """TPM2_PolicySecret (Part 3 §23.4): prove `auth_handle`'s authorization (`auth`, through
+        `auth_session`, e.g. a salted HMAC session so the value never crosses the interface; a
+        password session otherwise) into the policy `session`; no expiration."""
+        self.execute(K.PolicySecret, (auth_handle, session.handle),
+                     {"nonceTPM": session.nonce_tpm, "cpHashA": b"", "policyRef": policy_ref, "expiration": 0},
+                     [auth_session] if auth_session else (), [auth])
+
+    def policy_or(self, session, digests):
+        """TPM2_PolicyOR (Part 3 §23.6) over the branch `digests`."""
+        self.execute(K.PolicyOR, (session.handle,), {"pHashList": list(digests)})
+
+    def activate_credential(self, activate_handle, key_handle, credential_blob, secret, key_session,
+                            activate_auth=b""):
+        """TPM2_ActivateCredential (Part 3 §12.5) -> the credential (certInfo) when `credential_blob`
+        and `secret` were made for `key_handle`'s public key and `activate_handle`'s Name;
+        `key_session` authorizes the EK (a policy session that satisfied its policy)."""
+        return self.execute(K.ActivateCredential, (activate_handle, key_handle),
+                            {"credentialBlob": credential_blob, "secret": secret},
+                            [PasswordSession(), key_session], [activate_auth, b""])["certInfo"]
+
+    def make_credential(self, handle, credential, object_name):
+        """TPM2_MakeCredential (Part 3 §12.6) -> (credentialBlob, secret): the TPM's own
+        computation, for cross-checks (provisioning computes it on the host)."""
+        out = self.execute(K.MakeCredential, (handle,), {"credential": credential, "objectName": object_name})
+        return out["credentialBlob"], out["secret"]
+
     # --- hierarchies ----------------------------------------------------------------------------
 
     def hierarchy_change_auth(self, hierarchy, new_auth, auth=b"", encrypt_session=None):

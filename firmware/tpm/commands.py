@@ -155,6 +155,26 @@ LoadExternal = Command("TPM2_LoadExternal", C.TPM_CC_LoadExternal, out_handles=(
 VerifySignature = Command("TPM2_VerifySignature", C.TPM_CC_VerifySignature, handles=("keyHandle",),
                           params=(("digest", S.TPM2B_DIGEST), ("signature", S.SIGNATURE)),
                           response=(("validation", S.TICKET),))
+# Part 3 §23.4: authHandle (an entity whose authorization is proven: here a hierarchy), the
+# policy session is the second handle and takes no authorization itself.
+PolicySecret = Command("TPM2_PolicySecret", C.TPM_CC_PolicySecret, handles=("authHandle", "policySession"),
+                       auth_handles=1, params=(("nonceTPM", S.TPM2B_NONCE), ("cpHashA", S.TPM2B_DIGEST),
+                                               ("policyRef", S.TPM2B_NONCE), ("expiration", S.U32)),
+                       response=(("timeout", S.TPM2B_TIMEOUT), ("policyTicket", S.TICKET)))
+# Part 3 §23.6: pHashList holds 2..8 branch digests, one of which is the session's digest now.
+PolicyOR = Command("TPM2_PolicyOR", C.TPM_CC_PolicyOR, handles=("policySession",),
+                   params=(("pHashList", S.DIGEST_LIST),))
+# Part 3 §12.5: activateHandle (ADMIN role: the key the credential names), keyHandle (USER role:
+# the EK, whose policy is PolicySecret(TPM_RH_ENDORSEMENT)); both are authorized.
+ActivateCredential = Command("TPM2_ActivateCredential", C.TPM_CC_ActivateCredential,
+                             handles=("activateHandle", "keyHandle"), auth_handles=2,
+                             params=(("credentialBlob", S.TPM2B_ID_OBJECT),
+                                     ("secret", S.TPM2B_ENCRYPTED_SECRET)),
+                             response=(("certInfo", S.TPM2B_DIGEST),))
+# Part 3 §12.6: the TPM as a calculator (no authorization); used by tests as an oracle.
+MakeCredential = Command("TPM2_MakeCredential", C.TPM_CC_MakeCredential, handles=("handle",),
+                         params=(("credential", S.TPM2B_DIGEST), ("objectName", S.TPM2B_NAME)),
+                         response=(("credentialBlob", S.TPM2B_ID_OBJECT), ("secret", S.TPM2B_ENCRYPTED_SECRET)))
 # Part 3 §23.16
 PolicyAuthorize = Command("TPM2_PolicyAuthorize", C.TPM_CC_PolicyAuthorize, handles=("policySession",),
                           params=(("approvedPolicy", S.TPM2B_DIGEST), ("policyRef", S.TPM2B_NONCE),

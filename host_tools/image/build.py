@@ -16,8 +16,8 @@ from pathlib import Path
 
 from firmware import pcr_registry
 from host_tools import kernel_fetch
-from host_tools.image import (bundle, devca, disk, initramfs, modules, pe, predict, secureboot,
-                              sysimage, uki, userland)
+from host_tools.image import (bundle, devca, disk, initramfs, modules, pe, predict, references,
+                              secureboot, sysimage, uki, userland)
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_SCHEMA = 1
@@ -313,5 +313,15 @@ def build(opts: BuildOptions) -> BuildResult:
     }
     (out / REFERENCE_NAME).write_bytes(json.dumps(reference, indent=2, sort_keys=True).encode()
                                        + b"\n")
+    # 6. The vendor-signed reference set (host_tools/image/references.py): this image joins the
+    # images the set in `out` already accepts; min_version never goes down by building an older one.
+    prev = references.read_signed(out, key)
+    floor = desc.get("min_version")
+    if floor is not None and not isinstance(floor, str):
+        raise BuildError("board.json: 'min_version' must be a version string")
+    if floor is None:
+        floor = max([version] + ([str(prev["min_version"])] if prev else []),
+                    key=references.version_key)
+    references.update(out, key, opts.board, [references.image_entry(reference)], floor)
     lap("predict")
     return BuildResult(out, disk_path, reference, timings)

@@ -1,6 +1,8 @@
 """python -m host_tools.provision --device NAME [--board qemu-x86_64] [options]
 
 Starts the device's swtpm (its state under build/devices/NAME/tpm), provisions it (core.py),
+enrolls its attestation key (identity.py: EK certificate checked against the manufacturer CA,
+MakeCredential/ActivateCredential, AK certificate from the device CA build/keys/device-ca.pem),
 sets random owner/endorsement/lockout authorizations kept only in
 build/devices/NAME/provisioning-record.json (hierarchy.py; re-provisioning needs that record),
 shuts the TPM down in order (an unclean stop could count as a failed PIN guess), and writes the
@@ -15,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from host_tools.provision import _fw, core, disk, hierarchy, inputs, reference
+from host_tools.provision import _fw, core, device_ca, disk, hierarchy, identity, inputs, manufacturer, reference
 from host_tools.swtpm_proc import Swtpm
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,11 +69,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tries", type=int)
     ap.add_argument("--recovery-time", type=int, help="seconds")
     ap.add_argument("--reflash", action="store_true", help="copy the built image to the device first")
+    ap.add_argument("--keys-dir", type=Path, help="manufacturer CA and device CA (default build/keys)")
+    ap.add_argument("--manufacturer-ca", type=Path, action="append", default=[], metavar="PEM",
+                    help="another TPM manufacturer's CA certificates (its root and any intermediates, "
+                         "PEM) to accept EK certificates from (repeatable; the project's own is "
+                         "build/keys/manufacturer-ca)")
+    ap.add_argument("--no-attestation", action="store_true",
+                    help="do not enroll an attestation key (a TPM without an EK certificate)")
     args = ap.parse_args(argv)
     try:
         return _run(args)
     except (core.ProvisionError, reference.ReferenceError, disk.DiskError, hierarchy.RecordError,
-            OSError) as e:
+            identity.IdentityError, OSError) as e:
         print(f"provision: {e}", file=sys.stderr)
         return 2
 
@@ -103,6 +112,21 @@ def _run(args: argparse.Namespace) -> int:
         key = policy_key.load_or_create(args.policy_key or REPO / policy_key.DEFAULT_KEY)
     for note in dev.prepare(reflash=args.reflash):
         print(note)
+    enroll = None
+    if not args.no_attestation:
+        keys_dir = args.keys_dir or REPO / "build" / "keys"
+        roots, intermediates = manufacturer.known_cas(keys_dir)
+        for pem_path in args.manufacturer_ca:
+            try:
+                for c in manufacturer.load_certs(pem_path):  # self-signed: a root; else an intermediate
+                    (roots if c.issuer == c.subject else intermediates).append(c)
+            except ValueError as e:
+                raise core.ProvisionError(f"--manufacturer-ca {pem_path}: not PEM certificates ({e})") from None
+        ca = device_ca.load_or_create(keys_dir)
+
+        def enroll(tpm: _fw.TpmClient, srk: int, auth: hierarchy.HierarchyAuth) -> dict[str, object]:
+            return identity.enroll(tpm, args.device, srk, None, auth.owner, auth.endorsement, ca,
+                                   roots, intermediates)
     record_path = hierarchy.record_path(dev.dir)
     record = hierarchy.read_record(record_path)
     dev.lock()
@@ -121,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
                     print(f"new TPM authorizations in {record_path} (mode 0600; keep it: "
                           "re-provisioning needs it)")
                 meta = core.provision(tpm, ref, secrets, pin, mode=args.policy, key=key, da=da,
-                                      auth=current)
+                                      auth=current, enroll=enroll)
                 hierarchy.change_auth(tpm, current, record)
                 tpm.shutdown(clear=True)  # orderly: the next power-on must not count a DA failure
             finally:
@@ -136,6 +160,9 @@ def _run(args: argparse.Namespace) -> int:
           f"({args.policy} policy, PCRs {','.join(map(str, ref.pcrs))} of image {ref.image_version}); "
           f"DA {da.max_tries} tries / {da.recovery_time} s; store {len(blob)} bytes at offset "
           f"{offset} of {dev.disk}")
+    if "attestation" in meta:
+        print(f"attestation key 0x{meta['attestation']['ak_handle']:08x} certified by the device CA "
+              f"(EK certificate chains to the manufacturer CA; ActivateCredential succeeded)")
     return 0
 
 

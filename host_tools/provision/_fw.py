@@ -40,6 +40,7 @@ ROLLBACK_INDEX: int = _rollback.DEFAULT_INDEX
 rollback_commit = cast(Callable[..., None], _rollback.commit)
 
 srk_template_ecc = cast(Callable[[], bytes], _public.srk_template_ecc)
+ak_template_ecc = cast(Callable[[], bytes], _public.ak_template_ecc)
 sealed_template = cast(Callable[[bytes], bytes], _public.sealed_template)
 parse_public = cast(Callable[[bytes], dict[str, Any]], _public.parse_public)
 object_name = cast(Callable[[bytes], bytes], _public.object_name)

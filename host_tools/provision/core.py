@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -94,10 +94,12 @@ def signed_entry(key: ec.EllipticCurvePrivateKey, ref: Reference, nv_name: bytes
 def provision(tpm: Tpm, ref: Reference, secrets: dict[str, bytes], pin: bytes | None,
               mode: str = _fw.POLICY_PCR, key: ec.EllipticCurvePrivateKey | None = None,
               nv_index: int = _fw.ROLLBACK_INDEX, da: DaParameters | None = None,
-              created: str | None = None, auth: HierarchyAuth | None = None) -> dict[str, Any]:
+              created: str | None = None, auth: HierarchyAuth | None = None,
+              enroll: Callable[[Tpm, int, HierarchyAuth], dict[str, Any]] | None = None) -> dict[str, Any]:
     """Seal *secrets* ({object name: bytes}; USER_SECRET is bound to *pin*) and return the store
     metadata. Secrets go to the TPM inside a salted session with parameter encryption. *auth*:
-    the hierarchy authorizations the TPM expects now (hierarchy.current_auth)."""
+    the hierarchy authorizations the TPM expects now (hierarchy.current_auth). *enroll*(tpm,
+    SRK handle, auth) -> the "attestation" record (identity.enroll: AK + its certificate)."""
     auth = auth or HierarchyAuth()
     if mode not in (_fw.POLICY_PCR, _fw.POLICY_AUTHORIZED):
         raise ProvisionError(f"policy mode {mode!r} is not pcr or authorized")
@@ -127,6 +129,8 @@ def provision(tpm: Tpm, ref: Reference, secrets: dict[str, bytes], pin: bytes | 
     srk, srk_name = persist_srk(tpm, auth.owner)
     meta["srk"] = {"handle": SRK_HANDLE, "name": srk_name.hex()}
     try:
+        if enroll is not None:
+            meta["attestation"] = enroll(tpm, srk, auth)
         for name in sorted(secrets):
             with_pin = name == USER_SECRET
             pol = _fw.object_policy(mode, with_pin, expected=ref.expected, key_public=key_public,

@@ -36,6 +36,7 @@ from host_tools.console import Console, ConsoleError, open_port
 from host_tools.swtpm_proc import Swtpm, free_tcp_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
+KEYS_DIR = REPO / "build" / "keys"  # the vendor's keys and CAs (manufacturer CA, device CA, ...)
 BOARD = "qemu-x86_64"
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
@@ -131,7 +132,19 @@ class Device:
         elif self.image.is_file() and self.image.stat().st_mtime > self.disk.stat().st_mtime:
             notes.append(f"note: {self.image} is newer than this device's flash; "
                          "use --reflash to boot the new image")
+        self._manufacture_tpm(notes)
         return notes
+
+    def _manufacture_tpm(self, notes: list[str]) -> None:
+        """A new device's TPM is manufactured like a real one: EK certificates from the project's
+        TPM manufacturer CA (host_tools/provision/manufacturer.py), all four PCR banks. An
+        existing TPM state is never touched."""
+        from host_tools.provision import manufacturer
+        if manufacturer.manufactured(self.tpm_dir):
+            return
+        manufacturer.manufacture(self.tpm_dir, KEYS_DIR)
+        notes.append(f"manufactured the TPM in {self.tpm_dir} (EK certificates from "
+                     f"{manufacturer.ca_workdir(KEYS_DIR)})")
 
     def _prepare_vars(self, notes: list[str]) -> None:
         """The device's UEFI variables: with Secure Boot, a copy of the build's store with the

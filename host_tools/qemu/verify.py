@@ -20,6 +20,8 @@ from pathlib import Path
 
 from host_tools.console import Console, ConsoleError, ConsoleTimeout
 from host_tools.qemu.device import BOARD, REPO, Device, DeviceConfig, DeviceError
+from host_tools.verify import quote
+from host_tools.verify.reference import InputError
 
 EXIT_NO_PROMPT, EXIT_USAGE = 3, 2
 
@@ -58,6 +60,38 @@ def verifier_command(ev: Evidence, reference: Path, extra: list[str]) -> list[st
             *pcrs, *extra]
 
 
+def has_attestation_key(device: Device) -> bool:
+    """The device's store (data partition of its flash) holds an "attestation" record."""
+    from firmware.secrets import store
+    from host_tools.provision import disk
+
+    if not device.disk.is_file():
+        return False
+    try:
+        meta = store.unpack(disk.read_partition(device.disk))  # type: ignore[no-untyped-call]
+    except (ValueError, OSError, disk.DiskError):
+        return False  # blank or unreadable store: not provisioned (the boot will say more)
+    return isinstance(meta, dict) and "attestation" in meta
+
+
+def _appraise(name: str, attested: bytes, nonce: bytes, trust: object, out: Path,
+              extra: list[str]) -> int:
+    """The quote path's verdict; `extra` may hold --json and --html FILE."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evidence.json").write_bytes(attested + b"\n")
+    (out / "nonce.txt").write_text(nonce.hex() + "\n")
+    html = Path(extra[extra.index("--html") + 1]) if "--html" in extra[:-1] else None
+    j = quote.judge(attested, nonce, trust)
+    try:
+        print(quote.output(j, "--json" in extra, html, name, nonce))
+    except InputError as e:
+        print(f"verify: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"verify: evidence from {name} in {out}/evidence.json (nonce {out}/nonce.txt)",
+          file=sys.stderr)
+    return 0 if j["level"] == "verified" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
@@ -81,15 +115,43 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verify: error: no reference {reference}: run `make image` first",
               file=sys.stderr)
         return EXIT_USAGE
+    # Attestation when the device has an attestation key and the image a signed reference set:
+    # a fresh nonce, the TPM's quote, appraised (host_tools/verify/quote.py). Otherwise the log
+    # verifier below, which believes the PCR values the console prints.
+    # Whether the device has an AK is read from its flash before the boot, never asked of the
+    # phone (a compromised phone would say "no key" to get the log verifier); once it has one, a
+    # quote that fails is a failure, not a reason to believe the console instead.
+    trust = None
+    if has_attestation_key(device):
+        try:
+            trust = quote.load_trust(device.build_dir)
+        except InputError as e:
+            print(f"verify: error: {e}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        print(f"verify: {device.name} has no attestation key in its store: checking the logs and "
+              "PCR values its console reports (a compromised phone can forge them)",
+              file=sys.stderr)
+    nonce = quote.fresh_nonce()
+    attested: bytes | None = None
     try:
         with device.boot(timeout=args.timeout) as con:
-            ev = fetch_evidence(con, device.dir / "verify")
+            if trust is not None:
+                try:
+                    attested = quote.ask_quote(con, nonce)
+                except InputError as e:
+                    print(f"attestation of {device.name}: FAILED: {e}")
+                    return 1
+            if attested is None:
+                ev = fetch_evidence(con, device.dir / "verify")
     except ConsoleTimeout as e:
         print(f"verify: error: {e} (console log: {device.console_log})", file=sys.stderr)
         return EXIT_NO_PROMPT
     except (DeviceError, ConsoleError, OSError) as e:
         print(f"verify: error: {e}", file=sys.stderr)
         return 1
+    if attested is not None:
+        return _appraise(device.name, attested, nonce, trust, device.dir / "verify", extra)
     print(f"verify: evidence from {device.name} in {ev.firmware_log.parent}", file=sys.stderr)
     return subprocess.run(verifier_command(ev, reference, extra), cwd=REPO,
                           check=False).returncode

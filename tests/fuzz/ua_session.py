@@ -18,7 +18,7 @@ MAX_OPS = 64
 
 
 def new_ua():
-    compat.random_bytes = counter_random()
+    """A UA for a replay; the caller has put counter randomness in place (see replay)."""
     cfg = sipua.UaConfig(USER, DOMAIN, PASSWORD, "TLS", local_host="127.0.0.1", local_port=5061)
     return sipua.UserAgent(cfg, START)
 
@@ -39,7 +39,18 @@ def encode(op, dt, body=b""):
 
 def replay(data, on_event=None, strict=True):
     """Run the session; with `strict`, an "internal error" MessageRejected (the UA's backstop for
-    a bug reached by remote input, ua.py) is raised as AssertionError so the fuzzer sees the bug."""
+    a bug reached by remote input, ua.py) is raised as AssertionError so the fuzzer sees the bug.
+    The counter replaces compat.random_bytes only for the replay: left in place it made every later
+    TPM session nonce and salt in the same process a predictable counter."""
+    saved = compat.random_bytes
+    compat.random_bytes = counter_random()
+    try:
+        return _replay(data, on_event, strict)
+    finally:
+        compat.random_bytes = saved
+
+
+def _replay(data, on_event, strict):
     ua = new_ua()
     now = START
     for i, (op, dt, body) in enumerate(records(data)):

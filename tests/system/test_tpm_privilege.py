@@ -151,7 +151,10 @@ def _root_variant(tmp: Path) -> Path:
     os.symlink(REPO / "build" / "cache", src / "build" / "cache")
     (src / "build" / "keys").mkdir()
     for k in (REPO / "build" / "keys").iterdir():
-        shutil.copy2(k, src / "build" / "keys" / k.name)
+        if k.is_dir():  # e.g. the TPM manufacturer CA (host_tools/provision/manufacturer.py)
+            shutil.copytree(k, src / "build" / "keys" / k.name)
+        else:
+            shutil.copy2(k, src / "build" / "keys" / k.name)
     out = tmp / "image"
     proc = subprocess.run([sys.executable, "-m", "host_tools.image", "--board", "qemu-x86_64",
                            "--out", str(out)], cwd=src, env=dict(os.environ, PYTHONPATH=str(src)),

@@ -34,6 +34,10 @@ class Ops:
         self.calls.append(("shutdown",))
         return {}
 
+    def quote(self, nonce):
+        self.calls.append(("quote", bytes(nonce)))
+        return {"quote": "AA==", "signature": "AA=="}
+
 
 def _ask(b, obj_or_bytes):
     data = obj_or_bytes if isinstance(obj_or_bytes, bytes) else json.dumps(obj_or_bytes).encode()
@@ -50,8 +54,10 @@ def test_allowed_operations_are_dispatched():
     assert _ask(b, {"op": "pcrs", "bank": "sha256"})[0]["pcrs"] == {"14": "00" * 32}
     assert _ask(b, {"op": "da"})[0] == {"ok": True, "da": {"counter": 0}}
     assert _ask(b, {"op": "shutdown"})[0] == {"ok": True}
+    assert _ask(b, {"op": "quote", "nonce": "00fF" * 32})[0]["quote"] == "AA=="
+    assert _ask(b, {"op": "quote", "nonce": "a5"})[0]["signature"] == "AA=="
     assert ops.calls == [("credentials",), ("unlock", b"123456"), ("pcrs", "sha256"), ("da",),
-                         ("shutdown",)]
+                         ("shutdown",), ("quote", b"\x00\xff" * 32), ("quote", b"\xa5")]
     assert b.refused == 0
 
 
@@ -69,7 +75,15 @@ def test_anything_else_is_refused_and_logged_without_values():
         ({"op": "unlock"}, "refused: unlock: missing field pin", None),
         ({"op": "da", "pin": "987654"}, "refused: da: unexpected field", None),
         ({"op": "pcrs", "bank": "md5"}, "refused: pcrs: bank must be one of sha1, sha256, sha384, sha512", None),
-        ({"op": "quote", "nonce": "00"}, "refused: operation not allowed", None),  # issue 10: not yet
+        ({"op": "quote", "nonce": "0g"}, "refused: quote: the nonce must be 2..128 hex digits, an even number", None),
+        ({"op": "quote", "nonce": "abc"}, "refused: quote: the nonce must be 2..128 hex digits, an even number", None),
+        ({"op": "quote", "nonce": ""}, "refused: quote: the nonce must be 2..128 hex digits, an even number", None),
+        ({"op": "quote", "nonce": "00" * 65}, "refused: quote: the nonce must be 2..128 hex digits, an even number", None),
+        ({"op": "quote", "nonce": 17}, "refused: quote: the nonce must be 2..128 hex digits, an even number", None),
+        ({"op": "quote", "nonce": ["00"]}, "refused: quote: the nonce must be 2..128 hex digits, an even number", None),
+        ({"op": "quote", "nonce": "0x12"}, "refused: quote: the nonce must be 2..128 hex digits, an even number", None),
+        ({"op": "quote"}, "refused: quote: missing field nonce", None),
+        ({"op": "quote", "nonce": "00", "pcrs": [23]}, "refused: quote: unexpected field", None),
         (["credentials"], "refused: request is not a JSON object", None),
         (b"\xff\xfe", "refused: request is not UTF-8 JSON", None),
         (b"{" + b" " * 300 + b"}", "refused: request of 302 bytes (at most 256)", None),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from host_tools.qemu import __main__ as cli
-from host_tools.qemu.device import OVMF_CODE, Device, DeviceConfig, DeviceError
+from host_tools.qemu.device import KEYS_DIR, OVMF_CODE, Device, DeviceConfig, DeviceError
 
 
 def make_device(tmp_path: Path, name: str = "dev1", **kw: object) -> Device:
@@ -24,12 +24,15 @@ def make_device(tmp_path: Path, name: str = "dev1", **kw: object) -> Device:
 def test_state_is_created_once_and_kept(tmp_path: Path) -> None:
     dev = make_device(tmp_path)
     notes = dev.prepare()
-    assert notes == [f"flashed {dev.image} to {dev.disk}"]
+    assert notes == [f"flashed {dev.image} to {dev.disk}",
+                     f"manufactured the TPM in {dev.tpm_dir} (EK certificates from {KEYS_DIR / 'manufacturer-ca'})"]
+    state = (dev.tpm_dir / "tpm2-00.permall").read_bytes()  # swtpm_setup's state, made once
     assert dev.disk.read_bytes() == b"\0" * 4096 and dev.vars.stat().st_size > 0
     assert dev.tpm_dir.is_dir() and dev.dir == tmp_path / "devices" / "dev1"
     dev.disk.write_bytes(b"written by the phone")
     assert dev.prepare() == []
     assert dev.disk.read_bytes() == b"written by the phone"  # the flash persists across boots
+    assert (dev.tpm_dir / "tpm2-00.permall").read_bytes() == state  # the TPM is never re-made
     time.sleep(0.01)
     dev.image.write_bytes(b"\1" * 4096)
     assert "newer than this device's flash" in dev.prepare()[0]

@@ -36,3 +36,31 @@ def test_missing_reference_is_a_usage_error(tmp_path: Path,
                       str(tmp_path / "devices")])
     assert rc == verify.EXIT_USAGE
     assert "run `make image` first" in capsys.readouterr().err
+
+
+def test_the_quote_path_is_chosen_from_the_flash_store_not_from_the_phone(tmp_path: Path) -> None:
+    """make verify takes the quote path when the device's store has an "attestation" record (read
+    from its flash before the boot); blank or absent stores keep the log verifier."""
+    from firmware.secrets import store
+    from host_tools.image import disk as image_disk
+    from host_tools.provision import disk
+    from host_tools.qemu.device import Device, DeviceConfig
+    from host_tools.qemu.verify import has_attestation_key
+
+    dev = Device("d1", DeviceConfig(devices_dir=tmp_path / "devices", build_dir=tmp_path / "image"))
+    assert not has_attestation_key(dev)  # never booted: no flash
+    dev.dir.mkdir(parents=True)
+    parts = [image_disk.Partition("esp", image_disk.ESP_TYPE, 1),
+             image_disk.Partition("phone-data", image_disk.LINUX_DATA_TYPE, 1)]
+    image_disk.build_disk(dev.disk, "qemu-x86_64", parts, {})
+    assert not has_attestation_key(dev)  # blank data partition
+    meta = {"format": 1, "board": "qemu-x86_64", "created": "2026-12-03T00:00:00Z", "image_version": "0.1.0",
+            "pcr_bank": "sha256", "pcrs": [14], "expected": {"14": "00" * 32}, "components": [],
+            "policy": "pcr", "objects": []}
+    disk.write_store(dev.disk, store.pack(meta))  # type: ignore[no-untyped-call]
+    assert not has_attestation_key(dev)
+    meta["attestation"] = {"ak_handle": 0x81020000, "ak_name": "000b" + "11" * 32,
+                           "ak_cert": "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n",
+                           "device_ca": "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n"}
+    disk.write_store(dev.disk, store.pack(meta))  # type: ignore[no-untyped-call]
+    assert has_attestation_key(dev)

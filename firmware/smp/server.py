@@ -1,0 +1,166 @@
+# The phone's SMP server, sans-I/O: `handle(frame)` takes one SMP frame and returns the answer
+# frame (or None when there is nothing to answer), plus `events` the console reads (one line per
+# outcome, for the log and `status`). Groups and commands (MCUmgr SMP specification):
+#   OS management (0):    echo (0), reset (5), MCUmgr parameters (6)
+#   Image management (1): state read/write (0), upload (1), erase (5)
+# Errors: a group's own error (image management's IMG_MGMT_ERR) goes to an SMP v2 request as
+# {"err": {"group", "rc"}}; generic errors (MGMT_ERR: not supported, bad request) and every error
+# to an SMP v1 request as {"rc": MGMT_ERR, "rsn": reason}, as Zephyr's smp.c answers them. The reason text also goes to `events`: the SMP v2 answer has no
+# room for it, and the person flashing should see why.
+
+from firmware.smp import cbor, header as H
+from firmware.smp.errors import SmpError
+from firmware.update import slots as S
+from firmware.update.upload import IMG_INVALID_OFFSET, Upload, UploadRefused
+
+# MGMT_ERR (SMP v1 and the generic codes)
+EUNKNOWN, ENOMEM, EINVAL, ENOENT, EBADSTATE, EMSGSIZE, ENOTSUP = 1, 2, 3, 5, 6, 7, 8
+
+BUF_SIZE = 2048   # largest frame the device takes (reported by MCUmgr parameters)
+BUF_COUNT = 2
+
+
+class SmpServer:
+    """`backend` holds the slots (firmware.update.local.LocalBackend on a directory, or the
+    stage loader's broker on the phone): images(), set_state(hash, confirm) -> counter or None,
+    erase(slot), begin_upload() -> sink, finish_upload(upload). `new_upload(sink, length, sha)
+    -> Upload`. `on_confirm(counter)` runs after a trial image is confirmed. `reset_requested`
+    tells the caller to reboot once the answer is sent."""
+
+    def __init__(self, backend, new_upload, on_confirm=None):
+        self.slots = backend
+        self.new_upload = new_upload
+        self.on_confirm = on_confirm
+        self.upload = None
+        self.reset_requested = False
+        self.events = []
+
+    def handle(self, frame):
+        try:
+            hdr, payload = H.parse(frame)
+        except SmpError as e:
+            self.events.append("smp: dropped a frame: %s" % e)
+            return None
+        if hdr.op not in (H.OP_READ, H.OP_WRITE):
+            return None  # a response sent to us: nothing to answer
+        try:
+            req = cbor.decode(payload) if payload else {}
+            if not isinstance(req, dict):
+                raise SmpError("payload is not a CBOR map", field="payload")
+            body = self._dispatch(hdr, req)
+        except SmpError as e:
+            body = self._error(hdr, EINVAL, None, "bad request: %s" % e)
+        except UploadRefused as e:
+            self._abort_upload()
+            body = self._error(hdr, EBADSTATE if e.rc == S.IMG_NO_FREE_SLOT else EINVAL, e.rc,
+                               "update refused: %s" % e.reason)
+        except S.SlotError as e:
+            body = self._error(hdr, EBADSTATE, e.rc, "update refused: %s" % e.reason)
+        out = cbor.encode(body)
+        return hdr.response(len(out)).pack() + out
+
+    def _error(self, hdr, v1_rc, group_rc, reason):
+        self.events.append(reason)
+        if hdr.version >= H.V2 and group_rc is not None:
+            return {"err": {"group": hdr.group, "rc": group_rc}}
+        return {"rc": v1_rc, "rsn": reason}
+
+    def _dispatch(self, hdr, req):
+        g, c, w = hdr.group, hdr.command, hdr.op == H.OP_WRITE
+        if g == H.GROUP_OS:
+            if c == H.OS_ECHO and w:
+                return {"r": _text(req, "d")}
+            if c == H.OS_RESET and w:
+                self.reset_requested = True
+                self.events.append("smp: reset requested")
+                return {}
+            if c == H.OS_MCUMGR_PARAMS and not w:
+                return {"buf_size": BUF_SIZE, "buf_count": BUF_COUNT}
+        elif g == H.GROUP_IMAGE:
+            if c == H.IMG_STATE:
+                if w:
+                    digest = _opt_bytes(req, "hash")
+                    counter = self.slots.set_state(digest, bool(req.get("confirm", False)))
+                    if counter is not None:
+                        self._confirmed(counter)
+                    elif digest is not None:
+                        self.events.append("update: image %s set for %s" % (
+                            digest.hex()[:16], "boot (permanent)" if req.get("confirm") else "test"))
+                return {"images": self.slots.images(), "splitStatus": 0}
+            if c == H.IMG_UPLOAD and w:
+                return self._upload(req)
+            if c == H.IMG_ERASE and w:
+                self._abort_upload()
+                slot = req.get("slot")
+                if slot is not None and not isinstance(slot, int):
+                    raise SmpError("slot is not an integer", field="slot")
+                self.slots.erase(slot)
+                self.events.append("update: slot %d erased" % (1 if slot is None else slot))
+                return {}
+        return self._error(hdr, ENOTSUP, None,
+                           "smp: group %d command %d (%s) is not supported" % (g, c, "write" if w else "read"))
+
+    def _confirmed(self, counter):
+        self.events.append("update: running image confirmed (anti-rollback counter %d)" % counter)
+        if self.on_confirm is not None:
+            self.on_confirm(counter)
+
+    def _abort_upload(self):
+        self.upload = None
+
+    def _upload(self, req):
+        off = _int(req, "off")
+        data = _bytes(req, "data")
+        image = req.get("image", 0)
+        if image not in (0, None):
+            raise UploadRefused(S.IMG_INVALID_SLOT, "image %r: this device has one image (0)" % image)
+        if off == 0:
+            length = _int(req, "len")
+            sha = _opt_bytes(req, "sha")
+            if self.upload is not None and self.upload.same(length, sha):
+                if self.upload.offset > 0:
+                    self.events.append("update: resuming at byte %d" % self.upload.offset)
+                    return {"off": self.upload.offset}
+            else:
+                self.upload = None
+                self.upload = self.new_upload(self.slots.begin_upload(), length, sha)
+                self.events.append("update: receiving %d bytes into slot 1" % length)
+        elif self.upload is None:
+            raise UploadRefused(IMG_INVALID_OFFSET, "chunk at offset %d without an upload in progress" % off)
+        nxt = self.upload.write(off, data)
+        if self.upload.done:
+            up = self.upload
+            self._abort_upload()
+            self.slots.finish_upload(up)
+            self.events.append("update: slot 1 holds version %s, checked (signature, board, "
+                               "counter, every component)" % up.manifest["bundle_version"])
+            return {"off": nxt, "match": True}
+        return {"off": nxt}
+
+
+def _int(req, key):
+    v = req.get(key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise SmpError("%s must be a non-negative integer" % key, field=key)
+    return v
+
+
+def _bytes(req, key):
+    v = req.get(key)
+    if not isinstance(v, bytes):
+        raise SmpError("%s must be a byte string" % key, field=key)
+    return v
+
+
+def _opt_bytes(req, key):
+    v = req.get(key)
+    if v is not None and not isinstance(v, bytes):
+        raise SmpError("%s must be a byte string" % key, field=key)
+    return v
+
+
+def _text(req, key):
+    v = req.get(key)
+    if not isinstance(v, str):
+        raise SmpError("%s must be a text string" % key, field=key)
+    return v

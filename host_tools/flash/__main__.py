@@ -1,0 +1,161 @@
+"""python -m host_tools.flash --port URL FILE [--test] [--reset]
+
+Uploads FILE (a vendor-signed bundle, build/<board>/bundle.tar) into the phone's inactive slot
+over MCUmgr SMP, with a progress bar on stderr; an interrupted upload of the same file resumes
+where the device stopped. ``--test`` then marks it to boot once (the phone confirms it itself
+when it reaches ready, else the next boot reverts); ``--reset`` reboots the phone.
+One line per outcome on stdout; exit 0 done, 1 refused by the device, 2 bad usage, 3 link failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence, TextIO
+
+from firmware.smp import header as H
+from host_tools.flash.client import FlashError, SmpLink, Timeout
+
+# IMG_MGMT_ERR (Zephyr img_mgmt.h) and MGMT_ERR names, for the outcome line
+IMG_ERRORS = {1: "unknown", 9: "no free slot", 12: "flash write failed", 14: "invalid slot",
+              20: "invalid offset", 21: "invalid length", 22: "invalid image",
+              24: "invalid hash", 27: "current version is newer (anti-rollback)",
+              28: "image already pending", 30: "image too large", 31: "data overrun",
+              32: "confirmation denied"}
+MGMT_ERRORS = {1: "EUNKNOWN", 3: "EINVAL", 6: "EBADSTATE", 8: "ENOTSUP"}
+
+
+class Refused(FlashError):
+    pass
+
+
+def check(body: dict[str, Any], link: SmpLink) -> dict[str, Any]:
+    err = body.get("err")
+    rc = body.get("rc", 0)
+    if isinstance(err, dict):
+        code = err.get("rc")
+        name = IMG_ERRORS.get(code, f"error {code}") if err.get("group") == H.GROUP_IMAGE and \
+            isinstance(code, int) else f"error {code}"
+        raise Refused(f"refused: {name}" + _why(link))
+    if rc:
+        raise Refused(f"refused: {MGMT_ERRORS.get(rc, rc)}" +
+                      (f" ({body['rsn']})" if isinstance(body.get("rsn"), str) else _why(link)))
+    return body
+
+
+def _why(link: SmpLink) -> str:
+    """The device's own explanation: the last `update refused:` line it printed."""
+    for line in reversed(link.text):
+        if "refused:" in line:
+            return " — " + line.split("refused:", 1)[1].strip()
+    return ""
+
+
+class Progress:
+    def __init__(self, total: int, out: TextIO) -> None:
+        self.total, self.out, self.start = total, out, time.monotonic()
+        self.tty = out.isatty()
+        self.last = -1.0
+
+    def show(self, done: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self.last < (0.2 if self.tty else 5.0):
+            return
+        self.last = now
+        pct = 100 * done // max(self.total, 1)
+        rate = done / max(now - self.start, 1e-6)
+        bar = "#" * (pct // 4) + "." * (25 - pct // 4)
+        end = "\n" if final or not self.tty else ""
+        self.out.write(f"\r[{bar}] {pct:3d}% {done}/{self.total} B {rate / 1000:.1f} kB/s{end}")
+        self.out.flush()
+
+
+def upload(link: SmpLink, image: bytes, progress: Progress, chunk: int) -> tuple[int, bool]:
+    """(offset the device resumed from, match) after the whole image is on the device."""
+    sha = hashlib.sha256(image).digest()
+    first = {"image": 0, "len": len(image), "off": 0, "sha": sha, "data": image[:chunk]}
+    body = check(link.request(H.OP_WRITE, H.GROUP_IMAGE, H.IMG_UPLOAD, first), link)
+    off = _off(body, len(image))
+    resumed = off if off > min(chunk, len(image)) else 0
+    while off < len(image):
+        progress.show(off)
+        req = {"off": off, "data": image[off:off + chunk]}
+        body = check(link.request(H.OP_WRITE, H.GROUP_IMAGE, H.IMG_UPLOAD, req), link)
+        off = _off(body, len(image))
+    progress.show(off, final=True)
+    return resumed, body.get("match") is True
+
+
+def _off(body: dict[str, Any], total: int) -> int:
+    off = body.get("off")
+    if not isinstance(off, int) or off < 0 or off > total:
+        raise FlashError(f"device answered an invalid offset {off!r}")
+    return off
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m host_tools.flash", description=__doc__.split("\n")[0])
+    ap.add_argument("--port", required=True, help="pyserial URL: /dev/ttyUSB0, socket://host:port, rfc2217://...")
+    ap.add_argument("--baud", type=int, default=115200)
+    ap.add_argument("--timeout", type=float, default=5.0, help="seconds per answer before a resend")
+    ap.add_argument("--test", action="store_true", help="mark the image to boot once after upload")
+    ap.add_argument("--reset", action="store_true", help="reboot the phone afterwards")
+    ap.add_argument("file", type=Path)
+    args = ap.parse_args(argv)
+    try:
+        image = args.file.read_bytes()
+    except OSError as e:
+        print(f"cannot read {args.file}: {e.strerror}", file=sys.stderr)
+        return 2
+    if not image:
+        print(f"{args.file} is empty", file=sys.stderr)
+        return 2
+    try:
+        link = SmpLink.open(args.port, args.baud, timeout=args.timeout)
+    except FlashError as e:
+        print(e)
+        return 3
+    try:
+        params = link.request(H.OP_READ, H.GROUP_OS, H.OS_MCUMGR_PARAMS, {})
+        raw = params.get("buf_size")
+        buf = raw if isinstance(raw, int) else 512
+        # what fits one frame: the buffer minus header, CBOR keys and the base64-free overhead
+        chunk = max(64, min(buf, 4096) - 64)
+        t0 = time.monotonic()
+        resumed, match = upload(link, image, Progress(len(image), sys.stderr), chunk)
+        took = time.monotonic() - t0
+        if not match:
+            print("refused: the device did not confirm the image's SHA-256" + _why(link))
+            return 1
+        how = f" (resumed at byte {resumed})" if resumed else ""
+        print(f"uploaded {len(image)} bytes in {took:.1f} s{how}: slot 1 holds "
+              f"{hashlib.sha256(image).hexdigest()[:16]}, checked by the device")
+        if args.test:
+            sha = hashlib.sha256(image).digest()
+            check(link.request(H.OP_WRITE, H.GROUP_IMAGE, H.IMG_STATE, {"hash": sha, "confirm": False}), link)
+            print("marked for test: boots once, reverts unless the phone confirms it")
+        if args.reset:
+            check(link.request(H.OP_WRITE, H.GROUP_OS, H.OS_RESET, {}), link)
+            print("reset requested")
+        return 0
+    except Refused as e:
+        sys.stderr.write("\n")
+        print(e)
+        return 1
+    except Timeout as e:
+        sys.stderr.write("\n")
+        print(f"link failed: {e}; run the same command again to resume")
+        return 3
+    except FlashError as e:
+        sys.stderr.write("\n")
+        print(f"link failed: {e}")
+        return 3
+    finally:
+        link.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
