@@ -128,3 +128,13 @@ def test_loader_reads_the_setting_from_its_initramfs():
             assert pcr == 14 and err is not None and "not a PCR index" in err, err
         finally:
             partitions.COMPONENT_PCR_PATH = saved
+
+
+def test_update_check_takes_the_boards_register():
+    # what an update wrote is checked like a boot (firmware.update.upload -> stage.check_bundle)
+    from firmware.boot import stage
+    from tests.unit.firmware.test_boot_stage import VERIFY
+    assert stage.check_bundle(bundle(manifest=MANIFEST_PCR13, sig=SIG_PCR13), VERIFY, pcr=13) is None
+    assert stage.check_bundle(bundle(), VERIFY) is None
+    assert stage.check_bundle(bundle(manifest=MANIFEST_PCR13, sig=SIG_PCR13), VERIFY) == (
+        "component 'phone-app': manifest asks for PCR 13, this board measures into PCR 14")
