@@ -45,10 +45,11 @@ class UploadRefused(Exception):
 
 class Upload:
     """`verify_signature(manifest, sig) -> bool`, `board`, `floor` (anti-rollback counter floor,
-    None when unreadable: refused), `capacity` (slot size). `sink` has write(off, data) and
-    read(off, n) and truncate(n)."""
+    None when unreadable: refused), `capacity` (slot size), `pcr` (the board's component register,
+    firmware/pcr_registry.py). `sink` has write(off, data) and read(off, n) and truncate(n)."""
 
-    def __init__(self, sink, length, sha, verify_signature, board, floor, capacity):
+    def __init__(self, sink, length, sha, verify_signature, board, floor, capacity,
+                 pcr=stage.PHONE_PCR):
         if length <= 0:
             raise UploadRefused(IMG_INVALID_LENGTH, "image length %d" % length)
         if length > capacity:
@@ -62,6 +63,7 @@ class Upload:
         self.verify_signature = verify_signature
         self.board = board
         self.floor = floor
+        self.pcr = pcr
         self.offset = 0
         self.manifest = None     # the signed manifest once checked
         self._prefix = bytearray()
@@ -166,7 +168,8 @@ class Upload:
             raise UploadRefused(IMG_FLASH_WRITE_FAILED, "reading the slot back failed: %s" % e)
         if not compat.constant_time_equal(compat.sha256(written), digest):
             raise UploadRefused(IMG_FLASH_WRITE_FAILED, "the slot does not hold what was sent")
-        reason = stage.check_bundle(written, self.verify_signature, self.board, self.floor or 0)
+        reason = stage.check_bundle(written, self.verify_signature, self.board, self.floor or 0,
+                                    self.pcr)
         if reason is not None:
             raise UploadRefused(IMG_INVALID_IMAGE_HEADER, reason)
         self.digest = digest
