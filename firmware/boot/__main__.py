@@ -38,6 +38,7 @@ from firmware.boot.log import say
 from firmware.boot.partitions import (  # noqa: F401
     BOARD_PATH,
     board_name,
+    component_pcr,
     find_partition,
     read_file,
     read_partition,
@@ -87,7 +88,13 @@ def measure(tpm):
 
     stamps = []
     from firmware.eventlog.writer import separator_event
-    pcr14 = tpm_guard.Pcr14(tpm, stage.PHONE_PCR, separator_event(banks, stage.PHONE_PCR)[0])
+    # the board's component register (firmware/pcr_registry.py); an unusable setting measures into
+    # the default register and refuses the bundle
+    pcr, pcr_error = component_pcr()
+    if pcr_error is not None:
+        say("component register setting refused: %s; measuring into PCR %d, refusing the bundle"
+            % (pcr_error, pcr))
+    pcr14 = tpm_guard.Pcr14(tpm, pcr, separator_event(banks, pcr)[0])
 
     def extend(pcr, digests):
         pcr14.extend(pcr, digests)
@@ -106,7 +113,7 @@ def measure(tpm):
     try:
         outcome = tpm_guard.measure_closed(pcr14, lambda: stage.measure_and_verify(
             image, extend, verify, banks=banks, board=board, min_counter=floor,
-            floor_error=floor_error), note=say)
+            floor_error=floor_error, pcr=pcr, pcr_error=pcr_error), note=say)
     except tpm_guard.Pcr14OpenError as e:
         raise TpmLockdownError(str(e))
     outcome.anti_rollback_floor = floor if floor_error is None else None

@@ -12,6 +12,9 @@ VENDOR_KEY_PATHS = ("/opt/phone/vendor-pubkey.pem", "/etc/phone/vendor-pubkey.pe
 # The board this initramfs was built for (host_tools/image/build.py writes it; covered by PCR 9/11
 # like the vendor key). A bundle signed for another board is refused. Absent: not checked.
 BOARD_PATH = "/opt/phone/board"
+# The board's component register (board.json `component_pcr`), written by the image builder into
+# the initramfs next to the board name: measured with it (PCR 4, 9, 11), unlike the bundle.
+COMPONENT_PCR_PATH = "/opt/phone/component-pcr"
 FW_PARTITION = "phone-fw"  # GPT partition name of the firmware partition (docs/image-format.md)
 
 
@@ -75,6 +78,27 @@ def board_name():
     except (OSError, UnicodeError):
         return None
     return name or None
+
+
+def component_pcr():
+    """(PCR, None) the board measures its components into, or (the default register, why the
+    setting is unusable): a missing file is an image built before the setting existed (its
+    loader measured into the default); an unreadable or colliding one refuses every bundle."""
+    from firmware.pcr_registry import DEFAULT_COMPONENT_PCR, PcrCollisionError, parse_component_pcr
+    try:
+        raw = read_file(COMPONENT_PCR_PATH)
+    except OSError as e:
+        if not os.path.exists(COMPONENT_PCR_PATH):
+            return DEFAULT_COMPONENT_PCR, None
+        return DEFAULT_COMPONENT_PCR, "%s unreadable: %s" % (COMPONENT_PCR_PATH, e)
+    try:
+        text = raw.decode("ascii")
+    except UnicodeError:
+        return DEFAULT_COMPONENT_PCR, "%s: not a PCR index (not ASCII)" % COMPONENT_PCR_PATH
+    try:
+        return parse_component_pcr(text), None
+    except PcrCollisionError as e:
+        return DEFAULT_COMPONENT_PCR, "%s: %s" % (COMPONENT_PCR_PATH, e)
 
 
 def uptime():

@@ -4,7 +4,8 @@
 # 2. Measure the bundle's identity first: one EV_EVENT_TAG "bundle" event whose digest is the hash
 #    of (board, bundle version, anti-rollback counter) as the manifest found states them (placeholders
 #    when no manifest parses), so a rollback to an older bundle with identical components still
-#    changes PCR 14. Then every component found, in the order found: one EV_EVENT_TAG per
+#    changes the component register (the board's `component_pcr`, PCR 14 on qemu-x86_64:
+#    firmware/pcr_registry.py, docs/pcr-map.md). Then every component found, in the order found: one EV_EVENT_TAG per
 #    component in the phone log (firmware.eventlog.PhoneLog) and the same digests extended into the
 #    TPM through `extend(pcr, {bank: digest})`; then the separator. This happens before any check,
 #    so a bundle that is refused still leaves an exact record of what was on the flash, and nothing
@@ -52,6 +53,8 @@ class Outcome:
                 entry[bank] = digests[bank].hex()
             comps.append(entry)
         out = {"state": self.state, "components": comps, "reason": self.reason}
+        if self.log is not None:
+            out["component_pcr"] = self.log.pcr  # the board's component register
         if self.bundle is not None:
             board, version, counter, digests = self.bundle
             ev = {"board": board, "bundle_version": version, "anti_rollback_counter": counter}
@@ -90,12 +93,15 @@ def split(image):
 
 
 def measure_and_verify(image, extend, verify_signature, banks=("sha256",), board=None,
-                       min_counter=0, floor_error=None):
-    """Measure `image` (the firmware partition's bytes) into PCR 14, then verify it.
+                       min_counter=0, floor_error=None, pcr=PHONE_PCR, pcr_error=None):
+    """Measure `image` (the firmware partition's bytes) into PCR `pcr` (the board's component
+    register, checked by firmware.pcr_registry), then verify it.
     `verify_signature(manifest_bytes, signature) -> bool` checks with the vendor key; None means no
     key is available (every bundle is then unsigned). `board`: this device's board name (None: not
     checked). `min_counter`: the anti-rollback floor, a bundle whose counter is below it is refused;
     `floor_error`: why the floor could not be read (then every bundle is refused, fail closed).
+    `pcr_error`: why the board's component register setting is unusable (the caller measures into
+    the default register instead; every bundle is then refused).
     Exceptions from `extend` propagate: the TPM failed and the caller must refuse to start
     anything."""
     out = Outcome()
@@ -113,7 +119,7 @@ def measure_and_verify(image, extend, verify_signature, banks=("sha256",), board
         for c in untrusted["components"]:
             versions[c["name"]] = c["version"]
 
-    log = PhoneLog(banks)
+    log = PhoneLog(banks, pcr)
     out.log = log
     if untrusted is not None:
         ident = (untrusted["board"], untrusted["bundle_version"],
@@ -134,7 +140,8 @@ def measure_and_verify(image, extend, verify_signature, banks=("sha256",), board
     # the SHA-256 each component was just measured with (None when that bank is not active)
     measured = [d.get("sha256") for _, _, d in out.measured]
     out.reason = _verify(man_bytes, sig, comps, archive_err, untrusted, manifest_err,
-                         verify_signature, board, min_counter, floor_error, measured)
+                         verify_signature, board, min_counter, floor_error, measured,
+                         pcr, pcr_error)
     if out.reason is None:
         out.state = STATE_VERIFIED
         out.manifest = untrusted
@@ -144,8 +151,10 @@ def measure_and_verify(image, extend, verify_signature, banks=("sha256",), board
 
 
 def _verify(man_bytes, sig, comps, archive_err, manifest, manifest_err, verify_signature, board,
-            min_counter, floor_error=None, measured=None):
+            min_counter, floor_error=None, measured=None, pcr=PHONE_PCR, pcr_error=None):
     """None when the bundle may run, else the reason (one line naming what is wrong)."""
+    if pcr_error is not None:
+        return "board setting unusable: %s" % pcr_error
     if archive_err is not None:
         return "bundle archive malformed: %s" % archive_err
     if man_bytes is None:
@@ -186,9 +195,9 @@ def _verify(man_bytes, sig, comps, archive_err, manifest, manifest_err, verify_s
         return "components out of order: found %s, signed %s" % (
             ",".join(found_names), ",".join(signed_names))
     for i, ((name, data), entry) in enumerate(zip(comps, signed)):
-        if entry["pcr"] != PHONE_PCR:
-            return "component %r: manifest asks for PCR %d, this loader measures into %d" % (
-                name, entry["pcr"], PHONE_PCR)
+        if entry["pcr"] != pcr:
+            return "component %r: manifest asks for PCR %d, this board measures into PCR %d" % (
+                name, entry["pcr"], pcr)
         if len(data) != entry["size"]:
             return "component %r: %d bytes, the signed manifest says %d" % (
                 name, len(data), entry["size"])

@@ -10,7 +10,7 @@ from firmware.console.calls import REFUSED_SEALED, CallControl
 FIRMWARE_LOG = "/sys/kernel/security/tpm0/binary_bios_measurements"
 RUN_DIR = "/run/phone"
 TPM_DEVICE = "/dev/tpmrm0"
-PHONE_PCR = 14
+PHONE_PCR = 14  # a state.json without component_pcr: a loader that measured into PCR 14
 USER_SECRET = "user-secret"  # the PIN-bound sealed object (host_tools/provision)
 
 
@@ -101,11 +101,18 @@ class PhoneDevice:
         getuid = getattr(os, "getuid", None)
         if getuid is not None:
             out["uid"] = getuid()  # the stage loader drops root before starting the phone
+        # the board's component register, as the loader recorded it (state.json); "pcrN" names it
+        # (pcr14 on qemu-x86_64, docs/pcr-map.md)
+        pcr = st.get("component_pcr", PHONE_PCR)
+        if isinstance(pcr, bool) or not isinstance(pcr, int) or not 0 <= pcr <= 23:
+            pcr = PHONE_PCR
+        out["component_pcr"] = pcr
+        key = "pcr%d" % pcr
         try:
-            out["pcr14"] = self.pcrs("sha256")[PHONE_PCR].hex()
+            out[key] = self.pcrs("sha256")[pcr].hex()
         except Exception as e:
-            out["pcr14"] = None
-            out["pcr14_error"] = str(e)
+            out[key] = None
+            out[key + "_error"] = str(e)
         out["unsealed"] = False
         if self._hook is not None:
             self._hook.merge_status(out)

@@ -1,19 +1,20 @@
 # Writer for the phone's own measurement log, in the same crypto-agile format as the firmware's
 # (PFP §10), so tpm2_eventlog and our parser read both. The stage loader measures the bundle's
-# identity (add_bundle: board, version, anti-rollback counter), then each component into PCR 14
-# (board policy), appending one event here per TPM2_PCR_Extend, then a final EV_SEPARATOR
+# identity (add_bundle: board, version, anti-rollback counter), then each component into the
+# board's component register (PCR 14 on qemu-x86_64; firmware/pcr_registry.py), appending one event here per TPM2_PCR_Extend, then a final EV_SEPARATOR
 # after which nothing more is measured. The writer only builds bytes: extending the TPM is the
 # caller's job, with the digests measure_component() returns, so log and PCRs cannot drift apart.
 
 import struct
 
 from firmware import compat
+from firmware.pcr_registry import DEFAULT_COMPONENT_PCR
 from firmware.tcg_alg import HASH_ALG_IDS, HASH_SIZES
 from firmware.eventlog.component import encode_bundle, encode_component
 from firmware.eventlog.parser import SPEC_ID_SIGNATURE
 from firmware.eventlog.types import EV_EVENT_TAG, EV_NO_ACTION, EV_SEPARATOR
 
-PHONE_PCR = 14
+PHONE_PCR = DEFAULT_COMPONENT_PCR  # the default; PhoneLog(pcr=) takes the board's register
 SEPARATOR_DATA = b"\x00\x00\x00\x00"  # PFP §10.4.1 EV_SEPARATOR: 0x00000000 marks normal completion
 PLATFORM_CLASS_CLIENT = 0             # PFP §10.4.5.1: 0 = PC Client
 
@@ -88,7 +89,7 @@ class PhoneLog:
         return digests
 
     def add_bundle(self, board, bundle_version, counter):
-        """The bundle event (first in PCR 14, before the components); returns its digests."""
+        """The bundle event (first in the component register, before the components); returns its digests."""
         if self.closed:
             raise ValueError("log closed by its separator: no more measurements")
         digests, ev = measure_bundle(board, bundle_version, counter, self.banks, self.pcr)

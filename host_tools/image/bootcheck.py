@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     ap = argparse.ArgumentParser(prog="python -m host_tools.image.bootcheck")
     ap.add_argument("build_dir", type=Path)
-    ap.add_argument("--pcrs", default="4,5,7,9,11,12,14")
+    ap.add_argument("--pcrs", help="PCRs to compare (default 4,5,7,9,11,12 and the board's "
+                    "component register, reference.json bundle.pcr)")
     ap.add_argument("--save-log", type=Path, help="write the firmware event log here")
     ap.add_argument("--save-console", type=Path)
     args = ap.parse_args(argv)
@@ -195,13 +196,15 @@ def main(argv: list[str] | None = None) -> int:
         args.save_console.write_text(dump.console)
     print(f"bootcheck: PCR dump after {dump.seconds_to_dump:.1f} s, phone prompt after "
           + (f"{dump.seconds_to_prompt:.1f} s" if dump.seconds_to_prompt else "(none)"))
-    wanted = [int(p) for p in args.pcrs.split(",")]
-    bad = compare(reference, dump.pcrs, [p for p in wanted if p != 14])
-    if 14 in wanted:
+    component = int(reference["bundle"]["pcr"])  # the board's component register
+    wanted = ([int(p) for p in args.pcrs.split(",")] if args.pcrs
+              else [4, 5, 7, 9, 11, 12, component])
+    bad = compare(reference, dump.pcrs, [p for p in wanted if p != component])
+    if component in wanted:
         if dump.pcrs_after_stage is None:
-            bad.append("PCR 14: the phone console never came up to read it")
+            bad.append(f"PCR {component}: the phone console never came up to read it")
         else:
-            bad += compare(reference, dump.pcrs_after_stage, [14])
+            bad += compare(reference, dump.pcrs_after_stage, [component])
     for line in bad:
         print("bootcheck: " + line)
     for p, v in sorted(dump.pcrs.items()):

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from firmware import pcr_registry
 from host_tools import kernel_fetch
 from host_tools.image import (bundle, devca, disk, initramfs, modules, pe, predict, secureboot,
                               sysimage, uki, userland)
@@ -91,6 +92,27 @@ def _strlist(v: object, what: str) -> list[str]:
     return list(v)
 
 
+def component_pcr(desc: dict[str, object]) -> int:
+    """The board's component register (``component_pcr``): the PCR the stage loader measures the
+    bundle into.  Refused when the board's boot chain measures into it, when it is resettable or
+    DRTM (firmware/pcr_registry.py names the owner), or when the sealing policy (``pcr_policy``)
+    leaves it out (the credentials would not depend on the phone's software)."""
+    pcr = _int(desc, "component_pcr")
+    try:
+        pcr_registry.check_component_pcr(pcr)  # type: ignore[no-untyped-call]
+    except pcr_registry.PcrCollisionError as e:
+        raise BuildError(f"board.json: 'component_pcr': {e}") from None
+    policy = desc.get("pcr_policy")
+    if (not isinstance(policy, list) or not policy
+            or not all(isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 23
+                       for p in policy)):
+        raise BuildError("board.json: 'pcr_policy' must be a non-empty list of PCR indices 0..23")
+    if pcr not in policy:
+        raise BuildError(f"board.json: 'pcr_policy' {policy} leaves out the component register "
+                         f"PCR {pcr}: sealed credentials would not depend on the phone software")
+    return pcr
+
+
 def osrel(board: str, version: str) -> bytes:
     """os-release (freedesktop os-release(5)) for the UKI's .osrel section."""
     return (f'ID=trusted-phone\nNAME="Trusted phone firmware"\nVERSION_ID={version}\n'
@@ -141,6 +163,7 @@ def build(opts: BuildOptions) -> BuildResult:
     version = opts.bundle_version or _str(desc, "image_version")
     counter = (opts.anti_rollback_counter if opts.anti_rollback_counter is not None
                else _int(desc, "anti_rollback_counter"))
+    pcr = component_pcr(desc)  # first: a colliding board description builds nothing
     cmdline = _str(desc, "cmdline")
     if cmdline != cmdline.strip() or not cmdline.isascii():
         raise BuildError("board.json: cmdline must be ASCII without leading/trailing blanks "
@@ -162,7 +185,7 @@ def build(opts: BuildOptions) -> BuildResult:
         bundle.Component("device-config", version, bundle.canonical_json(config)),
         bundle.Component("ca-bundle", version, ca_pem),
     ]
-    manifest = bundle.manifest(opts.board, version, counter, components)
+    manifest = bundle.manifest(opts.board, version, counter, components, pcr)
     signature = bundle.sign(key, manifest)
     packed = bundle.pack(manifest, signature, components)
     bundle_dir = out / "bundle"
@@ -202,7 +225,8 @@ def build(opts: BuildOptions) -> BuildResult:
         tuple(_strlist(fw_spec.get("exclude", []), "initramfs_firmware.exclude")))
     initrd = initramfs.build(tree, kmods, (bdir / "init.sh").read_bytes(), fw_files,
                              {initramfs.VENDOR_KEY_PATH: bundle.public_pem(key),
-                              initramfs.BOARD_PATH: opts.board.encode() + b"\n"})
+                              initramfs.BOARD_PATH: opts.board.encode() + b"\n",
+                              initramfs.COMPONENT_PCR_PATH: b"%d\n" % pcr})
     (out / "initrd.img").write_bytes(initrd)
     lap("initramfs")
 
@@ -246,7 +270,7 @@ def build(opts: BuildOptions) -> BuildResult:
                  else predict.pcr7_events())
               + predict.pcr9_events(cmdline, initrd) + predict.pcr11_events(uki_bytes)
               + predict.pcr14_events([(c.name, c.sha256) for c in components],
-                                     (opts.board, version, counter)))
+                                     (opts.board, version, counter), pcr))
     values = predict.pcr_values(events)
     reference: dict[str, object] = {
         "schema_version": REFERENCE_SCHEMA,
@@ -266,11 +290,11 @@ def build(opts: BuildOptions) -> BuildResult:
                              if k in (4, 7)}}
                         if secure_boot else {"enabled": False}),
         "bundle": {"board": opts.board, "bundle_version": version,
-                   "anti_rollback_counter": counter, "pcr": bundle.PHONE_PCR,
+                   "anti_rollback_counter": counter, "pcr": pcr,
                    "sha256": predict.sha256(
                        predict.bundle_event_data(opts.board, version, counter)).hex()},
         "components": [{"name": c.name, "version": c.version, "size": len(c.data),
-                        "sha256": c.sha256.hex(), "pcr": bundle.PHONE_PCR}
+                        "sha256": c.sha256.hex(), "pcr": pcr}
                        for c in components],
         "boot": {
             "uki_authenticode_sha256": pe.authenticode_digest(uki_bytes).hex(),

@@ -7,7 +7,8 @@ so the bytes that are signed are a function of the content alone::
      "components":[{"name":"phone-app","pcr":14,"sha256":"..","size":123,"version":"0.1.0"},...],
      "format_version":1}
 
-``components`` is in measurement order: the stage loader extends PCR 14 in exactly this order.
+``components`` is in measurement order: the stage loader extends the board's component register
+(``pcr``: board.json ``component_pcr``, PCR 14 on qemu-x86_64) in exactly this order.
 The signature is Ed25519 (RFC 8032) over the manifest bytes; Ed25519 is deterministic, so a
 rebuild with the same key gives the same signature (ECDSA would not).
 
@@ -28,11 +29,14 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from firmware.pcr_registry import DEFAULT_COMPONENT_PCR, check_component_pcr
+
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "manifest.sig"
-PHONE_PCR = 14
-RESERVED_NAME = "bundle"  # the PCR 14 bundle event's name in reference.json and the verifier
+# the component register when the caller names none: qemu-x86_64's (board.json component_pcr)
+PHONE_PCR = DEFAULT_COMPONENT_PCR
+RESERVED_NAME = "bundle"  # the component register's bundle event's name in reference.json and the verifier
 
 
 class BundleError(ValueError):
@@ -49,9 +53,9 @@ class Component:
     def sha256(self) -> bytes:
         return hashlib.sha256(self.data).digest()
 
-    def manifest_entry(self) -> dict[str, object]:
+    def manifest_entry(self, pcr: int = PHONE_PCR) -> dict[str, object]:
         return {"name": self.name, "version": self.version, "size": len(self.data),
-                "sha256": self.sha256.hex(), "pcr": PHONE_PCR}
+                "sha256": self.sha256.hex(), "pcr": pcr}
 
 
 def canonical_json(obj: object) -> bytes:
@@ -60,7 +64,10 @@ def canonical_json(obj: object) -> bytes:
 
 
 def manifest(board: str, bundle_version: str, anti_rollback_counter: int,
-             components: list[Component]) -> bytes:
+             components: list[Component], pcr: int = PHONE_PCR) -> bytes:
+    """The canonical manifest; every component is to be measured into `pcr`, the board's
+    component register (firmware/pcr_registry.py refuses one the boot chain uses)."""
+    check_component_pcr(pcr)  # type: ignore[no-untyped-call]
     names = [c.name for c in components]
     if len(set(names)) != len(names):
         raise BundleError(f"duplicate component names in {names}")
@@ -72,7 +79,7 @@ def manifest(board: str, bundle_version: str, anti_rollback_counter: int,
         "board": board,
         "bundle_version": bundle_version,
         "anti_rollback_counter": anti_rollback_counter,
-        "components": [c.manifest_entry() for c in components],
+        "components": [c.manifest_entry(pcr) for c in components],
     })
 
 

@@ -15,6 +15,9 @@ FIRMWARE_ROOT = "opt/phone"  # on PYTHONPATH in /init
 VENDOR_KEY_PATH = "opt/phone/vendor-pubkey.pem"
 # The board name, so the stage loader refuses a bundle signed for another board.
 BOARD_PATH = "opt/phone/board"
+# The board's component register (board.json component_pcr, decimal + newline): the loader measures
+# the bundle into it (firmware/boot/partitions.py component_pcr); measured with the initramfs.
+COMPONENT_PCR_PATH = "opt/phone/component-pcr"
 PYC_TAG = "cpython-311"
 # The body is zstd: about 25 % smaller than gzip -9 here, and every byte of the initrd is hashed
 # three times under TCG before the kernel runs (OVMF's Authenticode digest of the UKI, systemd-stub

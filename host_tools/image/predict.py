@@ -28,7 +28,9 @@ Each function returns the ordered list of digests that the named party extends i
   or system extensions picked up from the ESP. The image has none of these, so nothing is
   extended and PCR 12 keeps its reset value, zero; in the sealing policy it makes any override
   refuse the credentials (issue 9).
-* PCR 14 (our stage loader, ``firmware.boot``, event format ``firmware.eventlog.writer``): first
+* PCR 14, the board's component register (board.json ``component_pcr``, checked by
+  ``firmware.pcr_registry``; our stage loader, ``firmware.boot``, event format
+  ``firmware.eventlog.writer``): first
   the EV_EVENT_TAG "bundle" event whose digest is the SHA-256 of its own event data (board, bundle
   version, anti-rollback counter: docs/eventlog.md), then one EV_EVENT_TAG per bundle component in
   manifest order whose digest is the SHA-256 of the component's bytes, then EV_SEPARATOR.  After
@@ -42,6 +44,7 @@ import struct
 import uuid
 from dataclasses import dataclass
 
+from firmware.pcr_registry import DEFAULT_COMPONENT_PCR
 from host_tools.image import pe
 
 SEPARATOR_DATA = b"\0\0\0\0"  # PFP §10.4.4: EV_SEPARATOR event data is UINT32 0 on success
@@ -51,7 +54,7 @@ EFI_GLOBAL_VARIABLE = uuid.UUID("8be4df61-93ca-11d2-aa0d-00e098032b8c")
 EFI_IMAGE_SECURITY_DATABASE = uuid.UUID("d719b2cb-3d3a-4596-a3bc-dad00e67656f")
 # systemd-stub 252: UKI sections it measures, in the order it measures them.
 UKI_MEASURED_SECTIONS = (".linux", ".osrel", ".cmdline", ".initrd")
-PHONE_PCR = 14
+PHONE_PCR = DEFAULT_COMPONENT_PCR  # the component register when the caller names none
 
 
 @dataclass(frozen=True)
@@ -211,17 +214,19 @@ def bundle_label(bundle_version: str, counter: int, board: str) -> str:
 
 
 def pcr14_events(components: list[tuple[str, bytes]],
-                 bundle: tuple[str, str, int] | None = None) -> list[Event]:
+                 bundle: tuple[str, str, int] | None = None,
+                 pcr: int = PHONE_PCR) -> list[Event]:
     """*components*: (name, sha256 digest) in manifest order; *bundle*: (board, bundle version,
-    anti-rollback counter) of the manifest, measured first (None: a pre-bundle-event loader)."""
+    anti-rollback counter) of the manifest, measured first (None: a pre-bundle-event loader);
+    *pcr*: the board's component register (board.json ``component_pcr``; 14 on qemu-x86_64)."""
     events = []
     if bundle is not None:
         board, version, counter = bundle
-        events.append(Event(PHONE_PCR, "EV_EVENT_TAG",
+        events.append(Event(pcr, "EV_EVENT_TAG",
                             sha256(bundle_event_data(board, version, counter)),
                             BUNDLE_EVENT_NAME))
-    events += [Event(PHONE_PCR, "EV_EVENT_TAG", digest, name) for name, digest in components]
-    events.append(Event(PHONE_PCR, "EV_SEPARATOR", sha256(SEPARATOR_DATA), "separator"))
+    events += [Event(pcr, "EV_EVENT_TAG", digest, name) for name, digest in components]
+    events.append(Event(pcr, "EV_SEPARATOR", sha256(SEPARATOR_DATA), "separator"))
     return events
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 _HEX64 = re.compile(r"^(0x)?[0-9a-fA-F]{64}$")
-DEFAULT_PCRS = [4, 7, 11, 12, 14]
+# the boot chain's share of the default sealing set; the board's component register (the
+# components' `pcr`, board.json component_pcr) joins it (docs/pcr-map.md)
+DEFAULT_BOOT_PCRS = [4, 7, 11, 12]
 
 
 class ReferenceError(ValueError):
@@ -40,6 +42,14 @@ def _hex32(value: object, where: str) -> bytes:
     return bytes.fromhex(value[2:] if value.startswith("0x") else value)
 
 
+def _default_pcrs(doc: dict[str, Any]) -> list[int]:
+    """A reference without pcr_policy: the boot PCRs and the register its components are in."""
+    comps = doc.get("components")
+    regs = {c["pcr"] for c in comps if isinstance(c, dict) and isinstance(c.get("pcr"), int)
+            and not isinstance(c.get("pcr"), bool)} if isinstance(comps, list) else set()
+    return DEFAULT_BOOT_PCRS + sorted(regs)
+
+
 def parse(doc: object, where: str = "reference.json", pcrs: list[int] | None = None) -> Reference:
     if not isinstance(doc, dict):
         raise ReferenceError(f"{where}: not a JSON object")
@@ -48,7 +58,7 @@ def parse(doc: object, where: str = "reference.json", pcrs: list[int] | None = N
     for k in ("board", "image_version"):
         if not isinstance(doc.get(k), str) or not doc[k]:
             raise ReferenceError(f"{where}: {k} missing or empty")
-    policy_pcrs = pcrs or doc.get("pcr_policy") or DEFAULT_PCRS
+    policy_pcrs = pcrs or doc.get("pcr_policy") or _default_pcrs(doc)
     if (not isinstance(policy_pcrs, list) or not policy_pcrs
             or not all(isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 23 for p in policy_pcrs)):
         raise ReferenceError(f"{where}: pcr_policy must be a list of PCR indices 0..23")

@@ -167,7 +167,10 @@ def add(b: Bundle, name: str, data: bytes, key: Ed25519PrivateKey | None
     obj = b.manifest_obj()
     if key is not None:
         version = str(obj.get("bundle_version", "0"))
-        _entries(obj).append(bundle.Component(name, version, data).manifest_entry())
+        # into the register the signed entries name (the board's component register)
+        pcrs = [e["pcr"] for e in _entries(obj) if isinstance(e.get("pcr"), int)]
+        pcr = int(pcrs[0]) if pcrs else bundle.PHONE_PCR
+        _entries(obj).append(bundle.Component(name, version, data).manifest_entry(pcr))
     comps = b.components + ((name, data),)
     return (_resigned(replace(b, components=comps), obj, key),
             f"{name}: added ({len(data)} bytes) after {b.names[-1] if b.names else 'nothing'}")
