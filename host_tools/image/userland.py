@@ -58,7 +58,7 @@ IMPORT_ROOTS_EXTRA = ("site", "_sitebuiltins", "runpy", "traceback", "linecache"
                       "encodings", "codecs", "io", "abc", "os", "stat", "posixpath",
                       "genericpath", "_collections_abc", "warnings", "importlib.util",
                       "importlib.machinery", "_strptime", "copyreg", "_weakrefset")
-_STAMP_VERSION = 5  # bump when the pruning rules change
+_STAMP_VERSION = 6  # bump when the pruning rules change
 
 
 class UserlandError(RuntimeError):
@@ -146,7 +146,7 @@ def _stdlib_keep(rel: str, triplet: str = X86_64.triplet) -> bool:
     return True
 
 
-def import_closure(root: Path, firmware_dir: Path) -> set[str]:
+def import_closure(root: Path, firmware_dir: Path, triplet: str = X86_64.triplet) -> set[str]:
     """Image paths (relative to *root*) of the stdlib and dist-packages files that ``firmware/``
     and ``cryptography`` can import, found by the host's Python 3.11 ``modulefinder`` over the
     unpacked Debian tree (the same 3.11 stdlib).  In ``firmware`` and ``cryptography`` every
@@ -162,6 +162,14 @@ def import_closure(root: Path, firmware_dir: Path) -> set[str]:
     script = (
         "import ast, json, modulefinder, pathlib, sys, types\n"
         "cfg = json.loads(sys.stdin.read())\n"
+        "# extension modules of the board's architecture (PEP 3149 tags: the host's own\n"
+        "# suffix names only the host's, and the board's lib-dynload would look empty)\n"
+        "import importlib.machinery as im\n"
+        "sys.path_hooks.insert(0, im.FileFinder.path_hook(\n"
+        "    (im.ExtensionFileLoader, ['.cpython-311-%s.so' % cfg['triplet'], '.abi3.so', '.so']),\n"
+        "    (im.SourceFileLoader, im.SOURCE_SUFFIXES),\n"
+        "    (im.SourcelessFileLoader, im.BYTECODE_SUFFIXES)))\n"
+        "sys.path_importer_cache.clear()\n"
         "FULL = tuple(cfg['full'])\n"
         "def full(name):\n"
         "    return name in FULL or name.startswith(tuple(f + '.' for f in FULL))\n"
@@ -210,7 +218,7 @@ def import_closure(root: Path, firmware_dir: Path) -> set[str]:
     cfg = {"path": [str(firmware_dir.parent), str(stdlib), str(stdlib / "lib-dynload"),
                     str(dist)],
            "modules": list(IMPORT_ROOTS_EXTRA) + codecs, "scripts": scripts,
-           "full": list(FULL_SCAN)}
+           "full": list(FULL_SCAN), "triplet": triplet}
     proc = subprocess.run([HOST_PYTHON, "-I", "-c", script], input=json.dumps(cfg).encode(),
                           capture_output=True, check=False)
     if proc.returncode != 0:
@@ -287,7 +295,7 @@ def python_tree(root: Path, cache: Path, firmware_dir: Path, arch: Arch = X86_64
     if cached.is_file():
         return _load_tree(cached)
     host_python_matches()
-    closure = import_closure(root, firmware_dir)
+    closure = import_closure(root, firmware_dir, triplet)
     tree.add("bin/busybox", _real(root, "bin/busybox").read_bytes(), 0o755)
     tree.symlinks["bin/sh"] = "busybox"
     py = _real(root, f"usr/bin/python{PYVER}")
