@@ -76,8 +76,9 @@ FUZZ_RUNS ?= 1000000
 fuzz: deps
 	$(PY) tests/fuzz/run.py -runs=$(FUZZ_RUNS) $(FUZZ_TARGETS)
 
+# BOARD= picks the board of `bench boot` (each board against its own floor); BENCH=boot runs one
 bench: deps
-	$(PY) -m bench
+	BENCH_BOARD=$(BOARD) $(PY) -m bench $(BENCH)
 
 clean:
 	rm -rf build
