@@ -126,6 +126,7 @@ class Device:
         Returns notes for the user (e.g. that the flash is older than the built image)."""
         notes: list[str] = []
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._check_board()
         self.tpm_dir.mkdir(exist_ok=True)
         self._prepare_vars(notes)
         if reflash or not self.disk.exists():
@@ -139,6 +140,22 @@ class Device:
             notes.append(f"note: {self.image} is newer than this device's flash; "
                          "use --reflash to boot the new image")
         return notes
+
+    def _check_board(self) -> None:
+        """A device is one board for life: its flash, UEFI variables and TPM state were made for
+        that board's firmware and image. The board is recorded at first use (``board``); booting
+        the device as another board is refused (a device from before boards were recorded is
+        taken to be the one asked for)."""
+        marker = self.dir / "board"
+        if marker.is_file():
+            was = marker.read_text().strip()
+            if was != self.config.board:
+                raise DeviceError(f"device {self.name} is a {was} device (its flash, UEFI "
+                                  f"variables and TPM were made for that board), not "
+                                  f"{self.config.board}: use another device name or delete "
+                                  f"{self.dir}")
+            return
+        marker.write_text(self.config.board + "\n")
 
     def _prepare_vars(self, notes: list[str]) -> None:
         """The device's UEFI variables: with Secure Boot, a copy of the build's store with the

@@ -1,8 +1,11 @@
 """Board qemu-aarch64 under QEMU virt (TCG) + AAVMF + swtpm, booted ONCE for the whole module (a
 boot costs ~50 s under TCG): a device provisioned from the image's reference.json (sealed SIP
-account, PIN-protected user secret) boots to its prompt with Secure Boot on; every test then checks
-what that one boot left: the PCRs it read against the prediction, the logs through the verifier
-and through tpm2-tools, the sealed credentials released and the PIN unlock, no secret in clear.
+account, PIN-protected user secret) boots to its prompt with Secure Boot on and user networking;
+in that boot the fixture reads PCRs, logs and status, unlocks the PIN, and places an SRTP call to
+a real baresip through a real Kamailio over TLS (as tests/system/test_call.py does on
+qemu-x86_64). Every test then checks what that one boot left: the PCRs it read against the
+prediction, the logs through the verifier and through tpm2-tools, the sealed credentials released
+and the PIN unlock, the call's media heard by baresip, no secret in clear.
 """
 
 from __future__ import annotations
@@ -19,10 +22,14 @@ from typing import Any, Iterator
 
 import pytest
 
+from host_tools.console import Console
 from host_tools.provision import __main__ as provision_cli
 from host_tools.qemu.device import Device, DeviceConfig
 from host_tools.qemu.verify import Evidence, fetch_evidence, verifier_command
-from tests.system.sealing_support import PIN, SIP_PASSWORD, USER_SECRET, assert_no_secret
+from host_tools.siplab import HAVE_BARESIP, Baresip, Kamailio, read_wav
+from tests.system.sealing_support import PIN, USER_SECRET, assert_no_secret
+from tests.system.test_call import (BARESIP_TONE, DOMAIN, PHONE_PASSWORD, PHONE_USER,
+                                    TONE_TO_BARESIP, kamailio_for_phone, wait_status)
 
 REPO = Path(__file__).resolve().parents[2]
 BOARD = "qemu-aarch64"
@@ -41,6 +48,7 @@ class Boot:
     evidence: Evidence
     pin_answer: dict[str, Any]
     status_after_pin: dict[str, Any]
+    call: dict[str, Any]
     console: str
     flash: bytes
     seconds_to_prompt: float
@@ -60,11 +68,59 @@ def aarch64_image() -> Path:
 
 
 @pytest.fixture(scope="module")
-def boot(aarch64_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Boot]:
+def kam(aarch64_image: Path) -> Iterator[Kamailio]:
+    yield from kamailio_for_phone(aarch64_image)
+
+
+@pytest.fixture(scope="module")
+def bob(kam: Kamailio) -> Iterator[Baresip]:
+    if not HAVE_BARESIP:
+        pytest.skip("needs Debian baresip-core")
+    from firmware.phone.tone import sine_pcm
+
+    bs = Baresip(kam.dir / "bs-bob", "bob", "bobpw", kam,
+                 source_pcm=sine_pcm(BARESIP_TONE, 60000, amplitude=6000), record=True)
+    try:
+        yield bs
+    finally:
+        bs.stop()
+
+
+def _call_bob(con: Console, kam: Kamailio, bob: Baresip) -> dict[str, Any]:
+    """Register, call baresip with a 1 kHz tone for 3 s of media, hang up; what each step saw."""
+    from firmware.phone.tone import dominant_frequency
+
+    out: dict[str, Any] = {}
+    try:
+        out["registered"] = wait_status(
+            con, lambda s: s.get("registered") is True or s.get("unsealed") is False,
+            "registration", timeout=180)
+        out["kamailio_saw_register"] = "REQ REGISTER" in kam.log.read_text(errors="replace")
+        bob.clear_recordings()
+        out["call_answer"] = con.command("call sip:bob@%s tone=%d" % (DOMAIN, TONE_TO_BARESIP))
+        out["connected"] = wait_status(
+            con, lambda s: isinstance(s.get("call"), dict) and s["call"].get("state") == "connected",
+            "call connected", 60)
+        out["media"] = wait_status(
+            con, lambda s: isinstance(s.get("call"), dict)
+            and s["call"].get("media", {}).get("sent", 0) >= 150, "3 s of media sent", 60)
+        out["hangup"] = con.command("hangup")
+        out["ended"] = wait_status(con, lambda s: s.get("call") is None, "call ended", 30)
+        dec = bob.recordings().get("dec")
+        out["heard"] = dominant_frequency(read_wav(dec)) if dec is not None else None
+        out["baresip_decrypt_failures"] = "failed to decrypt RTP" in bob.log_text()
+    except (AssertionError, OSError, ValueError) as e:   # the call test reports it
+        out["error"] = f"{type(e).__name__}: {e}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def boot(aarch64_image: Path, kam: Kamailio, bob: Baresip,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Boot]:
     base = tmp_path_factory.mktemp("aarch64")
     devices = base / "devices"
     (base / "secrets.json").write_text(json.dumps(
-        {"sip-account": {"username": "phone1", "password": SIP_PASSWORD},
+        {"sip-account": {"username": PHONE_USER, "password": PHONE_PASSWORD},
          "user-secret": USER_SECRET}))
     (base / "pin").write_bytes(PIN)
     rc = provision_cli.main(["--device", "a64", "--board", BOARD, "--build-dir",
@@ -74,7 +130,7 @@ def boot(aarch64_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
                              "--policy-key", str(base / "policy-signing-key.pem")])
     assert rc == 0
     device = Device("a64", DeviceConfig(board=BOARD, build_dir=aarch64_image,
-                                        devices_dir=devices))
+                                        devices_dir=devices, network=True))
     reference = json.loads((aarch64_image / "reference.json").read_text())
     with device.running("tcp") as run:
         con = run.console
@@ -91,11 +147,13 @@ def boot(aarch64_image: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
             assert PIN.decode() not in text, f"the firmware echoed the PIN: {text!r}"
             pin_answer = json.loads(text)
             status_after_pin = con.status()
+            call: dict[str, Any] = {"media_port": run.forward_media(con, timeout=120)}
+            call.update(_call_bob(con, kam, bob))
         finally:
             run.shutdown(con)
     print(f"qemu-aarch64: prompt after {seconds:.1f} s")
     yield Boot(device, reference, qemu_cmd, status, pcrs, evidence, pin_answer,
-               status_after_pin, device.console_log.read_text(errors="replace"),
+               status_after_pin, call, device.console_log.read_text(errors="replace"),
                device.disk.read_bytes(), seconds)
 
 
@@ -178,3 +236,28 @@ def test_sealed_credentials_are_released_and_the_pin_unlocks(boot: Boot) -> None
     assert boot.status_after_pin["da"]["counter"] == 0, boot.status_after_pin
     assert_no_secret(boot.console + json.dumps(st), boot.flash,
                      typed=["status", "pcrs", "pin " + PIN.decode()])
+    assert PHONE_PASSWORD.encode() not in boot.flash
+    assert PHONE_PASSWORD not in boot.console + json.dumps(boot.call)
+
+
+def test_calls_baresip_over_tls_with_srtp(boot: Boot) -> None:
+    c = boot.call
+    assert "error" not in c, c
+    assert c["media_port"] > 0 and c["media_port"] % 2 == 0, c
+    reg = c["registered"]
+    assert reg["registered"] is True and reg["transport"] == "TLS" and reg["tls_verified"], reg
+    assert reg["aor"] == "sip:%s@%s" % (PHONE_USER, DOMAIN)
+    assert c["kamailio_saw_register"] is True
+    assert c["call_answer"].startswith("calling sip:bob@"), c["call_answer"]
+    call = c["connected"]["call"]
+    assert call["direction"] == "out" and call["peer"] == "sip:bob@" + DOMAIN, call
+    assert call["security"] == "locked" and call["suite"] in (
+        "AEAD_AES_128_GCM", "AES_CM_128_HMAC_SHA1_80"), call
+    media = c["media"]["call"]["media"]
+    assert media["dropped"] == {k: 0 for k in media["dropped"]}, media
+    assert c["hangup"].startswith("hanging up call "), c["hangup"]
+    assert c["ended"]["last_call"]["reason"] == "local hangup"
+    assert c["heard"] is not None, "baresip recorded nothing"
+    f, share = c["heard"]
+    assert abs(f - TONE_TO_BARESIP) <= 25 and share > 0.5, c["heard"]
+    assert c["baresip_decrypt_failures"] is False

@@ -13,7 +13,7 @@ import pytest
 
 from host_tools import board as boards
 from host_tools.image.build import BuildError, uki_paths
-from host_tools.qemu.device import Device, DeviceConfig
+from host_tools.qemu.device import Device, DeviceConfig, DeviceError
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -80,3 +80,19 @@ def test_qemu_command_is_the_boards(tmp_path: Path) -> None:
     cmd = x86.qemu_command([], "pty,id=ser0")
     assert cmd[:4] == ["qemu-system-x86_64", "-machine", "q35,smm=on", "-accel"]
     assert "driver=cfi.pflash01,property=secure,value=on" in cmd
+
+
+def test_a_device_keeps_its_board(tmp_path: Path) -> None:
+    (tmp_path / "img").mkdir()
+    (tmp_path / "img" / "disk.img").write_bytes(b"\0" * 512)
+    x86 = Device("d", DeviceConfig(board="qemu-x86_64", build_dir=tmp_path / "img",
+                                   devices_dir=tmp_path / "dev", secure_boot=False))
+    x86.prepare()
+    assert (tmp_path / "dev" / "d" / "board").read_text() == "qemu-x86_64\n"
+    a64 = Device("d", DeviceConfig(board="qemu-aarch64", build_dir=tmp_path / "img",
+                                   devices_dir=tmp_path / "dev", secure_boot=False))
+    with pytest.raises(DeviceError) as e:
+        a64.prepare()
+    assert str(e.value).startswith("device d is a qemu-x86_64 device (its flash, UEFI variables "
+                                   "and TPM were made for that board), not qemu-aarch64")
+    x86.prepare()  # the same board again is fine
