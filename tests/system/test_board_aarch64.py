@@ -35,7 +35,9 @@ REPO = Path(__file__).resolve().parents[2]
 BOARD = "qemu-aarch64"
 BOOT_TIMEOUT = 420.0
 
-pytestmark = pytest.mark.slow
+# one fixture does the build, the provisioning, the boot and the call: under a loaded TCG host
+# that is more than the suite's default per-test timeout
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @dataclass
