@@ -50,7 +50,7 @@ RESIGN ?= yes
 tamper: deps
 	@if [ -z "$(DEVICE)" ] || [ -z "$(COMPONENT)" ]; then \
 	  echo "usage: make tamper DEVICE=NAME COMPONENT=NAME [RESIGN=no]" >&2; exit 2; fi
-	$(PY) -m host_tools.tamper --device "$(DEVICE)" --component "$(COMPONENT)" --resign "$(RESIGN)"
+	$(PY) -m host_tools.tamper --device "$(DEVICE)" --board "$(BOARD)" --component "$(COMPONENT)" --resign "$(RESIGN)"
 
 # Every test: pure unit tests (CPython and MicroPython), TPM tests on a real swtpm, system tests.
 test: image
