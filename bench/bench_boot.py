@@ -17,6 +17,7 @@ qemu-x86_64 unless BENCH_BOARD names another (``BENCH_BOARD=qemu-aarch64 python 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -26,10 +27,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from host_tools import board as boards
 from host_tools import kernel_fetch, testdata
+from host_tools.console import Console
 from host_tools.image import build as image_build
 from host_tools.image import disk, initramfs, uki, userland
 from host_tools.qemu import Device
@@ -103,20 +105,29 @@ def time_floor(name: str, build_dir: Path, devices: Path) -> tuple[float, float]
     return elapsed, float(m.group(1))
 
 
-def time_phone(name: str, build_dir: Path, devices: Path) -> tuple[float, dict[str, Any]]:
-    dev = Device(name, DeviceConfig(board=BOARD, build_dir=build_dir, devices_dir=devices))
+@contextlib.contextmanager
+def booted_phone(name: str, build_dir: Path, devices: Path, secure_boot: bool | None = None
+                 ) -> Iterator[tuple[float, Console]]:
+    """Boot a fresh device to its prompt: (seconds from QEMU start to the prompt, console);
+    powered off cleanly on leaving (bench_secureboot.py boots the same way)."""
+    dev = Device(name, DeviceConfig(board=BOARD, build_dir=build_dir, devices_dir=devices,
+                                    secure_boot=secure_boot))
     with dev.running("tcp") as run:
         con = run.console
         assert con is not None
         try:
             run.wait_prompt(con, BOOT_TIMEOUT_S)
-            elapsed = run.elapsed()
-            at_prompt = con.json_command("mem")
-            status = con.status()
-            time.sleep(SETTLE_S)
-            settled = con.json_command("mem")
+            yield run.elapsed(), con
         finally:
             run.shutdown(con)
+
+
+def time_phone(name: str, build_dir: Path, devices: Path) -> tuple[float, dict[str, Any]]:
+    with booted_phone(name, build_dir, devices) as (elapsed, con):
+        at_prompt = con.json_command("mem")
+        status = con.status()
+        time.sleep(SETTLE_S)
+        settled = con.json_command("mem")
     return elapsed, {"at_prompt": at_prompt, "settled": settled, "state": status.get("state"),
                      "unsealed": status.get("unsealed"),
                      "timings": {k: v for k, v in status.items()

@@ -14,25 +14,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.bench_boot import BOOT_TIMEOUT_S, BOARD, REPO, ensure_image
-from host_tools.qemu import Device
-from host_tools.qemu.device import DeviceConfig
+from bench.bench_boot import BOARD, REPO, booted_phone, ensure_image
 
 RUNS = 3
 
 
 def time_to_prompt(name: str, build_dir: Path, devices: Path, secure_boot: bool) -> tuple[float, float]:
     """(seconds from QEMU start to the prompt, guest uptime at the prompt)."""
-    dev = Device(name, DeviceConfig(build_dir=build_dir, devices_dir=devices, secure_boot=secure_boot))
-    with dev.running("tcp") as run:
-        con = run.console
-        assert con is not None
-        try:
-            run.wait_prompt(con, BOOT_TIMEOUT_S)
-            elapsed = run.elapsed()
-            up = float(con.json_command("mem")["uptime_s"])
-        finally:
-            run.shutdown(con)
+    with booted_phone(name, build_dir, devices, secure_boot) as (elapsed, con):
+        up = float(con.json_command("mem")["uptime_s"])
     return elapsed, up
 
 

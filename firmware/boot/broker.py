@@ -43,12 +43,7 @@ def _is_digits(text):
 
 def parse_request(data):
     """Validated request dict from one datagram; RequestError otherwise."""
-    if len(data) > MAX_REQUEST:
-        raise RequestError("request of %d bytes (at most %d)" % (len(data), MAX_REQUEST))
-    try:
-        req = json.loads(bytes(data).decode("utf-8"))
-    except (ValueError, UnicodeError):
-        raise RequestError("request is not UTF-8 JSON")
+    req = _load(data, MAX_REQUEST, "request", RequestError)
     if not isinstance(req, dict):
         raise RequestError("request is not a JSON object")
     op = req.get("op")
@@ -126,6 +121,17 @@ class Broker:
         return encode(ans, MAX_ANSWER), None
 
 
+def _load(data, limit, what, error):
+    """The JSON value of one datagram of at most `limit` bytes; `error` (naming `what`) if not.
+    Both sides read datagrams through it: parse_request (loader) and parse_answer (phone)."""
+    if len(data) > limit:
+        raise error("%s of %d bytes (at most %d)" % (what, len(data), limit))
+    try:
+        return json.loads(bytes(data).decode("utf-8"))
+    except (ValueError, UnicodeError):
+        raise error("%s is not UTF-8 JSON" % what)
+
+
 # --- the phone's side -------------------------------------------------------------------------
 
 
@@ -140,12 +146,7 @@ def request(op, **fields):
 
 
 def parse_answer(data):
-    if len(data) > MAX_ANSWER:
-        raise BrokerError("answer of %d bytes (at most %d)" % (len(data), MAX_ANSWER))
-    try:
-        ans = json.loads(bytes(data).decode("utf-8"))
-    except (ValueError, UnicodeError):
-        raise BrokerError("answer is not UTF-8 JSON")
+    ans = _load(data, MAX_ANSWER, "answer", BrokerError)
     if not isinstance(ans, dict) or not isinstance(ans.get("ok"), bool):
         raise BrokerError("answer is not a broker answer")
     if not ans["ok"]:

@@ -111,6 +111,12 @@ def _strlist(v: object, what: str) -> list[str]:
     return list(v)
 
 
+def osrel(board: str, version: str) -> bytes:
+    """os-release (freedesktop os-release(5)) for the UKI's .osrel section."""
+    return (f'ID=trusted-phone\nNAME="Trusted phone firmware"\nVERSION_ID={version}\n'
+            f'IMAGE_ID={board}\nIMAGE_VERSION={version}\n').encode()
+
+
 def component_pcr(desc: dict[str, object]) -> int:
     """The board's component register (``component_pcr``): the PCR the stage loader measures the
     bundle into.  Refused when the board's boot chain measures into it, when it is resettable or
@@ -130,12 +136,6 @@ def component_pcr(desc: dict[str, object]) -> int:
         raise BuildError(f"board.json: 'pcr_policy' {policy} leaves out the component register "
                          f"PCR {pcr}: sealed credentials would not depend on the phone software")
     return pcr
-
-
-def osrel(board: str, version: str) -> bytes:
-    """os-release (freedesktop os-release(5)) for the UKI's .osrel section."""
-    return (f'ID=trusted-phone\nNAME="Trusted phone firmware"\nVERSION_ID={version}\n'
-            f'IMAGE_ID={board}\nIMAGE_VERSION={version}\n').encode()
 
 
 def code_component(repo: Path, spec: dict[str, object], name: str) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from typing import Any, Iterator
 import pytest
 
 from host_tools.console import Console
+from host_tools.image.build import BuildOptions, BuildResult, build
 from host_tools.qemu.device import Device, DeviceConfig, Running
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,6 +40,38 @@ def built_image() -> Path:
         if proc.returncode != 0:
             pytest.fail(f"image build failed:\n{proc.stdout}\n{proc.stderr}")
     return out
+
+
+@dataclass(frozen=True)
+class SnapshotBuild:
+    repo: Path   # frozen copy of firmware/ and board/ (others may edit firmware/ meanwhile)
+    keys: Path   # the build's own keys (vendor signing key, Secure Boot PK/KEK/db), not build/keys
+    result: BuildResult
+
+    def build(self, out: Path, **kw: object) -> BuildResult:
+        """Another build from the same snapshot and keys (options as BuildOptions takes them)."""
+        return build_snapshot(self.repo, self.keys, out, **kw)
+
+
+def build_snapshot(repo: Path, keys: Path, out: Path, **kw: object) -> BuildResult:
+    return build(BuildOptions(board=BOARD, out=out, repo=repo, cache=REPO / "build" / "cache",
+                              keys=keys, **kw))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def snapshot_build(tmp_path_factory: pytest.TempPathFactory) -> SnapshotBuild:
+    """ONE image built from a snapshot of the tree with keys of its own into a temporary directory,
+    for the modules that need an image whose keys they hold (test_image_build: reproducibility,
+    prediction; test_tamper_matrix: re-signing as the vendor). A full build takes minutes on the
+    CI's 2 cores: once per session, not once per module. Users must not change its files (devices
+    copy the disk; the tamper tool edits only device copies)."""
+    base = tmp_path_factory.mktemp("snapshot-build")
+    repo = base / "repo"
+    for part in ("firmware", "board"):
+        shutil.copytree(REPO / part, repo / part,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    keys = base / "keys"
+    return SnapshotBuild(repo, keys, build_snapshot(repo, keys, base / "image"))
 
 
 @dataclass

@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import re
-import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -19,36 +18,29 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from firmware.eventlog import parse_log, replay as fw_replay
 from host_tools.image import bundle, disk, pe, predict
-from host_tools.image.build import BuildOptions, BuildResult, build
+from host_tools.image.build import BuildResult
 from host_tools.verify import load_reference
+from tests.system.conftest import SnapshotBuild, build_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 BOARD = "qemu-x86_64"
 
 
-def _snapshot(dest: Path) -> Path:
-    """A frozen copy of the build inputs from the repo (others may edit firmware/ meanwhile)."""
-    for part in ("firmware", "board"):
-        shutil.copytree(REPO / part, dest / part,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return dest
-
-
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    base = tmp_path_factory.mktemp("image-inputs")
-    return _snapshot(base / "repo"), base / "keys"
+def inputs(snapshot_build: SnapshotBuild) -> tuple[Path, Path]:
+    """The frozen copy of the build inputs and the keys of the session's snapshot build
+    (tests/system/conftest.py; test_tamper_matrix boots the same image)."""
+    return snapshot_build.repo, snapshot_build.keys
 
 
 def _build(inputs: tuple[Path, Path], out: Path, **kw: object) -> BuildResult:
     repo, keys = inputs
-    return build(BuildOptions(board=BOARD, out=out, repo=repo, cache=REPO / "build" / "cache",
-                              keys=keys, **kw))  # type: ignore[arg-type]
+    return build_snapshot(repo, keys, out, **kw)
 
 
 @pytest.fixture(scope="module")
-def first(inputs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> BuildResult:
-    return _build(inputs, tmp_path_factory.mktemp("build-a"))
+def first(snapshot_build: SnapshotBuild) -> BuildResult:
+    return snapshot_build.result
 
 
 def _keys(obj: object) -> set[str]:

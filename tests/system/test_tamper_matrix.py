@@ -1,17 +1,17 @@
 """The tamper matrix: boot a phone whose flash was tampered with, fetch its logs and PCRs over the
 serial console, verify them against the GOLDEN reference.json, and check that the verifier fails
 (exit 1) naming the right component or PCR.  One boot per case (~14 s each under TCG), plus one
-boot of an untouched device that must verify (exit 0).
+boot of an untouched (provisioned) device that must verify (exit 0) and unseal: the same boot is the
+golden boot of the anti-rollback case, which needs a provisioned device that unsealed once.
 
-The image is built once for the module from a snapshot of the tree (others may edit firmware/
-meanwhile), with its own keys, into a temporary directory; devices live in a temporary devices
-directory, so build/ is never touched.
+The image is the session's snapshot build (tests/system/conftest.py: a snapshot of the tree built
+once with its own keys into a temporary directory, shared with test_image_build); devices live in
+a temporary devices directory, so build/ is never touched.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from host_tools.image.build import BuildOptions, build
 from host_tools.qemu.device import Device, DeviceConfig
 from host_tools.qemu.verify import fetch_evidence, verifier_command
 from host_tools.tamper.__main__ import main as tamper_main
+from tests.system.conftest import SnapshotBuild
 
 pytestmark = pytest.mark.slow
 
@@ -66,25 +66,19 @@ class Booted:
 
 
 @pytest.fixture(scope="module")
-def image(tmp_path_factory: pytest.TempPathFactory) -> Image:
-    base = tmp_path_factory.mktemp("tamper")
-    repo = base / "repo"
-    for part in ("firmware", "board"):
-        shutil.copytree(REPO / part, repo / part,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    out = base / "image"
-    build(BuildOptions(board=BOARD, out=out, repo=repo, cache=REPO / "build" / "cache",
-                       keys=base / "keys"))
-    return Image(out, base / "keys" / "dev-signing-key.pem", base / "devices")
+def image(snapshot_build: SnapshotBuild, tmp_path_factory: pytest.TempPathFactory) -> Image:
+    return Image(snapshot_build.result.out, snapshot_build.keys / "dev-signing-key.pem",
+                 tmp_path_factory.mktemp("tamper") / "devices")
 
 
 def boot_and_verify(image: Image, name: str, tamper: list[str],
-                    capsys: pytest.CaptureFixture[str]) -> Booted:
+                    capsys: pytest.CaptureFixture[str] | None) -> Booted:
     device = Device(name, DeviceConfig(board=BOARD, build_dir=image.out,
                                        devices_dir=image.devices))
     device.prepare()
     note = ""
     if tamper:
+        assert capsys is not None  # the tamper tool's note is read from the captured output
         rc = tamper_main(["--device", name, "--image-dir", str(image.out), "--devices-dir",
                           str(image.devices), "--signing-key", str(image.key),
                           "--keys-dir", str(image.key.parent), *tamper])  # Secure Boot db key
@@ -99,8 +93,20 @@ def boot_and_verify(image: Image, name: str, tamper: list[str],
                   device.console_log.read_text(errors="replace"), note)
 
 
-def test_golden_device_verifies(image: Image, capsys: pytest.CaptureFixture[str]) -> None:
-    b = boot_and_verify(image, "golden", [], capsys)
+@pytest.fixture(scope="module")
+def golden(image: Image, tmp_path_factory: pytest.TempPathFactory) -> Booted:
+    """Device "floor", provisioned, booted once untouched: the golden case, and the first boot of
+    test_raised_floor_refuses_older_bundle (it unseals and commits counter 1: floor 1)."""
+    from host_tools.provision.__main__ import main as provision_main
+    key = tmp_path_factory.mktemp("floor") / "policy-key.pem"
+    rc = provision_main(["--device", "floor", "--build-dir", str(image.out), "--devices-dir",
+                         str(image.devices), "--policy-key", str(key)])
+    assert rc == 0
+    return boot_and_verify(image, "floor", [], None)
+
+
+def test_golden_device_verifies(golden: Booted) -> None:
+    b = golden
     assert b.rc == 0, b.report
     assert b.report["result"] == "ok"
     assert b.status["state"] == "running"
@@ -192,16 +198,10 @@ def test_rollback_to_older_bundle(image: Image, capsys: pytest.CaptureFixture[st
         assert e["status"] == "differs" and e["problems"] == ["version 0.0.9, reference 0.1.0"], e
 
 
-def test_raised_floor_refuses_older_bundle(image: Image, tmp_path: Path,
+def test_raised_floor_refuses_older_bundle(image: Image, golden: Booted,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     """Provisioned device: the golden boot unseals and commits counter 1 (NV bit 0 set, floor 1);
     after a rollback of the flash the stage loader refuses the older bundle, having measured it."""
-    from host_tools.provision.__main__ import main as provision_main
-    rc = provision_main(["--device", "floor", "--build-dir", str(image.out), "--devices-dir",
-                         str(image.devices), "--policy-key", str(tmp_path / "policy-key.pem")])
-    assert rc == 0, capsys.readouterr()
-    capsys.readouterr()
-    golden = boot_and_verify(image, "floor", [], capsys)
     assert golden.rc == 0 and golden.status["unsealed"] is True, golden.status
     # (the console's status does not show the commit; the next boot's floor proves it)
     b = boot_and_verify(image, "floor", ["--rollback"], capsys)

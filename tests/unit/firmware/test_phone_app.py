@@ -63,12 +63,17 @@ class World:
             self.pump()
 
 
-def _connected(verified=True):
-    w = World(verified)
+def _registered(*world_args, **world_kw):
+    """(world, alice, bob) with every phone of the world registered."""
+    w = World(*world_args, **world_kw)
     for app in w.apps.values():
         app.register(0)
     w.pump()
-    a, b = w.apps["alice"], w.apps["bob"]
+    return w, w.apps["alice"], w.apps["bob"]
+
+
+def _connected(verified=True):
+    w, a, b = _registered(verified)
     assert a.status()["registered"] and b.status()["registered"]
     cid = a.call("sip:bob@" + REALM, w.now)
     w.pump()
@@ -109,15 +114,12 @@ def test_unverified_tls_or_plain_signalling_is_unlocked():
     st = a.status()["call"]
     assert st["security"] == "unlocked" and st["why"] == "TLS server certificate was not verified"
     # SDES over TCP only happens in the insecure test mode, and is never locked
-    w2 = World(True, "TCP", insecure=True)
-    for app in w2.apps.values():
-        app.register(0)
+    w2, a2, b2 = _registered(True, "TCP", insecure=True)
+    a2.call("sip:bob@" + REALM, 0)
     w2.pump()
-    w2.apps["alice"].call("sip:bob@" + REALM, 0)
+    b2.answer(0)
     w2.pump()
-    w2.apps["bob"].answer(0)
-    w2.pump()
-    st = w2.apps["alice"].status()["call"]
+    st = a2.status()["call"]
     assert st["state"] == "connected" and st["security"] == "unlocked"
     assert st["suite"] == "AEAD_AES_128_GCM"
     assert st["why"] == "signalling is TCP, not TLS: SDES keys were sent in the clear"
@@ -154,27 +156,19 @@ def test_bad_media_into_live_call_keeps_call_and_registration():
 
 
 def test_auto_answer_and_media_outside_call_is_ignored():
-    w = World()
-    b = w.apps["bob"]
+    w, a, b = _registered()
     b.auto_answer = True
-    for app in w.apps.values():
-        app.register(0)
-    w.pump()
     b.receive_media(b"junk", ("10.6.6.6", 9), 0)
     assert "outside a call" in b.log_lines[-1]
-    w.apps["alice"].call("sip:bob@" + REALM, 0)
+    a.call("sip:bob@" + REALM, 0)
     w.pump()
-    assert w.apps["alice"].status()["call"]["state"] == "connected"
+    assert a.status()["call"]["state"] == "connected"
     assert w.events["alice"][-1] == "CallAnswered"
 
 
 def test_answer_without_common_suite_sends_488_at_once():
     # found with baresip: the UA queued the 488 but did not send it until the next message came
-    w = World()
-    for app in w.apps.values():
-        app.register(0)
-    w.pump()
-    a, b = w.apps["alice"], w.apps["bob"]
+    w, a, b = _registered()
     a.suites = ("AES_CM_128_HMAC_SHA1_32",)
     b.suites = ("AEAD_AES_128_GCM",)
     a.call("sip:bob@" + REALM, 0)
@@ -204,11 +198,7 @@ def test_registration_failure_shown_in_status():
 def test_an_event_the_app_cannot_act_on_is_one_log_line_and_drops_only_that_call():
     # a peer's answer that breaks the app's media set-up (here: a simulated bug) must not stop the
     # phone: one log line, the call is hung up, registration stays
-    w = World()
-    for app in w.apps.values():
-        app.register(0)
-    w.pump()
-    a, b = w.apps["alice"], w.apps["bob"]
+    w, a, b = _registered()
     real = a._on_event
 
     def broken(e, now):
