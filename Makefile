@@ -42,7 +42,7 @@ provision: image
 
 # Ship the current image to DEVICE with a vendor-signed PCR policy, keeping its sealed credentials.
 update: image
-	$(PY) -m host_tools.update --device $(DEVICE) --flash
+	$(PY) -m host_tools.update --device $(DEVICE) --board $(BOARD) --flash
 
 RESIGN ?= yes
 # Tamper with a device's flash copy (build/devices/$(DEVICE)/disk.img, never build/$(BOARD)/):
