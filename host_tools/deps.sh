@@ -28,7 +28,10 @@ APT_PACKAGES=(
 )
 # apt-get download PKG:arm64 needs arm64 in dpkg's foreign architectures and its package lists
 foreign_arch_missing=0
-dpkg --print-foreign-architectures | grep -qx arm64 || foreign_arch_missing=1
+case " $(dpkg --print-foreign-architectures | tr '\n' ' ') " in
+  *" arm64 "*) ;;
+  *) foreign_arch_missing=1 ;;
+esac
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
