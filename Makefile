@@ -42,7 +42,7 @@ provision: image
 
 # Ship the current image to DEVICE with a vendor-signed PCR policy, keeping its sealed credentials.
 update: image
-	$(PY) -m host_tools.update --device $(DEVICE) --flash
+	$(PY) -m host_tools.update --device $(DEVICE) --board $(BOARD) --flash
 
 RESIGN ?= yes
 # Tamper with a device's flash copy (build/devices/$(DEVICE)/disk.img, never build/$(BOARD)/):
@@ -50,7 +50,7 @@ RESIGN ?= yes
 tamper: deps
 	@if [ -z "$(DEVICE)" ] || [ -z "$(COMPONENT)" ]; then \
 	  echo "usage: make tamper DEVICE=NAME COMPONENT=NAME [RESIGN=no]" >&2; exit 2; fi
-	$(PY) -m host_tools.tamper --device "$(DEVICE)" --component "$(COMPONENT)" --resign "$(RESIGN)"
+	$(PY) -m host_tools.tamper --device "$(DEVICE)" --board "$(BOARD)" --component "$(COMPONENT)" --resign "$(RESIGN)"
 
 # Every test: pure unit tests (CPython and MicroPython), TPM tests on a real swtpm, system tests.
 test: image
@@ -76,8 +76,9 @@ FUZZ_RUNS ?= 1000000
 fuzz: deps
 	$(PY) tests/fuzz/run.py -runs=$(FUZZ_RUNS) $(FUZZ_TARGETS)
 
+# BOARD= picks the board of `bench boot` (each board against its own floor); BENCH=boot runs one
 bench: deps
-	$(PY) -m bench
+	BENCH_BOARD=$(BOARD) $(PY) -m bench $(BENCH)
 
 clean:
 	rm -rf build

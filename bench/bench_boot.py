@@ -1,4 +1,6 @@
-"""Boot benchmark (docs/BENCHMARKS.md, section "Boot"), QEMU TCG only.
+"""Boot benchmark (docs/BENCHMARKS.md, section "Boot"), QEMU TCG only. The board is
+qemu-x86_64 unless BENCH_BOARD names another (``BENCH_BOARD=qemu-aarch64 python -m bench boot``,
+``make bench-boot BOARD=qemu-aarch64``); each board is measured against its own floor.
 
 (1) Seconds from QEMU start to the phone console's first prompt (`phone> `) for the built image
     build/qemu-x86_64/disk.img, against the FLOOR measured in the same run: the same OVMF, the same
@@ -27,15 +29,16 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from host_tools import board as boards
 from host_tools import kernel_fetch, testdata
 from host_tools.console import Console
 from host_tools.image import build as image_build
-from host_tools.image import disk, initramfs, uki
+from host_tools.image import disk, initramfs, uki, userland
 from host_tools.qemu import Device
 from host_tools.qemu.device import DeviceConfig
 
 REPO = Path(__file__).resolve().parents[1]
-BOARD = "qemu-x86_64"
+BOARD = os.environ.get("BENCH_BOARD", "qemu-x86_64")
 RUNS = 5
 TARGET_RATIO = 1.3
 SETTLE_S = 3.0
@@ -58,17 +61,26 @@ def build_floor(out: Path) -> dict[str, int]:
     """The floor image from the image builder's own pieces: same stub, kernel, cmdline, ESP and
     GPT layout as the phone image; only the initramfs differs (and the .osrel version)."""
     _, desc = image_build.load_board(REPO, BOARD)
-    kernel = kernel_fetch.fetch_kernel(REPO / "build" / "cache" / "kernel",
-                                       str(desc["kernel"]["metapackage"]))  # type: ignore[index]
-    initrd = testdata.build_initramfs(init_script=FLOOR_INIT)  # host_tools.cpio_newc, gzip
+    plat = boards.platform(desc)
+    cache = REPO / "build" / "cache"
+    arch_cache = boards.package_cache(cache, plat)
+    foreign = plat.deb_arch if arch_cache != cache else None
+    kernel = kernel_fetch.fetch_kernel(arch_cache / "kernel",
+                                       str(desc["kernel"]["metapackage"]),  # type: ignore[index]
+                                       foreign)
+    # the board architecture's Debian busybox-static, as in the phone image
+    root = userland.fetch_and_unpack(arch_cache, tuple(
+        f"{p}:{foreign}" if foreign else p for p in userland.PACKAGES))
+    initrd = testdata.build_initramfs(root / "bin" / "busybox", FLOOR_INIT)  # cpio_newc, gzip
     sections = {".osrel": image_build.osrel(BOARD, "floor"),
                 ".cmdline": str(desc["cmdline"]).encode(),
                 ".linux": kernel.vmlinuz.read_bytes(), ".initrd": initrd}
     out.mkdir(parents=True, exist_ok=True)
-    uki_bytes = uki.build_uki(uki.DEFAULT_STUB, sections, out / image_build.UKI_NAME)
+    uki_bytes = uki.build_uki(image_build.efi_stub(plat, arch_cache), sections,
+                              out / plat.uki_name, plat.objcopy)
     parts = image_build.partitions(desc["partitions_mib"])  # type: ignore[arg-type]
     esp = out / "esp.img"
-    disk.make_esp(esp, parts[0].size_mib, {image_build.ESP_UKI_PATH: uki_bytes}, BOARD,
+    disk.make_esp(esp, parts[0].size_mib, {plat.esp_boot_path: uki_bytes}, BOARD,
                   int(desc["source_date_epoch"]))  # type: ignore[call-overload]
     disk.build_disk(out / image_build.DISK_NAME, BOARD, parts, {"esp": esp})
     esp.unlink()
@@ -77,7 +89,7 @@ def build_floor(out: Path) -> dict[str, int]:
 
 def time_floor(name: str, build_dir: Path, devices: Path) -> tuple[float, float]:
     """(seconds from QEMU start to its exit, guest uptime just before the power-off)."""
-    dev = Device(name, DeviceConfig(build_dir=build_dir, devices_dir=devices))
+    dev = Device(name, DeviceConfig(board=BOARD, build_dir=build_dir, devices_dir=devices))
     with dev.running("tcp") as run:
         try:
             rc = run.proc.wait(timeout=BOOT_TIMEOUT_S)
@@ -98,7 +110,7 @@ def booted_phone(name: str, build_dir: Path, devices: Path, secure_boot: bool | 
                  ) -> Iterator[tuple[float, Console]]:
     """Boot a fresh device to its prompt: (seconds from QEMU start to the prompt, console);
     powered off cleanly on leaving (bench_secureboot.py boots the same way)."""
-    dev = Device(name, DeviceConfig(build_dir=build_dir, devices_dir=devices,
+    dev = Device(name, DeviceConfig(board=BOARD, build_dir=build_dir, devices_dir=devices,
                                     secure_boot=secure_boot))
     with dev.running("tcp") as run:
         con = run.console
@@ -130,7 +142,7 @@ def image_sizes(build_dir: Path) -> dict[str, int]:
     initrd = (build_dir / "initrd.img").read_bytes()
     disk_img = build_dir / image_build.DISK_NAME
     return {"disk_apparent": disk_img.stat().st_size, "disk_on_disk": on_disk(disk_img),
-            "uki": (build_dir / image_build.UKI_NAME).stat().st_size,
+            "uki": (build_dir / image_build.uki_paths(REPO, BOARD)[0]).stat().st_size,
             "initrd_compressed": len(initrd),
             "initrd_uncompressed": len(initramfs.decompress(initrd)),
             "bundle": (build_dir / "bundle.tar").stat().st_size}
@@ -142,6 +154,7 @@ def mib(n: int) -> str:
 
 def main() -> dict[str, Any]:
     build_dir = REPO / "build" / BOARD
+    print("board %s" % BOARD, flush=True)
     ensure_image(build_dir)
     floors: list[float] = []
     floor_uptimes: list[float] = []

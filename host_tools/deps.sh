@@ -24,21 +24,36 @@ APT_PACKAGES=(
   kamailio kamailio-tls-modules baresip-core
   # tpm2-pytss (benchmark oracle for the unseal) builds against these
   libtss2-dev python3-dev gcc pkg-config
+  # board qemu-aarch64: QEMU virt, AAVMF, the cross compiler for its static dm-verity helper
+  # (its kernel, userland and systemd-stub are arm64 .debs fetched with apt-get download)
+  qemu-system-arm qemu-efi-aarch64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 )
+# apt-get download PKG:arm64 needs arm64 in dpkg's foreign architectures and its package lists
+foreign_arch_missing=0
+case " $(dpkg --print-foreign-architectures | tr '\n' ' ') " in
+  *" arm64 "*) ;;
+  *) foreign_arch_missing=1 ;;
+esac
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-if ((${#missing[@]})); then
+if ((${#missing[@]})) || ((foreign_arch_missing)); then
   if [ "$(id -u)" != 0 ]; then
-    echo "deps: missing Debian packages: ${missing[*]}; run 'make deps' as root (or install them)" >&2
+    echo "deps: missing Debian packages: ${missing[*]:-none}$( ((foreign_arch_missing)) && echo "; dpkg architecture arm64 not added"); run 'make deps' as root (or install them)" >&2
     exit 1
   fi
-  echo "deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  if ((foreign_arch_missing)); then
+    echo "deps: dpkg --add-architecture arm64"
+    dpkg --add-architecture arm64
+  fi
   apt-get -o DPkg::Lock::Timeout=300 update -qq
-  apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}"
+  if ((${#missing[@]})); then
+    echo "deps: installing ${missing[*]}"
+    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${missing[@]}"
+  fi
 fi
 
 # The venv uses Debian's python3 (the same 3.11 that goes into the image).

@@ -59,7 +59,10 @@ def download_deb(package: str, dest_dir: Path, *, allow_update: bool = True) -> 
     once and retries only if the first attempt fails (e.g. missing lists).
     """
     dest_dir.mkdir(parents=True, exist_ok=True)
-    existing = sorted(dest_dir.glob(f"{package}_*.deb"))
+    # PACKAGE may carry a Debian architecture ("python3.11-minimal:arm64"); the file is
+    # NAME_VERSION_ARCH.deb either way
+    name = package.split(":", 1)[0]
+    existing = sorted(dest_dir.glob(f"{name}_*.deb"))
     if existing:
         return existing[-1]
     proc = _run(["apt-get", "download", package], cwd=dest_dir)
@@ -70,7 +73,7 @@ def download_deb(package: str, dest_dir: Path, *, allow_update: bool = True) -> 
         proc = _run(["apt-get", "download", package], cwd=dest_dir)
     if proc.returncode != 0:
         raise FetchError(f"apt-get download {package} failed:\n{proc.stderr}")
-    found = sorted(dest_dir.glob(f"{package}_*.deb"))
+    found = sorted(dest_dir.glob(f"{name}_*.deb"))
     if not found:
         raise FetchError(f"apt-get download {package} produced no .deb in {dest_dir}")
     return found[-1]
@@ -84,13 +87,14 @@ def deb_field(deb: Path, field: str) -> str:
     return proc.stdout.strip()
 
 
-def resolve_image_package(meta_deb: Path) -> str:
-    """From the metapackage .deb, the name of the real ``linux-image-*`` package."""
+def resolve_image_package(meta_deb: Path, arch: str | None = None) -> str:
+    """From the metapackage .deb, the name of the real ``linux-image-*`` package (with
+    ``:ARCH`` when *arch* is given)."""
     depends = deb_field(meta_deb, "Depends")
     for alt in depends.split(","):
         name = alt.split("|")[0].strip().split(" ")[0]
         if re.fullmatch(r"linux-image-\d[\w.+-]*", name):
-            return name
+            return f"{name}:{arch}" if arch else name
     raise FetchError(f"no linux-image-<version> dependency in {meta_deb}: {depends!r}")
 
 
@@ -102,8 +106,10 @@ def extract_deb(deb: Path, dest: Path) -> None:
         raise FetchError(f"dpkg -x {deb} failed:\n{proc.stderr}")
 
 
-def fetch_kernel(cache_dir: Path = DEFAULT_CACHE, metapackage: str = DEFAULT_METAPACKAGE) -> Kernel:
-    """Download and unpack the kernel behind *metapackage* into *cache_dir*.
+def fetch_kernel(cache_dir: Path = DEFAULT_CACHE, metapackage: str = DEFAULT_METAPACKAGE,
+                 arch: str | None = None) -> Kernel:
+    """Download and unpack the kernel behind *metapackage* into *cache_dir*; *arch*: a Debian
+    architecture other than the host's (``arm64``).
 
     Idempotent: if *cache_dir* already holds an unpacked kernel (recorded in
     ``kernel.json``) whose vmlinuz exists, it is reused without touching apt.
@@ -118,8 +124,8 @@ def fetch_kernel(cache_dir: Path = DEFAULT_CACHE, metapackage: str = DEFAULT_MET
         except (KeyError, ValueError, TypeError):
             pass
     debs = cache_dir / "debs"
-    meta = download_deb(metapackage, debs)
-    package = resolve_image_package(meta)
+    meta = download_deb(f"{metapackage}:{arch}" if arch else metapackage, debs)
+    package = resolve_image_package(meta, arch)
     deb = download_deb(package, debs)
     root = cache_dir / "root"
     extract_deb(deb, root)
@@ -128,7 +134,7 @@ def fetch_kernel(cache_dir: Path = DEFAULT_CACHE, metapackage: str = DEFAULT_MET
         raise FetchError(f"expected one vmlinuz-* in {root / 'boot'}, found {candidates}")
     vmlinuz = candidates[0]
     info = {
-        "package": package,
+        "package": package.split(":", 1)[0],
         "package_version": deb_field(deb, "Version"),
         "version": vmlinuz.name[len("vmlinuz-"):],
         "vmlinuz": str(vmlinuz.relative_to(cache_dir)),

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from host_tools import board as boards
 from host_tools.qemu.device import RNG_ARGS
 from host_tools.swtpm_proc import Swtpm, stop_process
 
@@ -68,13 +69,16 @@ def parse_console(text: str) -> tuple[dict[int, bytes], bytes]:
 
 
 def qemu_command(disk: Path, vars_copy: Path, tpm_args: list[str], memory_mb: int,
-                 secure_boot: bool = False) -> list[str]:
-    # Secure Boot: the SMM build of OVMF, q35 with SMM, secure pflash (host_tools/qemu/device.py)
-    code = OVMF_CODE_SECBOOT if secure_boot else OVMF_CODE
-    return ["qemu-system-x86_64", "-machine", "q35,smm=on" if secure_boot else "q35",
+                 secure_boot: bool = False, board: str = "qemu-x86_64") -> list[str]:
+    # the board's machine and firmware (board.json emulator); on qemu-x86_64 Secure Boot is the
+    # SMM build of OVMF, q35 with SMM, secure pflash (host_tools/qemu/device.py)
+    emu = boards.emulator(boards.description(board))
+    code = emu.firmware_code_secure_boot if secure_boot else emu.firmware_code
+    return [emu.binary, "-machine", emu.machine_secure_boot if secure_boot else emu.machine,
+            *(("-cpu", emu.cpu) if emu.cpu else ()),
             "-accel", "tcg", "-m", str(memory_mb),
             "-nodefaults", "-display", "none", "-serial", "stdio", "-nic", "none",
-            *(SECBOOT_ARGS if secure_boot else ()),
+            *(emu.secure_boot_args if secure_boot else ()),
             "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
             "-drive", f"if=pflash,format=raw,unit=1,file={vars_copy}",
             "-drive", f"if=virtio,format=raw,file={disk}", *RNG_ARGS,
@@ -94,15 +98,22 @@ def parse_console_pcrs(answer: str) -> dict[int, bytes]:
 def boot_and_dump(disk: Path, memory_mb: int = 512, timeout: float = 300.0,
                   stage_timeout: float = 180.0) -> BootDump:
     """Boot a throw-away copy of *disk* with a fresh swtpm; return what /init printed. With
-    Secure Boot when the build wrote its enrolled variable store beside the disk."""
+    Secure Boot when the build wrote its enrolled variable store beside the disk. The board is
+    the one reference.json beside the disk names (qemu-x86_64 without one)."""
     enrolled = disk.parent / ENROLLED_VARS_NAME
+    ref_path = disk.parent / "reference.json"
+    board = (str(json.loads(ref_path.read_text()).get("board", "qemu-x86_64"))
+             if ref_path.is_file() else "qemu-x86_64")
+    emu = boards.emulator(boards.description(board))
     with tempfile.TemporaryDirectory(prefix="bootcheck-") as tmp:
         work = Path(tmp)
         shutil.copyfile(disk, work / "disk.img")  # the guest may write to its data partition
-        shutil.copyfile(enrolled if enrolled.is_file() else OVMF_VARS, work / "OVMF_VARS.fd")
+        shutil.copyfile(enrolled if enrolled.is_file() else emu.firmware_vars,
+                        work / "OVMF_VARS.fd")
         with Swtpm(work / "tpm", work / "sock") as tpm:
-            cmd = qemu_command(work / "disk.img", work / "OVMF_VARS.fd", tpm.qemu_args(),
-                               memory_mb, enrolled.is_file())
+            cmd = qemu_command(work / "disk.img", work / "OVMF_VARS.fd",
+                               tpm.qemu_args(emu.tpm_device), memory_mb, enrolled.is_file(),
+                               board)
             t0 = time.monotonic()
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, start_new_session=True)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from firmware import pcr_registry
+from host_tools import board as boards
 from host_tools import kernel_fetch
 from host_tools.image import (bundle, devca, disk, initramfs, modules, pe, predict, references,
                               secureboot, sysimage, uki, userland)
@@ -22,6 +23,7 @@ from host_tools.image import (bundle, devca, disk, initramfs, modules, pe, predi
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_SCHEMA = 1
 DISK_NAME = "disk.img"
+# qemu-x86_64's; each board's come from board.json platform.esp_boot_path (uki_paths())
 UKI_NAME = "BOOTX64.EFI"
 ESP_UKI_PATH = "EFI/BOOT/BOOTX64.EFI"
 PUBKEY_NAME = "vendor-pubkey.pem"
@@ -55,14 +57,31 @@ class BuildResult:
 
 
 def load_board(repo: Path, board: str) -> tuple[Path, dict[str, object]]:
-    bdir = repo / "board" / board
-    path = bdir / "board.json"
-    if not path.is_file():
-        raise BuildError(f"no board description {path}")
-    desc = json.loads(path.read_text())
-    if not isinstance(desc, dict) or desc.get("board") != board:
-        raise BuildError(f"{path}: 'board' must be {board!r}")
-    return bdir, desc
+    try:
+        return repo / "board" / board, boards.description(board, repo)
+    except boards.BoardError as e:
+        raise BuildError(str(e)) from None
+
+
+def uki_paths(repo: Path, board: str) -> tuple[str, str]:
+    """(file name of the UKI in build/<board>/, its path on the ESP) for *board*."""
+    plat = boards.platform(load_board(repo, board)[1])
+    return plat.uki_name, plat.esp_boot_path
+
+
+def efi_stub(plat: boards.Platform, cache: Path) -> Path:
+    """systemd-stub for the board's architecture: a host file, or one unpacked from the board
+    architecture's systemd-boot-efi package (``linuxaa64.efi.stub`` on arm64)."""
+    if plat.efi_stub_package is None:
+        return Path(plat.efi_stub_path)
+    deb = kernel_fetch.download_deb(f"{plat.efi_stub_package}:{plat.deb_arch}", cache / "debs")
+    root = cache / "efi-stub" / deb.stem
+    stub = root / plat.efi_stub_path.lstrip("/")
+    if not stub.is_file():
+        kernel_fetch.extract_deb(deb, root)
+    if not stub.is_file():
+        raise BuildError(f"{deb.name} has no {plat.efi_stub_path} (board.json platform.efi_stub)")
+    return stub
 
 
 def _str(desc: dict[str, object], key: str) -> str:
@@ -160,6 +179,13 @@ def build(opts: BuildOptions) -> BuildResult:
     cache = opts.cache or repo / "build" / "cache"
     keys = opts.keys or repo / "build" / "keys"
     bdir, desc = load_board(repo, opts.board)
+    try:
+        plat, emu = boards.platform(desc), boards.emulator(desc)
+        arch_cache = boards.package_cache(cache, plat)
+    except boards.BoardError as e:
+        raise BuildError(str(e)) from None
+    arch = userland.Arch(plat.triplet, plat.ld_so, plat.ld_so_link)
+    foreign = arch_cache != cache   # packages named PKG:ARCH
     version = opts.bundle_version or _str(desc, "image_version")
     counter = (opts.anti_rollback_counter if opts.anti_rollback_counter is not None
                else _int(desc, "anti_rollback_counter"))
@@ -202,23 +228,25 @@ def build(opts: BuildOptions) -> BuildResult:
 
     # 2. Initramfs.
     kernel_desc = _dict(desc, "kernel")
-    kernel = kernel_fetch.fetch_kernel(cache / "kernel", _str(kernel_desc, "metapackage"))
-    root = userland.fetch_and_unpack(cache)
-    tree = userland.python_tree(root, cache, repo / "firmware")
+    kernel = kernel_fetch.fetch_kernel(arch_cache / "kernel", _str(kernel_desc, "metapackage"),
+                                       plat.deb_arch if foreign else None)
+    root = userland.fetch_and_unpack(arch_cache, tuple(
+        f"{p}:{plat.deb_arch}" if foreign else p for p in userland.PACKAGES))
+    tree = userland.python_tree(root, arch_cache, repo / "firmware", arch)
     lap("userland")
     # The CPython userland goes to the dm-verity system partition, its root hash on the command
     # line (host_tools/image/sysimage.py); the initramfs keeps busybox, modules, /init, the
     # loader's code and the dm-verity helper.
     sizes = _dict(desc, "partitions_mib")
-    tree, sys_tree = sysimage.split(tree)
+    tree, sys_tree = sysimage.split(tree, arch)
     sys_img = sysimage.build(sys_tree, opts.board, _int(desc, "source_date_epoch"),
                              _int(sizes, "phone-sys"))
-    tree.add(sysimage.HELPER_PATH, sysimage.compile_helper(bdir / "dm-verity-setup.c"), 0o755)
+    tree.add(sysimage.HELPER_PATH, sysimage.compile_helper(bdir / "dm-verity-setup.c", plat.cc), 0o755)
     # first, so the board's own arguments keep the end of the line (the tamper tool's default
     # --uki cmdline byte is the last one: panic=-1 -> panic=-2, a boot that still runs)
     cmdline = f"{sys_img.cmdline_arg()} {cmdline}"
     lap("sysimage")
-    kmods = modules.resolve(kernel.modules_dir)
+    kmods = modules.resolve(kernel.modules_dir, plat.modules)
     fw_spec = _dict(desc, "initramfs_firmware")
     fw_files = initramfs.firmware_files(
         repo, _strlist(fw_spec.get("firmware"), "initramfs_firmware.firmware"),
@@ -233,7 +261,8 @@ def build(opts: BuildOptions) -> BuildResult:
     # 3. UKI.
     sections = {".osrel": osrel(opts.board, version), ".cmdline": cmdline.encode(),
                 ".linux": kernel.vmlinuz.read_bytes(), ".initrd": initrd}
-    uki_bytes = uki.build_uki(uki.DEFAULT_STUB, sections, out / UKI_NAME)
+    uki_bytes = uki.build_uki(efi_stub(plat, arch_cache), sections, out / plat.uki_name,
+                              plat.objcopy)
     secure_boot = desc.get("secure_boot", False)
     if not isinstance(secure_boot, bool):
         raise BuildError("board.json: 'secure_boot' must be true or false")
@@ -243,8 +272,8 @@ def build(opts: BuildOptions) -> BuildResult:
         # signed with the vendor's db key; the board's OVMF variables get PK/KEK/db enrolled
         # (host_tools/image/secureboot.py); devices start from that store (host_tools/qemu)
         uki_bytes = secureboot.sign_pe(uki_bytes, sb_keys["db"], _int(desc, "source_date_epoch"))
-        (out / UKI_NAME).write_bytes(uki_bytes)
-        secureboot.enroll_vars(sb_keys, enrolled_vars)
+        (out / plat.uki_name).write_bytes(uki_bytes)
+        secureboot.enroll_vars(sb_keys, enrolled_vars, emu.secure_boot_vars_template)
     else:
         enrolled_vars.unlink(missing_ok=True)
     (out / "cmdline.txt").write_text(cmdline)
@@ -254,7 +283,7 @@ def build(opts: BuildOptions) -> BuildResult:
     # 4. Disk.
     parts = partitions(sizes)
     esp_img = out / "esp.img"
-    disk.make_esp(esp_img, parts[0].size_mib, {ESP_UKI_PATH: uki_bytes}, opts.board,
+    disk.make_esp(esp_img, parts[0].size_mib, {plat.esp_boot_path: uki_bytes}, opts.board,
                   _int(desc, "source_date_epoch"))
     disk_path = out / DISK_NAME
     disk.build_disk(disk_path, opts.board, parts,

@@ -24,19 +24,25 @@ from pathlib import Path
 
 from host_tools.image import userland, verity
 
-# What goes to the system partition; the rest of the userland tree stays in the initramfs.
-SYS_PREFIXES = ("usr/", "lib/x86_64-linux-gnu/", "lib64/")
 MOUNT_POINT = "sysroot"
 CMDLINE_KEY = "phone.sys"
 HELPER_PATH = "sbin/dm-verity-setup"
-# Symlinks left in the initramfs so that the ELF interpreter, the library path and OpenSSL's
-# module directory (compiled into libcrypto) resolve into the mounted partition.
-LINKS = {
-    "lib64/ld-linux-x86-64.so.2": f"/{MOUNT_POINT}/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
-    "lib/x86_64-linux-gnu": f"/{MOUNT_POINT}/lib/x86_64-linux-gnu",
-    "usr/lib/x86_64-linux-gnu": f"/{MOUNT_POINT}/usr/lib/x86_64-linux-gnu",
-    "usr/bin/python3": f"/{MOUNT_POINT}/usr/bin/python3",
-}
+
+
+def sys_prefixes(arch: userland.Arch) -> tuple[str, ...]:
+    """What goes to the system partition; the rest of the userland tree stays in the initramfs."""
+    return ("usr/", f"lib/{arch.triplet}/", arch.ld_so_link)
+
+
+def links(arch: userland.Arch) -> dict[str, str]:
+    """Symlinks left in the initramfs so that the ELF interpreter, the library path and OpenSSL's
+    module directory (compiled into libcrypto) resolve into the mounted partition."""
+    t = arch.triplet
+    return {arch.ld_so_link: f"/{MOUNT_POINT}/lib/{t}/{arch.ld_so}",
+            f"lib/{t}": f"/{MOUNT_POINT}/lib/{t}",
+            f"usr/lib/{t}": f"/{MOUNT_POINT}/usr/lib/{t}",
+            "usr/bin/python3": f"/{MOUNT_POINT}/usr/bin/python3"}
+
 MKSQUASHFS = ("mksquashfs",)
 # Uncompressed: under TCG decompressing cost more than dm-verity hashing the extra blocks (lz4
 # with 128 KiB blocks: prompt ~0.4 s later; 4 KiB blocks: ~1.5 s later).
@@ -59,14 +65,16 @@ class SysImage:
         return f"{CMDLINE_KEY}={self.root_hash.hex()}:{self.salt.hex()}:{self.data_blocks}"
 
 
-def split(tree: userland.Tree) -> tuple[userland.Tree, userland.Tree]:
+def split(tree: userland.Tree, arch: userland.Arch = userland.X86_64
+          ) -> tuple[userland.Tree, userland.Tree]:
     """(what stays in the initramfs, what goes to the system partition)."""
     keep, sys_tree = userland.Tree(), userland.Tree()
+    prefixes = sys_prefixes(arch)
     for path, (data, mode) in tree.files.items():
-        (sys_tree if path.startswith(SYS_PREFIXES) else keep).files[path] = (data, mode)
+        (sys_tree if path.startswith(prefixes) else keep).files[path] = (data, mode)
     for path, target in tree.symlinks.items():
-        (sys_tree if path.startswith(SYS_PREFIXES) else keep).symlinks[path] = target
-    keep.symlinks.update(LINKS)
+        (sys_tree if path.startswith(prefixes) else keep).symlinks[path] = target
+    keep.symlinks.update(links(arch))
     return keep, sys_tree
 
 
@@ -118,17 +126,19 @@ def build(tree: userland.Tree, board: str, epoch: int, size_mib: int) -> SysImag
     return SysImage(part, len(data) // verity.BLOCK, root, salt)
 
 
-def compile_helper(source: Path) -> bytes:
-    """The static dm-verity-setup binary (gcc + glibc's libc.a; same compiler, same bytes)."""
+def compile_helper(source: Path, cc: str = "gcc") -> bytes:
+    """The static dm-verity-setup binary (gcc + glibc's libc.a; same compiler, same bytes); *cc*
+    is the board's compiler (board.json platform.cc: a cross gcc for another architecture)."""
     with tempfile.TemporaryDirectory(prefix="dmhelper-") as tmp:
         out = Path(tmp) / "dm-verity-setup"
-        cmd = ["gcc", "-static", "-Os", "-s", "-Wall", "-Wextra", "-Werror",
+        cmd = [cc, "-static", "-Os", "-s", "-Wall", "-Wextra", "-Werror",
                f"-ffile-prefix-map={source.parent}=.", "-Wl,--build-id=none",
                "-o", str(out), str(source)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         except FileNotFoundError:
-            raise SysImageError("gcc is not installed (Debian packages gcc, libc6-dev)") from None
+            raise SysImageError(f"{cc} is not installed (Debian packages gcc, libc6-dev; "
+                                "gcc-aarch64-linux-gnu, libc6-dev-arm64-cross)") from None
         if proc.returncode != 0:
             raise SysImageError(f"compiling {source.name} failed: {proc.stderr.strip()}")
         return out.read_bytes()

@@ -29,10 +29,12 @@ def _align(value: int, alignment: int) -> int:
     return (value + alignment - 1) // alignment * alignment
 
 
-def build_uki(stub: Path, sections: dict[str, bytes], out: Path) -> bytes:
+def build_uki(stub: Path, sections: dict[str, bytes], out: Path,
+              objcopy: str = "objcopy") -> bytes:
     """Write the UKI to *out* and return its bytes.
 
-    *sections* maps section name (one of SECTION_ORDER) to contents.
+    *sections* maps section name (one of SECTION_ORDER) to contents; *objcopy* must know the
+    stub's PE format (the host's knows pei-x86-64, ``aarch64-linux-gnu-objcopy`` pei-aarch64).
     """
     unknown = set(sections) - set(SECTION_ORDER)
     if unknown:
@@ -40,7 +42,7 @@ def build_uki(stub: Path, sections: dict[str, bytes], out: Path) -> bytes:
     stub_img = pe.parse(stub.read_bytes())
     alignment = max(_PAGE, stub_img.section_alignment)
     vma = _align(stub_img.end_of_image_rva(), alignment)
-    args = ["objcopy"]
+    args = [objcopy]
     with tempfile.TemporaryDirectory(prefix="uki-") as tmp:
         for name in SECTION_ORDER:
             if name not in sections:

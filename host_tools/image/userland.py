@@ -36,10 +36,11 @@ DIST_PACKAGES = "usr/lib/python3/dist-packages"
 STDLIB_DROP_DIRS = frozenset({
     "test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
     "distutils", "sqlite3", "dbm", "curses", "venv", "xmlrpc", "wsgiref", "msilib",
-    "__phello__", "site-packages", "dist-packages", f"config-{PYVER}-x86_64-linux-gnu",
+    "__phello__", "site-packages", "dist-packages",
 })
-STDLIB_DROP_FILES = frozenset({"turtle.py", "pydoc.py", "doctest.py", "_pydecimal.py",
-                               "_sysconfigdata__x86_64-linux-gnu.py"})
+STDLIB_DROP_FILES = frozenset({"turtle.py", "pydoc.py", "doctest.py", "_pydecimal.py"})
+# and, per architecture (board.json platform.triplet): config-3.11-<triplet>/,
+# _sysconfigdata__<triplet>.py
 # Extension modules kept; the others need libraries we do not ship (readline, sqlite, ...)
 # or are test/legacy modules.
 DYNLOAD_KEEP = frozenset({
@@ -57,11 +58,23 @@ IMPORT_ROOTS_EXTRA = ("site", "_sitebuiltins", "runpy", "traceback", "linecache"
                       "encodings", "codecs", "io", "abc", "os", "stat", "posixpath",
                       "genericpath", "_collections_abc", "warnings", "importlib.util",
                       "importlib.machinery", "_strptime", "copyreg", "_weakrefset")
-_STAMP_VERSION = 5  # bump when the pruning rules change
+_STAMP_VERSION = 6  # bump when the pruning rules change
 
 
 class UserlandError(RuntimeError):
     """Fetching, unpacking or compiling the userland failed."""
+
+
+@dataclass(frozen=True)
+class Arch:
+    """The board's architecture as the userland needs it (host_tools/board.py Platform)."""
+
+    triplet: str = "x86_64-linux-gnu"   # lib/<triplet>
+    ld_so: str = "ld-linux-x86-64.so.2"  # the ELF interpreter
+    ld_so_link: str = "lib64/ld-linux-x86-64.so.2"  # PT_INTERP, without the leading /
+
+
+X86_64 = Arch()
 
 
 @dataclass
@@ -113,26 +126,27 @@ def elf_needed(path: Path) -> list[str]:
             if line.strip().startswith("NEEDED")]
 
 
-def _find_lib(root: Path, soname: str) -> Path:
-    for d in ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"):
+def _find_lib(root: Path, soname: str, triplet: str = X86_64.triplet) -> Path:
+    for d in (f"lib/{triplet}", f"usr/lib/{triplet}"):
         p = root / d / soname
         if p.exists() or p.is_symlink():
             return _real(root, f"{d}/{soname}")
     raise UserlandError(f"shared library {soname} is in none of the unpacked packages")
 
 
-def _stdlib_keep(rel: str) -> bool:
+def _stdlib_keep(rel: str, triplet: str = X86_64.triplet) -> bool:
     parts = rel.split("/")
-    if parts[0] in STDLIB_DROP_DIRS or "__pycache__" in parts:
+    if (parts[0] in STDLIB_DROP_DIRS or parts[0] == f"config-{PYVER}-{triplet}"
+            or "__pycache__" in parts):
         return False
-    if len(parts) == 1 and parts[0] in STDLIB_DROP_FILES:
+    if len(parts) == 1 and parts[0] in STDLIB_DROP_FILES | {f"_sysconfigdata__{triplet}.py"}:
         return False
     if parts[0] == "lib-dynload":
         return parts[-1].split(".")[0] in DYNLOAD_KEEP
     return True
 
 
-def import_closure(root: Path, firmware_dir: Path) -> set[str]:
+def import_closure(root: Path, firmware_dir: Path, triplet: str = X86_64.triplet) -> set[str]:
     """Image paths (relative to *root*) of the stdlib and dist-packages files that ``firmware/``
     and ``cryptography`` can import, found by the host's Python 3.11 ``modulefinder`` over the
     unpacked Debian tree (the same 3.11 stdlib).  In ``firmware`` and ``cryptography`` every
@@ -148,6 +162,14 @@ def import_closure(root: Path, firmware_dir: Path) -> set[str]:
     script = (
         "import ast, json, modulefinder, pathlib, sys, types\n"
         "cfg = json.loads(sys.stdin.read())\n"
+        "# extension modules of the board's architecture (PEP 3149 tags: the host's own\n"
+        "# suffix names only the host's, and the board's lib-dynload would look empty)\n"
+        "import importlib.machinery as im\n"
+        "sys.path_hooks.insert(0, im.FileFinder.path_hook(\n"
+        "    (im.ExtensionFileLoader, ['.cpython-311-%s.so' % cfg['triplet'], '.abi3.so', '.so']),\n"
+        "    (im.SourceFileLoader, im.SOURCE_SUFFIXES),\n"
+        "    (im.SourcelessFileLoader, im.BYTECODE_SUFFIXES)))\n"
+        "sys.path_importer_cache.clear()\n"
         "FULL = tuple(cfg['full'])\n"
         "def full(name):\n"
         "    return name in FULL or name.startswith(tuple(f + '.' for f in FULL))\n"
@@ -196,7 +218,7 @@ def import_closure(root: Path, firmware_dir: Path) -> set[str]:
     cfg = {"path": [str(firmware_dir.parent), str(stdlib), str(stdlib / "lib-dynload"),
                     str(dist)],
            "modules": list(IMPORT_ROOTS_EXTRA) + codecs, "scripts": scripts,
-           "full": list(FULL_SCAN)}
+           "full": list(FULL_SCAN), "triplet": triplet}
     proc = subprocess.run([HOST_PYTHON, "-I", "-c", script], input=json.dumps(cfg).encode(),
                           capture_output=True, check=False)
     if proc.returncode != 0:
@@ -260,9 +282,11 @@ def _imports_digest(firmware_dir: Path) -> str:
     return h.hexdigest()
 
 
-def python_tree(root: Path, cache: Path, firmware_dir: Path) -> Tree:
+def python_tree(root: Path, cache: Path, firmware_dir: Path, arch: Arch = X86_64) -> Tree:
     """busybox + python3.11 + cryptography, pruned to the import closure of *firmware_dir*
-    (``firmware/``) and cryptography, sourceless .pyc; cached by content."""
+    (``firmware/``) and cryptography, sourceless .pyc; cached by content (*cache* holds one
+    architecture's packages: the key is their file names)."""
+    triplet = arch.triplet
     key = hashlib.sha256(json.dumps([_STAMP_VERSION, sorted(
         p.name for p in (cache / "debs").glob("*.deb")), _imports_digest(firmware_dir)]
     ).encode()).hexdigest()[:16]
@@ -271,7 +295,7 @@ def python_tree(root: Path, cache: Path, firmware_dir: Path) -> Tree:
     if cached.is_file():
         return _load_tree(cached)
     host_python_matches()
-    closure = import_closure(root, firmware_dir)
+    closure = import_closure(root, firmware_dir, triplet)
     tree.add("bin/busybox", _real(root, "bin/busybox").read_bytes(), 0o755)
     tree.symlinks["bin/sh"] = "busybox"
     py = _real(root, f"usr/bin/python{PYVER}")
@@ -282,7 +306,7 @@ def python_tree(root: Path, cache: Path, firmware_dir: Path) -> Tree:
     stdlib = root / STDLIB
     for p in sorted(stdlib.rglob("*")):
         rel = p.relative_to(stdlib).as_posix()
-        if p.is_dir() or not _stdlib_keep(rel) or f"{STDLIB}/{rel}" not in closure:
+        if p.is_dir() or not _stdlib_keep(rel, triplet) or f"{STDLIB}/{rel}" not in closure:
             continue
         if p.suffix == ".py":
             sources.append((p, f"/{STDLIB}/{rel}"))
@@ -305,7 +329,7 @@ def python_tree(root: Path, cache: Path, firmware_dir: Path) -> Tree:
             elves.append(p)
     # OpenSSL 3 loads its legacy provider at run time from the compiled-in MODULESDIR (Debian's
     # cryptography 38 asks for it at start-up), so no DT_NEEDED scan finds it: ship it by path.
-    legacy = "usr/lib/x86_64-linux-gnu/ossl-modules/legacy.so"
+    legacy = f"usr/lib/{triplet}/ossl-modules/legacy.so"
     tree.add(legacy, _real(root, legacy).read_bytes(), 0o755)
     elves.append(_real(root, legacy))
     for (src, dfile), pyc in zip(sources, compile_pyc(sources)):
@@ -318,13 +342,14 @@ def python_tree(root: Path, cache: Path, firmware_dir: Path) -> Tree:
         if soname in seen:
             continue
         seen.add(soname)
-        lib = _find_lib(root, soname)
-        tree.add(f"lib/x86_64-linux-gnu/{soname}", lib.read_bytes(), 0o755)
+        lib = _find_lib(root, soname, triplet)
+        tree.add(f"lib/{triplet}/{soname}", lib.read_bytes(), 0o755)
         todo += elf_needed(lib)
     # The interpreter path the binaries name in PT_INTERP.
-    ld = "ld-linux-x86-64.so.2"
-    tree.add(f"lib/x86_64-linux-gnu/{ld}", _find_lib(root, ld).read_bytes(), 0o755)
-    tree.symlinks[f"lib64/{ld}"] = f"../lib/x86_64-linux-gnu/{ld}"
+    ld = arch.ld_so
+    tree.add(f"lib/{triplet}/{ld}", _find_lib(root, ld, triplet).read_bytes(), 0o755)
+    up = "../" * arch.ld_so_link.count("/")
+    tree.symlinks[arch.ld_so_link] = f"{up}lib/{triplet}/{ld}"
     _save_tree(tree, cached)
     return tree
 

@@ -32,12 +32,15 @@ from typing import IO, Callable, Iterator
 
 from serial import SerialException
 
+from host_tools import board as boards
 from host_tools.console import Console, ConsoleError, open_port
 from host_tools.swtpm_proc import Swtpm, free_tcp_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS_DIR = REPO / "build" / "keys"  # the vendor's keys and CAs (manufacturer CA, device CA, ...)
 BOARD = "qemu-x86_64"
+# The machine, firmware, TPM device and QEMU binary are the board's (board.json "emulator",
+# host_tools/board.py); these are qemu-x86_64's, kept for callers that name them.
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 # Secure Boot (issue 9): the SMM build of OVMF keeps the variable store out of the OS's reach; it
@@ -108,6 +111,10 @@ class Device:
         self.enrolled_vars = self.build_dir / ENROLLED_VARS_NAME
         self.secure_boot = (self.enrolled_vars.is_file() if self.config.secure_boot is None
                             else self.config.secure_boot)
+        try:
+            self.emulator = boards.emulator(boards.description(self.config.board, REPO))
+        except boards.BoardError as e:
+            raise DeviceError(str(e)) from None
 
     # --- state ----------------------------------------------------------------------------
 
@@ -120,6 +127,7 @@ class Device:
         Returns notes for the user (e.g. that the flash is older than the built image)."""
         notes: list[str] = []
         self.dir.mkdir(parents=True, exist_ok=True)
+        self._check_board()
         self.tpm_dir.mkdir(exist_ok=True)
         self._prepare_vars(notes)
         if reflash or not self.disk.exists():
@@ -146,6 +154,22 @@ class Device:
         notes.append(f"manufactured the TPM in {self.tpm_dir} (EK certificates from "
                      f"{manufacturer.ca_workdir(KEYS_DIR)})")
 
+    def _check_board(self) -> None:
+        """A device is one board for life: its flash, UEFI variables and TPM state were made for
+        that board's firmware and image. The board is recorded at first use (``board``); booting
+        the device as another board is refused (a device from before boards were recorded is
+        taken to be the one asked for)."""
+        marker = self.dir / "board"
+        if marker.is_file():
+            was = marker.read_text().strip()
+            if was != self.config.board:
+                raise DeviceError(f"device {self.name} is a {was} device (its flash, UEFI "
+                                  f"variables and TPM were made for that board), not "
+                                  f"{self.config.board}: use another device name or delete "
+                                  f"{self.dir}")
+            return
+        marker.write_text(self.config.board + "\n")
+
     def _prepare_vars(self, notes: list[str]) -> None:
         """The device's UEFI variables: with Secure Boot, a copy of the build's store with the
         vendor's PK/KEK/db enrolled (this is the enrollment: at provisioning, which prepares the
@@ -164,7 +188,8 @@ class Device:
                 return
             notes.append(f"{self.vars}: {'enrolling Secure Boot keys' if self.secure_boot else 'Secure Boot off: fresh variables without keys'}")
         tmp = self.vars.with_suffix(".tmp")
-        shutil.copyfile(self.enrolled_vars if self.secure_boot else OVMF_VARS, tmp)
+        shutil.copyfile(self.enrolled_vars if self.secure_boot else self.emulator.firmware_vars,
+                        tmp)
         os.replace(tmp, self.vars)
 
     def lock(self) -> None:
@@ -187,13 +212,15 @@ class Device:
 
     def qemu_command(self, tpm_args: list[str], serial_chardev: str) -> list[str]:
         accel = "kvm" if self.config.kvm else "tcg"
-        code = OVMF_CODE_SECBOOT if self.secure_boot else OVMF_CODE
-        cmd = [QEMU, "-machine", "q35,smm=on" if self.secure_boot else "q35", "-accel", accel,
+        emu = self.emulator
+        code = emu.firmware_code_secure_boot if self.secure_boot else emu.firmware_code
+        cmd = [emu.binary, "-machine", emu.machine_secure_boot if self.secure_boot else emu.machine,
+               *(("-cpu", emu.cpu) if emu.cpu else ()), "-accel", accel,
                "-m", str(self.config.memory_mb),
                "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                "-chardev", f"{serial_chardev},logfile={self.console_log}",
                "-serial", "chardev:ser0",
-               *(SECBOOT_ARGS if self.secure_boot else ()),
+               *(emu.secure_boot_args if self.secure_boot else ()),
                "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
                "-drive", f"if=pflash,format=raw,unit=1,file={self.vars}",
                "-drive", f"if=virtio,format=raw,file={self.disk}",
@@ -228,7 +255,7 @@ class Device:
                 wait = "on" if console == "tcp" else "off"
                 chardev = (f"socket,id=ser0,host=127.0.0.1,port={port},server=on,wait={wait}"
                            if console != "pty" else "pty,id=ser0")
-                cmd = self.qemu_command(tpm.qemu_args(), chardev)
+                cmd = self.qemu_command(tpm.qemu_args(self.emulator.tpm_device), chardev)
                 self.console_log.unlink(missing_ok=True)
                 with self.qemu_log.open("wb") as err:
                     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err,

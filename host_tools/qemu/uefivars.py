@@ -59,8 +59,12 @@ def add_boot_entry(path: Path, filepath: str, options: str | None, boot_next: bo
 def enroll(src: Path, dest: Path, owner: str, pk: Path, kek: Path, db: Path) -> None:
     """Write *dest*: *src* with PK, KEK and db set to one certificate each (PEM/DER files),
     dbx holding virt-firmware's dummy entry, and Secure Boot enabled (what `virt-fw-vars
-    --set-pk --add-kek --add-db --sb` does). Authenticated-variable timestamps are fixed."""
+    --set-pk --add-kek --add-db --sb` does). Authenticated-variable timestamps are fixed.
+    Whatever variables *src* holds are dropped first: it serves as the format of the store only
+    (AAVMF ships its formatted store with Microsoft's keys and an all-zero one; OVMF's is empty).
+    """
     store, varlist = _open(src)
+    varlist.clear()  # type: ignore[attr-defined]
     varlist.add_cert("PK", owner, str(pk), True)  # type: ignore[attr-defined]
     varlist.add_cert("KEK", owner, str(kek))  # type: ignore[attr-defined]
     varlist.add_cert("db", owner, str(db))  # type: ignore[attr-defined]

@@ -127,7 +127,8 @@ def _component_op(args: argparse.Namespace, disk: Path) -> str:
 
 def _uki_op(args: argparse.Namespace, disk: Path) -> str:
     off = flash.esp_offset(disk)
-    old = uki_edit.read_uki(disk, off)
+    path = uki_edit.esp_uki_path(args.board)
+    old = uki_edit.read_uki(disk, off, path)
     signed = secureboot.is_signed(old)
     if args.resign == "no" and not signed:
         raise TamperError("the UKI is not signed on this board (no Secure Boot): --resign does "
@@ -144,7 +145,7 @@ def _uki_op(args: argparse.Namespace, disk: Path) -> str:
         new, note = uki_edit.change_section_byte(old, args.uki, args.offset)
         if signed:  # OVMF with the vendor's keys refuses to start it
             note += "; Authenticode signature left stale (Secure Boot refuses the UKI)"
-    uki_edit.write_uki(disk, off, new)
+    uki_edit.write_uki(disk, off, new, path)
     return note
 
 

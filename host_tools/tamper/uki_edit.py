@@ -24,7 +24,7 @@ from pathlib import Path
 from host_tools.image import pe
 from host_tools.tamper.bundle_ops import TamperError
 
-UKI_PATH = "::/EFI/BOOT/BOOTX64.EFI"
+UKI_PATH = "::/EFI/BOOT/BOOTX64.EFI"  # qemu-x86_64's; a board's: esp_uki_path(board)
 SECTIONS = {"initrd": ".initrd", "cmdline": ".cmdline"}
 GZIP_MTIME_LOW = 4
 
@@ -42,9 +42,9 @@ def change_section_byte(uki: bytes, which: str, offset: int | None) -> tuple[byt
         img = pe.parse(uki)
         sec = img.section(name)
     except pe.PeError as e:
-        raise TamperError(f"the ESP's BOOTX64.EFI is not a PE image: {e}") from None
+        raise TamperError(f"the ESP's UKI is not a PE image: {e}") from None
     except KeyError:
-        raise TamperError(f"the ESP's BOOTX64.EFI has no {name} section (not a UKI?)") from None
+        raise TamperError(f"the ESP's UKI has no {name} section (not a UKI?)") from None
     size = min(sec.virtual_size, sec.raw_size)
     at = default_offset(name, size) if offset is None else offset
     if not 0 <= at < size:
@@ -68,15 +68,24 @@ def _mtools(args: list[str]) -> None:
                           f"{(proc.stderr or proc.stdout).strip()}")
 
 
-def read_uki(disk: Path, esp_offset: int) -> bytes:
+def esp_uki_path(board: str) -> str:
+    """The UKI's mtools path on *board*'s ESP (board.json platform.esp_boot_path)."""
+    from host_tools import board as boards
+    try:
+        return "::/" + boards.platform(boards.description(board)).esp_boot_path
+    except boards.BoardError as e:
+        raise TamperError(str(e)) from None
+
+
+def read_uki(disk: Path, esp_offset: int, path: str = UKI_PATH) -> bytes:
     with tempfile.TemporaryDirectory(prefix="tamper-uki-") as tmp:
         out = Path(tmp) / "uki.efi"
-        _mtools(["mcopy", "-n", "-i", f"{disk}@@{esp_offset}", UKI_PATH, str(out)])
+        _mtools(["mcopy", "-n", "-i", f"{disk}@@{esp_offset}", path, str(out)])
         return out.read_bytes()
 
 
-def write_uki(disk: Path, esp_offset: int, data: bytes) -> None:
+def write_uki(disk: Path, esp_offset: int, data: bytes, path: str = UKI_PATH) -> None:
     with tempfile.TemporaryDirectory(prefix="tamper-uki-") as tmp:
         src = Path(tmp) / "uki.efi"
         src.write_bytes(data)
-        _mtools(["mcopy", "-o", "-i", f"{disk}@@{esp_offset}", str(src), UKI_PATH])
+        _mtools(["mcopy", "-o", "-i", f"{disk}@@{esp_offset}", str(src), path])
