@@ -18,6 +18,7 @@ import binascii
 from firmware import compat
 from firmware.attest import evidence as ev_mod
 from firmware.attest import levels, pki, trust as trust_mod
+from firmware.attest import quote as quote_mod
 from firmware.attest.errors import EvidenceError
 from firmware.errors import ParseError
 from firmware.eventlog.component import bundle_or_none, component_or_none
@@ -30,8 +31,10 @@ from firmware.tpm.marshal import Reader
 from firmware.tpm.structures import SIGNATURE
 
 BANK = "sha256"
-# The PCRs a quote must cover (firmware/attest/quote.py): fewer would leave a stage unjudged.
-REQUIRED_PCRS = ev_mod.quoted_pcrs()
+# The PCRs every quote must cover (firmware/attest/quote.py): fewer would leave a stage unjudged.
+# The component register is the board's (the reference image's "pcr"): events in a register the
+# quote leaves out are refused as evidence (check 5), so its components cannot be judged either.
+REQUIRED_PCRS = list(quote_mod.BOOT_PCRS)
 LOG_ORDER = ("firmware", "phone")
 
 # check names, in report order

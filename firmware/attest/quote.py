@@ -7,14 +7,23 @@
 
 from firmware.attest import pem
 from firmware.attest.errors import EvidenceError
+from firmware.pcr_registry import DEFAULT_COMPONENT_PCR
 from firmware.tpm import constants as C
 from firmware.tpm.marshal import Writer
 from firmware.tpm.structures import PCR_SELECTION, SIGNATURE
 
 PCR_BANK = "sha256"
-# Firmware 0-7, boot loader/kernel 8-9, UKI sections 11, command-line overrides 12, phone 14
-# (docs/pcr-map.md). 10 (IMA), 13 and 15 belong to no stage of this boot chain.
-QUOTE_PCRS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 14)
+# Firmware 0-7, boot loader/kernel 8-9, UKI sections 11, command-line overrides 12 (docs/pcr-map.md)
+# and the board's component register (board.json component_pcr, firmware/pcr_registry.py; 14 on
+# qemu-x86_64), where the stage loader measures the bundle. 10 (IMA) is no stage of this boot chain.
+BOOT_PCRS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12)
+
+
+def pcrs_to_quote(component_pcr=DEFAULT_COMPONENT_PCR):
+    return tuple(sorted(set(BOOT_PCRS + (component_pcr,))))
+
+
+QUOTE_PCRS = pcrs_to_quote()  # with the default register (qemu-x86_64's)
 NONCE_MIN, NONCE_MAX = 1, 64  # TPM2B_DATA qualifyingData: at most sizeof(TPMT_HA) = 66; we take 64
 # What provisioning gives the AK (firmware/tpm/public.py AK_ATTRIBUTES): a restricted signing key
 # that never leaves this TPM; a key without these bits could sign a forged TPMS_ATTEST.
@@ -22,8 +31,8 @@ AK_REQUIRED = (C.TPMA_OBJECT_FIXEDTPM | C.TPMA_OBJECT_FIXEDPARENT | C.TPMA_OBJEC
                | C.TPMA_OBJECT_RESTRICTED | C.TPMA_OBJECT_SIGN_ENCRYPT)
 
 
-def selection():
-    return [(C.TPM_ALG_SHA256, list(QUOTE_PCRS))]
+def selection(pcrs=QUOTE_PCRS):
+    return [(C.TPM_ALG_SHA256, list(pcrs))]
 
 
 def attestation_record(meta):
@@ -49,19 +58,21 @@ def ak_public(tpm, handle):
     return pem.p256_public_pem(pub["x"], pub["y"]), pub
 
 
-def quote(tpm, record, nonce):
-    """-> {"quote", "signature" (base64), "pcr_bank", "pcrs" {"N": hex}, "ak_pub", "ak_cert"}."""
+def quote(tpm, record, nonce, component_pcr=DEFAULT_COMPONENT_PCR):
+    """-> {"quote", "signature" (base64), "pcr_bank", "pcrs" {"N": hex}, "ak_pub", "ak_cert"}.
+    `component_pcr`: the register the stage loader measured the bundle into (its board's)."""
     nonce = bytes(nonce)
     if not NONCE_MIN <= len(nonce) <= NONCE_MAX:
         raise EvidenceError("nonce of %d bytes (%d..%d)" % (len(nonce), NONCE_MIN, NONCE_MAX))
+    pcrs = pcrs_to_quote(component_pcr)
     handle = record["ak_handle"]
     ak_pem, _ = ak_public(tpm, handle)
-    attest, sig = tpm.quote(handle, nonce, selection())
-    values = tpm.pcr_read_all(PCR_BANK, list(QUOTE_PCRS))
+    attest, sig = tpm.quote(handle, nonce, selection(pcrs))
+    values = tpm.pcr_read_all(PCR_BANK, list(pcrs))
     w = Writer()
     SIGNATURE.write(w, sig)
     return {"quote": pem.b64encode(attest), "signature": pem.b64encode(w.bytes()),
-            "pcr_bank": PCR_BANK, "pcrs": dict((str(i), values[i].hex()) for i in QUOTE_PCRS),
+            "pcr_bank": PCR_BANK, "pcrs": dict((str(i), values[i].hex()) for i in pcrs),
             "ak_pub": ak_pem, "ak_cert": record["ak_cert"]}
 
 

@@ -65,7 +65,7 @@ class TpmOps:
         meta, err = hook.load_store(hook.store_paths(self.run_dir))
         if meta is None:
             raise quote.EvidenceError("no provisioning store: %s" % err)
-        return quote.quote(self.tpm, quote.attestation_record(meta), nonce)
+        return quote.quote(self.tpm, quote.attestation_record(meta), nonce, _component_pcr())
 
     def trust(self):
         """The public trust anchors in the store (device CA, vendor-signed reference set): the
@@ -158,3 +158,11 @@ def start_broker(tpm, broker_end, verified, reason, run_dir, fork, max_fd, log):
         except Exception:  # noqa: BLE001
             pass
     return pid
+
+
+def _component_pcr():
+    """The register the loader measured the bundle into (the image's /opt/phone/component-pcr).
+    An unusable setting made the loader refuse the bundle already; the quote then covers the
+    default register, where that refused bundle was measured."""
+    from firmware.boot.partitions import component_pcr
+    return component_pcr()[0]

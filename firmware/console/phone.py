@@ -151,7 +151,8 @@ class PhoneDevice:
         meta, err = hook.load_store(hook.store_paths(self.run_dir))
         if meta is None:
             raise quote.EvidenceError("no provisioning store: %s" % err)
-        return quote.quote(self.tpm(), quote.attestation_record(meta), nonce)
+        from firmware.boot.partitions import component_pcr
+        return quote.quote(self.tpm(), quote.attestation_record(meta), nonce, component_pcr()[0])
 
     def board(self):
         from firmware.boot.partitions import board_name

@@ -168,3 +168,25 @@ def test_store_pointing_the_ak_handle_at_another_key_is_refused(served: Served) 
                     "restricted signing key (attributes 0x00030472)\n"), text
     after = [c for c in served.tpm.transport.commands if int.from_bytes(c[6:10], "big") == C.TPM_CC_Quote]
     assert after == before  # TPM2_Quote was never sent
+
+
+def test_quote_covers_the_boards_component_register(served: Served, monkeypatch: pytest.MonkeyPatch,
+                                                    tmp_path: Path) -> None:
+    """A board that measures its bundle into PCR 13 (board.json component_pcr, issue 10 §6) gets
+    quotes over 13, not 14: the loader's setting (/opt/phone/component-pcr) reaches the broker."""
+    from firmware.attest import appraise
+    from firmware.boot import partitions
+    setting = tmp_path / "component-pcr"
+    setting.write_text("13\n")
+    monkeypatch.setattr(partitions, "COMPONENT_PCR_PATH", str(setting))
+    nonce = bytes(range(40, 72))
+    ev = _quote(served, nonce)
+    a = parse_attest(pem.b64decode(ev["quote"], "quote", 4096))
+    assert a["pcrSelect"] == [(TPM_ALG_SHA256, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13])]
+    assert sorted(int(k) for k in ev["pcrs"]) == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13]
+    assert "13" in ev["pcrs"] and "14" not in ev["pcrs"]
+    # every board's quote must still cover the boot chain's PCRs; the register is the board's
+    assert appraise.REQUIRED_PCRS == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12]
+    _files(served.run_dir, ev)
+    ok = _checkquote(served.run_dir, nonce.hex())
+    assert ok.returncode == 0, ok.stdout + ok.stderr
