@@ -96,7 +96,7 @@ def main() -> dict[str, Any]:
             att = pair(Path(d), True)
             plain = pair(Path(d), False)
     finally:
-        gen.close()
+        gen.close()  # type: ignore[attr-defined]
     out = {"attested": att, "plain": plain, "ratio": round(att["setup_s"] / plain["setup_s"], 2)}
     for k in ("attested", "plain"):
         v = out[k]
