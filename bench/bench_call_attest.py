@@ -26,20 +26,15 @@ if str(REPO) not in sys.path:
 from host_tools.console import Console  # noqa: E402
 from host_tools.provision import __main__ as provision_cli  # noqa: E402
 from tests.system.conftest import BOARD  # noqa: E402
-from tests.system.test_call import BOOT_TIMEOUT, DOMAIN, CallPhone, _call, kamailio_for_phone  # noqa: E402
+from tests.system.test_call import (BOOT_TIMEOUT, DOMAIN, CallPhone, _call, kamailio_for_phone,  # noqa: E402
+                                    wait_status)
 
 CALLS = 5
 IMAGE = REPO / "build" / BOARD
 
 
 def _wait(con: Console, cond: Callable[[dict[str, Any]], bool], what: str, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        st = con.status()
-        if cond(st):
-            return st
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} not reached in {timeout:.0f} s")
+    return wait_status(con, cond, what, timeout, every=0.1)
 
 
 def _provision(p: CallPhone, user: str, attest: bool) -> None:

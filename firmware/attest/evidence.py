@@ -13,6 +13,7 @@
 
 import json
 
+from firmware import canonjson
 from firmware.attest import pem
 from firmware.attest.errors import EvidenceError
 from firmware.attest.quote import NONCE_MAX, NONCE_MIN, QUOTE_PCRS
@@ -77,22 +78,11 @@ def collect(nonce, device=None):
 
 
 def canonical_json(v):
-    """Compact JSON with sorted keys (MicroPython's json.dumps has neither option)."""
-    if isinstance(v, dict):
-        return "{" + ",".join(json.dumps(str(k)) + ":" + canonical_json(v[k]) for k in sorted(v)) + "}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ",".join(canonical_json(x) for x in v) + "]"
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if v is None:
-        return "null"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    raise EvidenceError("cannot encode a %s" % type(v).__name__)
+    """Compact JSON with sorted keys (firmware/canonjson.py)."""
+    try:
+        return canonjson.dumps(v)
+    except ValueError as e:
+        raise EvidenceError(str(e))
 
 
 def encode(evidence):

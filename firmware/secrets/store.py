@@ -16,7 +16,7 @@
 
 import json
 
-from firmware import compat
+from firmware import canonjson, compat
 from firmware.errors import ParseError
 
 MAGIC = b"PHSEALED"
@@ -40,23 +40,12 @@ def pack(meta):
 
 
 def canonical_json(v):
-    """Compact JSON with sorted keys (MicroPython's json.dumps has neither option), so the same
-    metadata always packs to the same bytes."""
-    if isinstance(v, dict):
-        return "{" + ",".join(json.dumps(str(k)) + ":" + canonical_json(v[k]) for k in sorted(v)) + "}"
-    if isinstance(v, (list, tuple)):
-        return "[" + ",".join(canonical_json(x) for x in v) + "]"
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if v is None:
-        return "null"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    raise ValueError("cannot store a %s in the metadata" % type(v).__name__)
+    """Compact JSON with sorted keys (firmware/canonjson.py), so the same metadata always packs
+    to the same bytes."""
+    try:
+        return canonjson.dumps(v)
+    except ValueError as e:
+        raise ValueError("%s in the metadata" % e)
 
 
 def parse_header(head):

@@ -69,7 +69,7 @@ class SmpServer:
         g, c, w = hdr.group, hdr.command, hdr.op == H.OP_WRITE
         if g == H.GROUP_OS:
             if c == H.OS_ECHO and w:
-                return {"r": _text(req, "d")}
+                return {"r": _field(req, "d", "text")}
             if c == H.OS_RESET and w:
                 self.reset_requested = True
                 self.events.append("smp: reset requested")
@@ -79,7 +79,7 @@ class SmpServer:
         elif g == H.GROUP_IMAGE:
             if c == H.IMG_STATE:
                 if w:
-                    digest = _opt_bytes(req, "hash")
+                    digest = _field(req, "hash", "bytes", True)
                     counter = self.slots.set_state(digest, bool(req.get("confirm", False)))
                     if counter is not None:
                         self._confirmed(counter)
@@ -109,14 +109,14 @@ class SmpServer:
         self.upload = None
 
     def _upload(self, req):
-        off = _int(req, "off")
-        data = _bytes(req, "data")
+        off = _field(req, "off", "uint")
+        data = _field(req, "data", "bytes")
         image = req.get("image", 0)
         if image not in (0, None):
             raise UploadRefused(S.IMG_INVALID_SLOT, "image %r: this device has one image (0)" % image)
         if off == 0:
-            length = _int(req, "len")
-            sha = _opt_bytes(req, "sha")
+            length = _field(req, "len", "uint")
+            sha = _field(req, "sha", "bytes", True)
             if self.upload is not None and self.upload.same(length, sha):
                 if self.upload.offset > 0:
                     self.events.append("update: resuming at byte %d" % self.upload.offset)
@@ -138,29 +138,16 @@ class SmpServer:
         return {"off": nxt}
 
 
-def _int(req, key):
+def _field(req, key, kind, optional=False):
+    """req[key] when it is a `kind` ("uint", "bytes", "text"), None when absent and `optional`."""
     v = req.get(key)
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise SmpError("%s must be a non-negative integer" % key, field=key)
-    return v
-
-
-def _bytes(req, key):
-    v = req.get(key)
-    if not isinstance(v, bytes):
-        raise SmpError("%s must be a byte string" % key, field=key)
-    return v
-
-
-def _opt_bytes(req, key):
-    v = req.get(key)
-    if v is not None and not isinstance(v, bytes):
-        raise SmpError("%s must be a byte string" % key, field=key)
-    return v
-
-
-def _text(req, key):
-    v = req.get(key)
-    if not isinstance(v, str):
-        raise SmpError("%s must be a text string" % key, field=key)
+    if v is None and optional:
+        return None
+    if kind == "uint":
+        ok = isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    else:
+        ok = isinstance(v, bytes if kind == "bytes" else str)
+    if not ok:
+        raise SmpError("%s must be %s" % (key, {"uint": "a non-negative integer", "bytes": "a byte string",
+                                                 "text": "a text string"}[kind]), field=key)
     return v

@@ -16,6 +16,7 @@
 
 import json
 
+from firmware import canonjson
 from firmware.errors import ParseError
 
 BANKS = ("a", "b")
@@ -74,10 +75,7 @@ def parse(data):
 
 
 def encode(rec):
-    try:
-        return json.dumps(rec, sort_keys=True).encode("utf-8")
-    except TypeError:  # MicroPython's json has no sort_keys; the order does not matter to parse
-        return json.dumps(rec).encode("utf-8")
+    return canonjson.dumps(rec).encode("utf-8")
 
 
 def choose(rec):

@@ -85,3 +85,30 @@ def test_header_round_trip_and_refusals():
     assert "header says 4 payload bytes, frame has 0" in str(
         raises(SmpError, H.parse, b"\x08\x00\x00\x04\x00\x01\x07\x00"))
     assert "reserved header bits" in str(raises(SmpError, H.parse, b"\x28" + bytes(7)))
+
+
+def _request(server, op, group, command, body, version=1):
+    from firmware.smp import cbor as c
+    payload = c.encode(body)
+    frame = H.Header(op, version, 0, len(payload), group, 9, command).pack() + payload
+    answer = server.handle(frame)
+    h, p = H.parse(answer)
+    assert (h.op, h.group, h.seq, h.command) == (op + 1, group, 9, command)
+    return c.decode(p)
+
+
+def test_server_names_a_bad_field_and_never_raises():
+    from firmware.smp.server import SmpServer
+
+    class NoSlots:  # the requests below are refused before any slot is touched
+        pass
+
+    s = SmpServer(NoSlots(), None)
+    ans = _request(s, H.OP_WRITE, H.GROUP_IMAGE, H.IMG_UPLOAD, {"off": "0", "data": b"", "len": 5})
+    assert ans == {"rc": 3, "rsn": "bad request: off must be a non-negative integer (field off)"}
+    ans = _request(s, H.OP_WRITE, H.GROUP_OS, H.OS_ECHO, {"d": 5}, version=0)
+    assert ans == {"rc": 3, "rsn": "bad request: d must be a text string (field d)"}
+    ans = _request(s, H.OP_READ, 9, 0, {})
+    assert ans == {"rc": 8, "rsn": "smp: group 9 command 0 (read) is not supported"}
+    assert s.handle(b"\x08\x00") is None and "shorter than the 8-byte" in s.events[-1]
+    assert _request(s, H.OP_WRITE, H.GROUP_OS, H.OS_ECHO, {"d": "hi"}) == {"r": "hi"}
