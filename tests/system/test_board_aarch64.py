@@ -28,8 +28,8 @@ from host_tools.qemu.device import Device, DeviceConfig
 from host_tools.qemu.verify import Evidence, fetch_evidence, verifier_command
 from host_tools.siplab import HAVE_BARESIP, Baresip, Kamailio, read_wav
 from tests.system.sealing_support import PIN, USER_SECRET, assert_no_secret
-from tests.system.test_call import (BARESIP_TONE, DOMAIN, PHONE_PASSWORD, PHONE_USER,
-                                    TONE_TO_BARESIP, kamailio_for_phone, wait_status)
+from tests.system.test_call import (BARESIP_TONE, DOMAIN, PHONE_PASSWORD, PHONE_USER,  # noqa: F401
+                                    TONE_TO_BARESIP, bob, kamailio_for_phone, wait_status)
 
 REPO = Path(__file__).resolve().parents[2]
 BOARD = "qemu-aarch64"
@@ -72,20 +72,6 @@ def aarch64_image() -> Path:
 @pytest.fixture(scope="module")
 def kam(aarch64_image: Path) -> Iterator[Kamailio]:
     yield from kamailio_for_phone(aarch64_image)
-
-
-@pytest.fixture(scope="module")
-def bob(kam: Kamailio) -> Iterator[Baresip]:
-    if not HAVE_BARESIP:
-        pytest.skip("needs Debian baresip-core")
-    from firmware.phone.tone import sine_pcm
-
-    bs = Baresip(kam.dir / "bs-bob", "bob", "bobpw", kam,
-                 source_pcm=sine_pcm(BARESIP_TONE, 60000, amplitude=6000), record=True)
-    try:
-        yield bs
-    finally:
-        bs.stop()
 
 
 def _call_bob(con: Console, kam: Kamailio, bob: Baresip) -> dict[str, Any]:

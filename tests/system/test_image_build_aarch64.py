@@ -18,6 +18,7 @@ import pytest
 
 from host_tools.image import initramfs, pe
 from host_tools.image.build import BuildOptions, BuildResult, build
+from tests.system.test_image_build import systemd_measure_pcr11
 
 REPO = Path(__file__).resolve().parents[2]
 BOARD = "qemu-aarch64"
@@ -105,16 +106,8 @@ def test_uki_signature_and_pcr4_prediction_match_osslsigncode_and_sbverify(
 
 
 def test_pcr11_matches_systemd_measure_on_built_uki(first: BuildResult, tmp_path: Path) -> None:
-    img = pe.parse((first.out / UKI).read_bytes())
-    args = []
-    for name in (".linux", ".osrel", ".cmdline", ".initrd"):
-        (tmp_path / name[1:]).write_bytes(img.section_data(name))
-        args.append(f"--{name[1:]}={tmp_path / name[1:]}")
-    out = subprocess.run(["/usr/lib/systemd/systemd-measure", "calculate", *args, "--phase=",
-                          "--bank=sha256", "--json=short"], capture_output=True, text=True,
-                         check=True).stdout
     ref = json.loads((first.out / "reference.json").read_text())
-    assert json.loads(out)["sha256"][0]["hash"] == ref["pcrs"]["sha256"]["11"]
+    assert systemd_measure_pcr11((first.out / UKI).read_bytes(), tmp_path) == ref["pcrs"]["sha256"]["11"]
 
 
 def _newc(raw: bytes) -> dict[str, tuple[int, bytes]]:
