@@ -239,6 +239,19 @@ class Console:
             raise ConsoleError(f"status: not a JSON object: {obj!r}")
         return obj
 
+    def wait_status(self, cond: Callable[[dict[str, Any]], bool], what: str, timeout: float = 60.0,
+                    every: float = 0.5) -> dict[str, Any]:
+        """The first ``status`` for which *cond* holds, asked every *every* seconds; ConsoleTimeout
+        naming *what* and the last status after *timeout* seconds."""
+        deadline = time.monotonic() + timeout
+        st: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            st = self.status()
+            if cond(st):
+                return st
+            time.sleep(every)
+        raise ConsoleTimeout(f"{what} not reached in {timeout:.0f} s; last status {json.dumps(st)}")
+
     def pcrs(self, bank: str = "sha256") -> dict[str, dict[str, str]]:
         """``{"sha256": {"0": hex, ...}}``: the format ``host_tools.verify --pcrs`` reads."""
         obj = self.json_command(f"pcrs {bank}")

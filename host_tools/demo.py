@@ -37,7 +37,7 @@ from types import FrameType
 from typing import Any, Callable, cast
 
 from firmware.phone import tone as _tone
-from host_tools.console import Console, ConsoleError, last_line
+from host_tools.console import Console, ConsoleError, ConsoleTimeout, last_line
 from host_tools.qemu.device import BOARD, REPO, Device, DeviceConfig, DeviceError, Running
 from host_tools.qemu.verify import fetch_evidence, verifier_command
 from host_tools.siplab import (HAVE_BARESIP, HAVE_KAMAILIO, IS_ROOT, USERS, Baresip, Kamailio,
@@ -123,14 +123,10 @@ def _call(st: dict[str, Any]) -> dict[str, Any]:
 
 def wait_status(con: Console, cond: Callable[[dict[str, Any]], bool], what: str,
                 timeout: float, every: float = 0.25) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    st: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        st = con.status()
-        if cond(st):
-            return st
-        time.sleep(every)
-    raise StepFailed(f"{what} not reached in {timeout:.0f} s; last status {json.dumps(st)}")
+    try:
+        return con.wait_status(cond, what, timeout, every)
+    except ConsoleTimeout as e:
+        raise StepFailed(str(e)) from None
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:

@@ -45,14 +45,7 @@ TONE = 1000
 
 def wait_status(con: Console, cond: Callable[[dict[str, Any]], bool], what: str,
                 timeout: float = 90.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    st: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        st = con.status()
-        if cond(st):
-            return st
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not reached in {timeout:.0f} s; last status {json.dumps(st)}")
+    return con.wait_status(cond, what, timeout)
 
 
 def eventlog_pcrs(log: Path) -> dict[int, str]:

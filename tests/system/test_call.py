@@ -119,14 +119,7 @@ class CallPhone:
 
 def wait_status(con: Console, cond: Callable[[dict[str, Any]], bool], what: str,
                 timeout: float = 60.0, every: float = 0.5) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    st: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        st = con.status()
-        if cond(st):
-            return st
-        time.sleep(every)
-    raise AssertionError("%s not reached in %.0f s; last status %s" % (what, timeout, json.dumps(st)))
+    return con.wait_status(cond, what, timeout, every)
 
 
 def _needs_guest_network(st: dict[str, Any]) -> None:
