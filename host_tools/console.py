@@ -309,10 +309,17 @@ def last_line(text: str) -> str:
 NOTICE = "notice: "   # firmware/console/loop.py: lines the phone prints between answers
 
 
+# firmware/boot/log.py: the stage loader (root, the TPM broker) prints "boot: [  3.5 s] ..." on the
+# same console at any moment, e.g. a broker request it refused while the phone answers `status`.
+_LOADER_LINE = re.compile(r"boot: \[\s*\d+\.\d s\] ")
+
+
 def drop_notices(text: str) -> str:
-    """*text* without the phone's notice lines (they may arrive while an answer is read)."""
+    """*text* without the phone's notice lines and the stage loader's log lines (either may
+    arrive while an answer is read; neither is part of it)."""
     text = text.replace("\r\n", "\n").replace("\r", "")
-    return "".join(ln for ln in text.splitlines(keepends=True) if not ln.startswith(NOTICE))
+    return "".join(ln for ln in text.splitlines(keepends=True)
+                   if not ln.startswith(NOTICE) and not _LOADER_LINE.match(ln))
 
 
 def _strip_echo(text: str, line: str) -> str:

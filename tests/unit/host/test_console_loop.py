@@ -131,3 +131,26 @@ def test_host_finds_notices_after_a_prompt() -> None:
                       "phone> status\r\n{}\r\nphone> notice: call c2: remote sip:b@h is failed\r\n"]
     assert con.notices() == ["call c1: remote sip:a@h is verified (image 0.1.0)",
                              "call c2: remote sip:b@h is failed"]
+
+
+def test_the_loaders_log_lines_are_kept_out_of_answers() -> None:
+    """The stage loader prints "boot: [uptime] ..." (firmware/boot/log.py) on the same console
+    at any moment: seen inside a `status` answer when the broker refused a `trust` request."""
+    from firmware.boot import log
+    from host_tools.console import drop_notices
+
+    r, w = os.pipe()
+    saved, log.sys.stdout = log.sys.stdout, os.fdopen(w, "w")
+    try:
+        log.say("broker: trust failed: ValueError")
+        log.sys.stdout.flush()
+    finally:
+        log.sys.stdout.close()
+        log.sys.stdout = saved
+    line = os.read(r, 4096).decode()
+    os.close(r)
+    assert line.startswith("boot: [") and line.endswith("] broker: trust failed: ValueError\n")
+    mixed = "status\r\n" + line.replace("\n", "\r\n") + "{\"state\":\"running\"}\r\n"
+    assert drop_notices(mixed) == "status\n{\"state\":\"running\"}\n"
+    # a JSON answer that merely mentions such text is kept
+    assert drop_notices("{\"log\": \"boot: [  1.0 s] x\"}\n") == "{\"log\": \"boot: [  1.0 s] x\"}\n"
