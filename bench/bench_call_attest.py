@@ -47,6 +47,7 @@ def _provision(p: CallPhone, user: str, attest: bool) -> None:
 
 def pair(base: Path, attest: bool) -> dict[str, Any]:
     tag = "att" if attest else "plain"
+    (base / tag).mkdir()
     a, b = CallPhone(IMAGE, base / tag, f"bench-{tag}-a"), CallPhone(IMAGE, base / tag, f"bench-{tag}-b")
     _provision(a, "alice", attest)
     _provision(b, "carol", attest)
