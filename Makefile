@@ -53,12 +53,12 @@ tamper: deps
 	$(PY) -m host_tools.tamper --device "$(DEVICE)" --board "$(BOARD)" --component "$(COMPONENT)" --resign "$(RESIGN)"
 
 # Every test: pure unit tests (CPython and MicroPython), TPM tests on a real swtpm, system tests.
-# Two workers (the CI machine's two cores): a test module runs whole on one worker, so its booted
-# devices are shared as before; modules that need the phones' fixed SIP port 5061 share one
-# worker (tests/conftest.py). TEST_WORKERS=0 runs everything in this process.
+# Two workers (the CI machine's two cores): a test file runs whole on one worker (--dist loadfile),
+# so its booted devices are shared as before; modules that need the phones' fixed SIP port 5061
+# take turns through a lock (host_tools.siplab.port_lock). TEST_WORKERS=0: all in this process.
 TEST_WORKERS ?= 2
 test: image
-	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup) tests
+	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) tests
 	$(VENV)/bin/micropython -X heapsize=64M tests/mpy_run.py
 	$(PY) -m mypy --config-file tests/mypy.ini host_tools
 

@@ -14,18 +14,21 @@ Needs Debian ``kamailio`` + ``kamailio-tls-modules``, ``openssl``, ``baresip-cor
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 import wave
 from pathlib import Path
+from typing import IO, Any, Callable, Iterator
 
 from host_tools import ports
-from typing import IO, Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
 KAMAILIO_CONFIG = REPO / "tests" / "data" / "sip" / "kamailio"
@@ -51,6 +54,29 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
         return ports.free_port(kind)
     except OSError as e:
         raise SipLabError(str(e)) from e
+
+
+@contextlib.contextmanager
+def port_lock(port: int, timeout: float = 3600.0) -> Iterator[None]:
+    """Hold the machine-wide lock of 127.0.0.1:*port* (flock on a file in /tmp) while a fixed-port
+    lab runs: the QEMU phones' signed device-config names 5061, so test modules on parallel
+    workers (make test) and a `make demo` take turns instead of failing on a taken port."""
+    path = Path(tempfile.gettempdir()) / f"trusted-phone-port-{port}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"127.0.0.1:{port} stayed locked by another lab for "
+                                       f"{timeout:.0f} s ({path})") from None
+                time.sleep(0.5)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def port_free(port: int) -> bool:

@@ -36,23 +36,6 @@ def _randomness_restored() -> Iterator[None]:
         pytest.fail("the test replaced firmware.compat.random_bytes and did not restore it")
 
 
-# Modules that start Kamailio on 127.0.0.1:5061 for QEMU phones (their signed device-config names
-# 10.0.2.2:5061) or drive the HIL session's phone: one xdist worker runs all of them, in turn.
-SHARED_WORKER = ("tests/system/test_call.py", "tests/system/test_call_attest.py",
-                 "tests/system/test_demo.py", "tests/system/test_remote_attack.py",
-                 "tests/system/test_board_aarch64.py", "tests/system/test_image_build_aarch64.py",
-                 "tests/hil/")
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under `pytest -n N --dist loadgroup` (make test) every module is one unit of work, so its
-    module-scoped devices boot once, as in a serial run."""
-    for item in items:
-        path = item.nodeid.split("::")[0]
-        group = "sip-5061" if path.startswith(SHARED_WORKER) else path
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 def pytest_configure(config: pytest.Config) -> None:
     """Before any xdist worker starts: the vendor's device CA and the TPM manufacturer CA exist
     (both are created on first use; two workers creating them at once would each trust a

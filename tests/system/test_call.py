@@ -36,7 +36,7 @@ from host_tools.provision import __main__ as provision_cli
 from host_tools.qemu.device import Device, DeviceConfig
 from host_tools.tamper.__main__ import main as tamper_main
 from host_tools.siplab import (HAVE_BARESIP, HAVE_KAMAILIO, IS_ROOT, Baresip, Kamailio, make_server_cert,
-                               port_free, read_wav)
+                               port_free, port_lock, read_wav)
 from tests.system.conftest import BOARD
 
 pytestmark = pytest.mark.slow
@@ -63,18 +63,20 @@ def kamailio_for_phone(built_image: Path, defines: tuple[str, ...] = ()) -> Iter
     bundle_ca = built_image / "bundle" / "components" / "ca-bundle"
     if not (ca_key.is_file() and bundle_ca.is_file()) or bundle_ca.read_bytes() != ca_pem.read_bytes():
         pytest.skip("the image's ca-bundle is not the development CA of %s" % keys)
-    if not port_free(SIP_TLS_PORT):
-        pytest.fail("127.0.0.1:%d is taken: the phone's signed device-config names it" % SIP_TLS_PORT)
-    d = Path(tempfile.mkdtemp(prefix="kam-qemu-"))
-    try:
-        make_server_cert(d, ca_pem, ca_key, "IP:10.0.2.2,IP:127.0.0.1,DNS:localhost")
-        k = Kamailio(d, "MD5", tls_port=SIP_TLS_PORT, defines=defines)
+    with port_lock(SIP_TLS_PORT):   # another worker's module may hold it: wait for it
+        if not port_free(SIP_TLS_PORT):
+            pytest.fail("127.0.0.1:%d is taken: the phone's signed device-config names it"
+                        % SIP_TLS_PORT)
+        d = Path(tempfile.mkdtemp(prefix="kam-qemu-"))
         try:
-            yield k
+            make_server_cert(d, ca_pem, ca_key, "IP:10.0.2.2,IP:127.0.0.1,DNS:localhost")
+            k = Kamailio(d, "MD5", tls_port=SIP_TLS_PORT, defines=defines)
+            try:
+                yield k
+            finally:
+                k.stop()
         finally:
-            k.stop()
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+            shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

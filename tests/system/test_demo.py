@@ -19,10 +19,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
-from host_tools.siplab import HAVE_BARESIP, HAVE_KAMAILIO, IS_ROOT, port_free
+from host_tools.siplab import HAVE_BARESIP, HAVE_KAMAILIO, IS_ROOT, port_free, port_lock
 from tests.system.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -32,12 +33,14 @@ DEMO_TIMEOUT = 400
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     if not (HAVE_KAMAILIO and HAVE_BARESIP and IS_ROOT):
         pytest.skip("needs Debian kamailio + kamailio-tls-modules, openssl, baresip-core, and root")
-    if not port_free(SIP_TLS_PORT):
-        pytest.fail("127.0.0.1:%d is taken: the phone's signed device-config names it" % SIP_TLS_PORT)
-    return tmp_path_factory.mktemp("demo")
+    with port_lock(SIP_TLS_PORT):   # another worker's module may hold it: wait for it
+        if not port_free(SIP_TLS_PORT):
+            pytest.fail("127.0.0.1:%d is taken: the phone's signed device-config names it"
+                        % SIP_TLS_PORT)
+        yield tmp_path_factory.mktemp("demo")
 
 
 def run_demo(lab: Path, *args: str) -> subprocess.CompletedProcess[str]:
