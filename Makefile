@@ -57,8 +57,10 @@ tamper: deps
 # so its booted devices are shared as before; modules that need the phones' fixed SIP port 5061
 # take turns through a lock (host_tools.siplab.port_lock). TEST_WORKERS=0: all in this process.
 TEST_WORKERS ?= 2
+# tests/hil runs after, in one process: its phone is one per session for all its files.
 test: image
-	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) tests
+	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile) --ignore=tests/hil tests
+	$(PY) -m pytest -c tests/pytest.ini --rootdir=$(CURDIR) tests/hil
 	$(VENV)/bin/micropython -X heapsize=64M tests/mpy_run.py
 	$(PY) -m mypy --config-file tests/mypy.ini host_tools
 
