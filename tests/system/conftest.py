@@ -34,12 +34,17 @@ def image_dir() -> Path:
 def built_image() -> Path:
     out = image_dir()
     if not (out / "disk.img").is_file() or not (out / "reference.json").is_file():
-        proc = subprocess.run([sys.executable, "-m", "host_tools.image", "--board", BOARD,
-                               "--out", str(out)], cwd=REPO, capture_output=True, text=True,
-                              timeout=1800, check=False)
-        if proc.returncode != 0:
-            pytest.fail(f"image build failed:\n{proc.stdout}\n{proc.stderr}")
+        build_image(BOARD, out)
     return out
+
+
+def build_image(board: str, out: Path) -> None:
+    """`python -m host_tools.image` for *board* into *out*, as `make image` runs it."""
+    proc = subprocess.run([sys.executable, "-m", "host_tools.image", "--board", board,
+                           "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                          timeout=1800, check=False)
+    if proc.returncode != 0:
+        pytest.fail(f"image build failed:\n{proc.stdout}\n{proc.stderr}")
 
 
 @dataclass(frozen=True)

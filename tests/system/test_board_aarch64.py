@@ -27,6 +27,7 @@ from host_tools.provision import __main__ as provision_cli
 from host_tools.qemu.device import Device, DeviceConfig
 from host_tools.qemu.verify import Evidence, fetch_evidence, verifier_command
 from host_tools.siplab import HAVE_BARESIP, Baresip, Kamailio, read_wav
+from tests.system.conftest import build_image
 from tests.system.sealing_support import PIN, USER_SECRET, assert_no_secret
 from tests.system.test_call import (BARESIP_TONE, DOMAIN, PHONE_PASSWORD, PHONE_USER,  # noqa: F401
                                     TONE_TO_BARESIP, bob, kamailio_for_phone, wait_status)
@@ -61,11 +62,7 @@ def aarch64_image() -> Path:
     if shutil.which("qemu-system-aarch64") is None:
         pytest.fail("qemu-system-aarch64 is missing: run `make deps` (Debian qemu-system-arm)")
     out = REPO / "build" / BOARD
-    proc = subprocess.run([sys.executable, "-m", "host_tools.image", "--board", BOARD,
-                           "--out", str(out)], cwd=REPO, capture_output=True, text=True,
-                          timeout=1800, check=False)
-    if proc.returncode != 0:
-        pytest.fail(f"image build failed:\n{proc.stdout}\n{proc.stderr}")
+    build_image(BOARD, out)
     return out
 
 

@@ -180,13 +180,9 @@ def test_pcr11_matches_systemd_measure_on_built_uki(first: BuildResult, tmp_path
         == ref["pcrs"]["sha256"]["11"]
 
 
-def test_uki_is_signed_by_the_db_key_and_its_authenticode_digest_matches(
-        first: BuildResult, inputs: tuple[Path, Path]) -> None:
-    # the build signs the UKI (Secure Boot, host_tools/image/secureboot.py): sbverify and
-    # osslsigncode (independent Authenticode implementations) accept it with the db certificate,
-    # and osslsigncode's digest of the signed file is the PCR 4 prediction
-    _repo, keys = inputs
-    uki = first.out / "BOOTX64.EFI"
+def verify_signed_uki(uki: Path, keys: Path) -> tuple[str, re.Match[str]]:
+    """sbverify and osslsigncode (independent Authenticode implementations) accept *uki* with the
+    db certificate; -> (osslsigncode's output, the match whose group 1 is its digest)."""
     sb = subprocess.run(["sbverify", "--cert", str(keys / "secureboot-db.pem"), str(uki)],
                         capture_output=True, text=True, check=False)
     assert sb.returncode == 0 and "Signature verification OK" in sb.stdout + sb.stderr, sb
@@ -194,6 +190,17 @@ def test_uki_is_signed_by_the_db_key_and_its_authenticode_digest_matches(
                           "-in", str(uki)], capture_output=True, text=True, check=False).stdout
     m = re.search(r"Calculated message digest\s*:\s*([0-9A-Fa-f]{64})", out)
     assert m and re.search(r"Current message digest\s*:\s*" + m.group(1), out), out
+    return out, m
+
+
+def test_uki_is_signed_by_the_db_key_and_its_authenticode_digest_matches(
+        first: BuildResult, inputs: tuple[Path, Path]) -> None:
+    # the build signs the UKI (Secure Boot, host_tools/image/secureboot.py): sbverify and
+    # osslsigncode (independent Authenticode implementations) accept it with the db certificate,
+    # and osslsigncode's digest of the signed file is the PCR 4 prediction
+    _repo, keys = inputs
+    uki = first.out / "BOOTX64.EFI"
+    out, m = verify_signed_uki(uki, keys)
     assert "Signing time: Jan  1 00:00:00 2026 GMT" in out  # SOURCE_DATE_EPOCH, not the clock
     data = uki.read_bytes()
     ref = json.loads((first.out / "reference.json").read_text())

@@ -18,7 +18,7 @@ import pytest
 
 from host_tools.image import initramfs, pe
 from host_tools.image.build import BuildOptions, BuildResult, build
-from tests.system.test_image_build import systemd_measure_pcr11
+from tests.system.test_image_build import systemd_measure_pcr11, verify_signed_uki
 
 REPO = Path(__file__).resolve().parents[2]
 BOARD = "qemu-aarch64"
@@ -91,14 +91,7 @@ def test_uki_is_an_arm64_systemd_stub_with_the_arm64_kernel(first: BuildResult) 
 def test_uki_signature_and_pcr4_prediction_match_osslsigncode_and_sbverify(
         first: BuildResult, inputs: tuple[Path, Path]) -> None:
     _repo, keys = inputs
-    uki = first.out / UKI
-    sb = subprocess.run(["sbverify", "--cert", str(keys / "secureboot-db.pem"), str(uki)],
-                        capture_output=True, text=True, check=False)
-    assert sb.returncode == 0 and "Signature verification OK" in sb.stdout + sb.stderr, sb
-    out = subprocess.run(["osslsigncode", "verify", "-CAfile", str(keys / "secureboot-db.pem"),
-                          "-in", str(uki)], capture_output=True, text=True, check=False).stdout
-    m = re.search(r"Calculated message digest\s*:\s*([0-9A-Fa-f]{64})", out)
-    assert m and re.search(r"Current message digest\s*:\s*" + m.group(1), out), out
+    _out, m = verify_signed_uki(first.out / UKI, keys)
     ref = json.loads((first.out / "reference.json").read_text())
     assert ref["boot"]["uki_authenticode_sha256"] == m.group(1).lower()
     assert [e["digest"] for e in ref["events"]
