@@ -76,6 +76,12 @@ def pair(base: Path, attest: bool) -> dict[str, Any]:
                 ca.command("hangup")
                 _wait(ca, lambda s: s.get("call") is None, "ended")
                 _wait(cb, lambda s: s.get("call") is None, "ended at carol")
+            if attest:
+                # the phones' own timings of each step (firmware/phone/app.py log lines)
+                for who, con in (("alice", ca), ("carol", cb)):
+                    for line in json.loads(con.command("messages"))["messages"]:
+                        if line.endswith(" ms"):
+                            print("  %s: %s" % (who, line))
         finally:
             ra.shutdown(ca)
             rb.shutdown(cb)

@@ -41,6 +41,7 @@ HELP = (
     "  pcrs [BANK]      PCR values of one bank (default sha256) as JSON\n"
     "  mem              memory of the user processes (VmHWM, VmRSS) and MemTotal as JSON\n"
     "  log [WHICH]      event logs, base64 framed; WHICH is firmware, phone or all (default)\n"
+    "  messages         the phone's last log lines (calls, refusals, timings) as JSON\n"
     "  call URI [tone=HZ]  call a sip: URI (tone=HZ sends a sine instead of silence)\n"
     "  answer [tone=HZ] answer the ringing incoming call\n"
     "  hangup           end, cancel or decline the current call\n"
@@ -129,6 +130,7 @@ class Console:
          call(uri, tone_hz) -> call id    answer(tone_hz) -> call id    hangup() -> call id
          unlock_pin(pin bytes) -> dict (metadata: "unlocked", "state", "reason", "da", ...)
          quote(nonce bytes) -> evidence dict (firmware/attest/evidence.py)
+         messages() -> the phone's last log lines (list of str)
        (calls.Refused: printed as is; ValueError: the user's mistake, printed with the command)
        Each may raise any Exception; the console turns it into one "error: " line."""
 
@@ -148,6 +150,7 @@ class Console:
             "quote": (self._quote, 1, 1),
             "integrity": (self._integrity, 1, 1),
             "mem": (lambda args: (mem.answer(), ACTION_NONE), 0, 0),
+            "messages": (self._messages, 0, 0),
         }
 
     def handle(self, line):
@@ -201,6 +204,9 @@ class Console:
 
     def _status(self, args):
         return _json(self.device.status()) + "\n", ACTION_NONE
+
+    def _messages(self, args):
+        return _json({"messages": list(self.device.messages())}) + "\n", ACTION_NONE
 
     def _pcrs(self, args):
         bank = args[0] if args else "sha256"

@@ -346,6 +346,11 @@ class PhoneDevice:
         judge.require(level)
         return {"min_remote_integrity": judge.min_level, "floor": judge.floor}
 
+    def messages(self):
+        """The phone application's last log lines (firmware/phone/app.py keeps LOG_KEEP)."""
+        app = self.phone.app if self.phone is not None else None
+        return list(app.log_lines) if app is not None else []
+
     # the console's I/O loop (loop.serve_select) drives these
     def take_notices(self):
         """One-line notices for the console (the remote party's level, once known)."""

@@ -274,6 +274,14 @@ class PhoneApp:
         self.media = None
         self.call_id = None
 
+    def _judge(self, e):
+        t0 = compat.monotonic_ms()
+        remote = self.judge.judge(e.evidence, e.evidence_nonce)
+        if e.evidence is not None:
+            self.log("call %s: %d bytes of evidence appraised in %d ms"
+                     % (e.call_id, len(e.evidence), compat.monotonic_ms() - t0))
+        return remote
+
     def _remote_known(self, call_id, peer, remote):
         self.remote = remote
         line = "call %s: %s" % (call_id, describe(peer, remote))
@@ -284,8 +292,11 @@ class PhoneApp:
         if isinstance(e, sipua.EvidenceNeeded):
             data = None
             if self.attester is not None and e.nonce is not None:
+                t0 = compat.monotonic_ms()
                 try:
                     data = self.attester(e.nonce)
+                    self.log("call %s: evidence of %d bytes in %d ms"
+                             % (e.call_id, len(data), compat.monotonic_ms() - t0))
                 except Exception as err:  # noqa: BLE001  the call goes on, judged unattested
                     self.log("call %s: sending no evidence: %s: %s"
                              % (e.call_id, err.__class__.__name__, _one_line(str(err))))
@@ -300,7 +311,7 @@ class PhoneApp:
             if self.judge is None:
                 self.ua.ring(e.call_id, now)
                 return
-            remote = self.judge.judge(e.evidence, e.evidence_nonce)
+            remote = self._judge(e)
             self._remote_known(e.call_id, e.caller, remote)
             if self.judge.acceptable(remote):
                 self.ua.ring(e.call_id, now)
@@ -326,7 +337,7 @@ class PhoneApp:
             call = self.ua.calls.get(e.call_id)
             if self.judge is not None and call is not None and call.direction == "out":
                 # the callee is judged on its 2xx, before any media flows
-                remote = self.judge.judge(e.evidence, e.evidence_nonce)
+                remote = self._judge(e)
                 self._remote_known(e.call_id, call.remote, remote)
                 if not self.judge.acceptable(remote):
                     why = self.judge.refusal(remote)

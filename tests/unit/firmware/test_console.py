@@ -33,6 +33,11 @@ class Device:
             raise OSError(self.fail)
         return b"phone log"
 
+    def messages(self):
+        if self.fail:
+            raise OSError(self.fail)
+        return ["call c1: incoming from sip:alice@lab", 'call c1: refused: "x"']
+
     def shutdown_tpm(self):
         self.shutdowns += 1
         if self.fail:
@@ -42,7 +47,7 @@ class Device:
 def test_help_lists_every_command():
     text, action = Console(Device()).handle(b"help\n")
     assert action == ACTION_NONE
-    for cmd in ("help", "status", "pcrs", "log", "poweroff"):
+    for cmd in ("help", "status", "pcrs", "log", "messages", "poweroff"):
         assert "\n  " + cmd in text
 
 
@@ -51,6 +56,19 @@ def test_status_is_one_json_line():
     assert text.endswith("\n") and text.count("\n") == 1
     obj = json.loads(text)
     assert obj["state"] == "running" and obj["pcr14"] == PCR14.hex() and obj["unsealed"] is False
+
+
+def test_messages_are_one_json_line_of_the_phones_log():
+    text, _ = Console(Device()).handle(b"messages")
+    assert text.endswith("\n") and text.count("\n") == 1
+    assert json.loads(text) == {"messages": ["call c1: incoming from sip:alice@lab",
+                                             'call c1: refused: "x"']}
+    d = Device()
+    d.fail = "no phone"
+    text, _ = Console(d).handle(b"messages")
+    assert text == "error: messages failed: no phone\n"
+    text, _ = Console(Device()).handle(b"messages now")
+    assert text == "error: messages takes no arguments\n"
 
 
 def test_pcrs_in_the_verifier_format():
