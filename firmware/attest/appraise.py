@@ -12,6 +12,14 @@
 # component events name what ran; they and the quoted PCRs are compared with the vendor-signed
 # reference set (firmware/attest/trust.py) -> verified / outdated / unknown. Any failure in 1-5 is
 # `failed`; no evidence at all is `unattested` (firmware/attest/levels.py).
+#
+# A phone judges the same peers call after call, and most of their evidence does not change
+# between calls: the AK certificate, and the event logs (fixed once the peer has booted). A
+# `Memo` (the phone's RemoteJudge keeps one) remembers, keyed by the exact text (the SHA-256 of
+# it for the logs), the AK chains it verified and the logs it parsed and replayed successfully;
+# what binds evidence to this call is checked every time: certificate validity now, the quote's
+# signature, nonce, selection, pcrDigest, and that the (remembered) replay equals the quoted
+# PCRs. Same input, same answer: a memo only skips recomputing what the key fixes.
 
 import binascii
 
@@ -116,10 +124,55 @@ class _Run:
         return Judgement(levels.FAILED, "%s: %s" % (name, detail), self.checks)
 
 
-def appraise(evidence, expected_nonce, trust, now=None):
+class Memo:
+    """Bounded memory of verified AK chains and replayed logs (see the module comment), for one
+    trust (the device CAs the chains were checked against): appraise() forgets it for another."""
+
+    KEEP = 8  # peers remembered (each entry: a certificate object, or ~two parsed logs)
+
+    def __init__(self):
+        self.trust = None
+        self.chains = []   # [(ak_cert text, (cert, ca, detail))], oldest first
+        self.replays = []  # [(sha256 of both logs' base64, (logs, owner, replayed))]
+        self.hits = 0
+
+    def _for(self, trust):
+        if self.trust is not trust:
+            self.trust = trust
+            self.chains = []
+            self.replays = []
+
+    @staticmethod
+    def _get(entries, key):
+        for k, v in entries:
+            if k == key:
+                return v
+        return None
+
+    def _put(self, entries, key, value):
+        entries.append((key, value))
+        if len(entries) > self.KEEP:
+            entries.pop(0)
+
+
+def _chain(ak_cert, trust, memo):
+    hit = memo._get(memo.chains, ak_cert) if memo is not None else None
+    if hit is not None:
+        memo.hits += 1
+        return hit
+    got = pki.chain(ak_cert, trust.device_cas)
+    if memo is not None:
+        memo._put(memo.chains, ak_cert, got)
+    return got
+
+
+def appraise(evidence, expected_nonce, trust, now=None, memo=None):
     """Judge `evidence` (dict, or encoded bytes/str; None: the peer sent none) for the nonce this
     side chose (bytes), with `trust` (trust.Trust); `now`: seconds since the epoch for
-    certificate validity (None: not checked, and the check's detail says so)."""
+    certificate validity (None: not checked, and the check's detail says so); `memo`: a Memo
+    kept between calls (None: everything is computed afresh)."""
+    if memo is not None:
+        memo._for(trust)
     if evidence is None:
         return Judgement(levels.UNATTESTED, "no evidence: the peer did not attest")
     run = _Run()
@@ -134,7 +187,8 @@ def appraise(evidence, expected_nonce, trust, now=None):
         return run.failed(CHECK_CHAIN, "no X.509/ECDSA support on this runtime")
     # 1. AK certificate -> device CA; the certified key is the one that signs (never ak_pub alone)
     try:
-        cert, detail = pki.check_chain(ev["ak_cert"], trust.device_cas, now)
+        cert, ca, detail = _chain(ev["ak_cert"], trust, memo)
+        detail += pki.check_times(cert, ca, now)
         key = pki.check_p256(cert)
     except pki.PkiError as e:
         return run.failed(CHECK_CHAIN, str(e))
@@ -184,6 +238,41 @@ def appraise(evidence, expected_nonce, trust, now=None):
                           % (_short(attest["pcrDigest"]), _short(digest)))
     run.ok(CHECK_DIGEST, "hash of the listed values = pcrDigest %s" % _short(digest))
     # 5. replay every log against the QUOTED values
+    key = compat.sha256("\n".join(ev["logs"][n] for n in LOG_ORDER).encode())
+    done = memo._get(memo.replays, key) if memo is not None else None
+    if done is not None:
+        memo.hits += 1
+    else:
+        done = _replay(run, ev)
+        if isinstance(done, Judgement):
+            return done
+        if memo is not None:
+            memo._put(memo.replays, key, done)
+    logs, owner, replayed = done
+    size = len(values[quoted[0]])
+    table = []
+    bad = []
+    for p in quoted:
+        rp = replayed.get(p, initial_value(size, p))
+        table.append({"pcr": p, "replayed": rp.hex(), "quoted": values[p].hex(), "expected": None,
+                      "log": owner.get(p)})
+        if rp != values[p]:
+            bad.append(p)
+    if bad:
+        j = run.failed(CHECK_REPLAY, "the logs do not replay to the quoted PCR %s (%s): the log is "
+                       "not what was measured" % (_pcr_list(bad), ", ".join(
+                           "PCR %d from the %s log" % (p, owner.get(p, "no")) for p in bad)))
+        j.differs = ["PCR %d" % p for p in bad]
+        j.pcrs = table
+        return j
+    run.ok(CHECK_REPLAY, "%s log%s replay to the quoted PCRs" % (
+        " and ".join(n for n, _ in logs), "s" if len(logs) > 1 else ""))
+    return _compare(run, logs, values, table, trust.references, quoted)
+
+
+def _replay(run, ev):
+    """(logs, owner, replayed) for both logs of the evidence (parsed, each PCR extended by one
+    log only, replayed in BANK), or the failed Judgement."""
     logs = []
     for name in LOG_ORDER:
         raw = _b64(ev["logs"][name])
@@ -207,25 +296,7 @@ def appraise(evidence, expected_nonce, trust, now=None):
         r = replay(log, [BANK])[BANK]
         for p in touched:
             replayed[p] = r[p]
-    size = len(values[quoted[0]])
-    table = []
-    bad = []
-    for p in quoted:
-        rp = replayed.get(p, initial_value(size, p))
-        table.append({"pcr": p, "replayed": rp.hex(), "quoted": values[p].hex(), "expected": None,
-                      "log": owner.get(p)})
-        if rp != values[p]:
-            bad.append(p)
-    if bad:
-        j = run.failed(CHECK_REPLAY, "the logs do not replay to the quoted PCR %s (%s): the log is "
-                       "not what was measured" % (_pcr_list(bad), ", ".join(
-                           "PCR %d from the %s log" % (p, owner.get(p, "no")) for p in bad)))
-        j.differs = ["PCR %d" % p for p in bad]
-        j.pcrs = table
-        return j
-    run.ok(CHECK_REPLAY, "%s log%s replay to the quoted PCRs" % (
-        " and ".join(n for n, _ in logs), "s" if len(logs) > 1 else ""))
-    return _compare(run, logs, values, table, trust.references, quoted)
+    return logs, owner, replayed
 
 
 def _compare(run, logs, values, table, refs, quoted):

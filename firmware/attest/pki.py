@@ -75,10 +75,10 @@ def _is_ca(cert):
     return bool(bc.ca)
 
 
-def check_chain(ak_cert_pem, ca_pems, now=None):
-    """-> (ak certificate object, one-line detail) when the AK certificate is issued by one of the
-    device CAs (issuer name, CA's basicConstraints, signature) and, if `now` (seconds since the
-    epoch) is given, both are within their validity. PkiError otherwise, naming the reason."""
+def chain(ak_cert_pem, ca_pems):
+    """-> (ak certificate, issuing CA certificate, one-line detail) when the AK certificate is
+    issued by one of the device CAs (issuer name, CA's basicConstraints, signature); validity
+    in time is check_times'. PkiError otherwise, naming the reason."""
     cert = load_cert(ak_cert_pem, "ak_cert")
     reasons = []
     for i, pem in enumerate(ca_pems):
@@ -95,14 +95,27 @@ def check_chain(ak_cert_pem, ca_pems, now=None):
         except PkiError as e:
             reasons.append(str(e))
             continue
-        if now is not None:
-            for what, c in (("AK certificate", cert), ("device CA '%s'" % _subject(ca), ca)):
-                lo, hi = _validity(c)
-                if not lo <= now <= hi:
-                    raise PkiError("%s is not valid at this time" % what)
-        return cert, "issued by device CA '%s'%s" % (
-            _subject(ca), "" if now is not None else " (validity not checked: no time given)")
+        return cert, ca, "issued by device CA '%s'" % _subject(ca)
     raise PkiError("AK certificate does not chain to a device CA: " + "; ".join(reasons))
+
+
+def check_times(cert, ca, now):
+    """PkiError unless both certificates are valid at `now` (seconds since the epoch; RFC 5280
+    §4.1.2.5); `now` None checks nothing. -> the detail's suffix."""
+    if now is None:
+        return " (validity not checked: no time given)"
+    for what, c in (("AK certificate", cert), ("device CA '%s'" % _subject(ca), ca)):
+        lo, hi = _validity(c)
+        if not lo <= now <= hi:
+            raise PkiError("%s is not valid at this time" % what)
+    return ""
+
+
+def check_chain(ak_cert_pem, ca_pems, now=None):
+    """chain() and, if `now` is given, both certificates within their validity:
+    -> (ak certificate object, one-line detail); PkiError otherwise."""
+    cert, ca, detail = chain(ak_cert_pem, ca_pems)
+    return cert, detail + check_times(cert, ca, now)
 
 
 def spki_der(public_key):

@@ -28,14 +28,35 @@ class RemoteJudge:
         self.trust = trust
         self.floor = min_level
         self.min_level = min_level
+        from firmware.attest.appraise import Memo
         if appraise is None:
             from firmware.attest.appraise import appraise
         self._appraise = appraise
+        # what does not change between a peer's calls (its AK chain, its replayed logs) is
+        # checked once (firmware/attest/appraise.py Memo)
+        self.memo = Memo()
+        self._warm()
         # seconds since the epoch for certificate validity (RFC 5280 §4.1.2.5)
         if clock is None:
             from firmware.compat import wall_time as clock
         self._clock = clock
         self._seen = []
+
+    def _warm(self):
+        """Load the device CAs and check their self-signatures once now, at phone start: the
+        first use of X.509 and ECDSA verification (OpenSSL fetches its implementations then)
+        would otherwise land in the first call's set-up (~70 ms under TCG). Nothing is decided
+        here: a CA that fails is judged, with its reason, when a peer's chain needs it."""
+        from firmware.attest import pki
+        if not pki.available():
+            return
+        for pem in getattr(self.trust, "device_cas", ()):
+            try:
+                ca = pki.load_cert(pem, "device CA")
+                if ca.issuer == ca.subject:
+                    pki._verify_cert_signature(ca, ca)
+            except Exception:  # noqa: BLE001  see above
+                pass
 
     def require(self, level):
         """Raise the minimum for this boot (console `integrity`); never below the device-config
@@ -54,7 +75,7 @@ class RemoteJudge:
         if nonce in self._seen:
             return judgement("failed", "evidence replayed: its call binding was accepted before")
         # appraise decodes the bytes itself: malformed evidence is `failed` with the field named
-        j = self._appraise(evidence, nonce, self.trust, self._clock())
+        j = self._appraise(evidence, nonce, self.trust, self._clock(), memo=self.memo)
         out = judgement(j.level, _one_line(j.why), j.image_version, j.differs)
         if j.level != "failed":
             self._seen.append(nonce)

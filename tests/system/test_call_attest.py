@@ -143,6 +143,13 @@ def test_golden_phones_see_each_other_verified(lab: Lab) -> None:
     for c in (sa["call"], sb["call"]):
         assert c["security"] == "locked", c
     wait_notice(a, "call %s: remote sip:carol@%s is verified" % (cid, DOMAIN))
+    # each phone's log (console `messages`) times its own quote and its appraisal of the peer
+    for con, steps in ((a, ("evidence of ", "bytes of evidence appraised in ")),
+                       (b, ("bytes of evidence appraised in ", "evidence of "))):
+        lines = [m for m in json.loads(con.command("messages"))["messages"] if m.startswith("call %s: " % cid)]
+        for step in steps:
+            assert any(step in m and m.endswith(" ms") for m in lines), (step, lines)
+        print("\n".join(lines))
     print("golden -> golden: rang %.1f s after `call` (caller's quote + callee's appraisal, TCG)" % ring_s)
     _hang_up(a, b)
 

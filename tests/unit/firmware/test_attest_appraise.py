@@ -7,9 +7,9 @@ import json
 
 from firmware.attest import levels, pki
 from firmware.attest import trust as T
-from firmware.attest.appraise import appraise
+from firmware.attest.appraise import Memo, appraise
 from firmware.attest.pem import b64encode
-from tests.unit.firmware.check import raises
+from tests.unit.firmware.check import raises, skip
 
 DATA = "tests/data/attest/"
 
@@ -108,3 +108,48 @@ def test_captured_golden_evidence():
     j = appraise(ev, NONCE, _trust())
     assert j.level == "failed" and j.why.startswith("PCR digest: pcrDigest ")
 
+
+
+def _same(a, b):
+    assert (a.level, a.why, a.differs, a.image_version, a.checks) == \
+        (b.level, b.why, b.differs, b.image_version, b.checks)
+
+
+def test_memo_gives_the_same_judgements_and_still_checks_what_binds_the_call():
+    if not pki.available():
+        skip("no X.509 / P-256 on this runtime: the appraiser fails before anything is memoized")
+    t = _trust()
+    memo = Memo()
+    golden = _read("evidence.json").strip()
+    tampered_log = _evidence()
+    tampered_log["logs"]["phone"] = b64encode(_read("phone-tampered.bin"))
+    other_pcr = _evidence()
+    other_pcr["pcrs"]["7"] = "00" * 32
+    cases = [(golden, NONCE), (golden, b"\x00" * 32), (tampered_log, NONCE), (other_pcr, NONCE),
+             (golden, NONCE)]
+    for ev, nonce in cases + cases:   # twice: the second round is served from the memo
+        _same(appraise(ev, nonce, t, 1.8e9 - 1, memo=memo), appraise(ev, nonce, t, 1.8e9 - 1))
+    assert memo.hits > 0
+    # one chain, two replays (golden logs; the tampered phone log): a replay depends on the log
+    # bytes alone, and is compared with each quote's PCRs afresh
+    assert len(memo.replays) == 2 and len(memo.chains) == 1
+    # remembered chain, but the certificates' validity is checked at each call's time
+    j = appraise(golden, NONCE, t, 4e9, memo=memo)
+    assert j.level == "failed" and j.why == "AK certificate chain: AK certificate is not valid at this time"
+    # remembered replay, but the quoted PCRs still have to equal it: a log swapped in for the one
+    # the memo knows is replayed afresh (another key) and contradicts the quote
+    j = appraise(tampered_log, NONCE, t, memo=memo)
+    assert j.level == "failed" and j.differs == ["PCR 14"]
+    # another trust: the memo starts over (chains checked against those device CAs)
+    t2 = _trust()
+    appraise(golden, NONCE, t2, memo=memo)
+    assert memo.trust is t2 and len(memo.chains) == 1
+
+
+def test_memo_is_bounded():
+    memo = Memo()
+    for i in range(Memo.KEEP + 3):
+        memo._put(memo.chains, "cert %d" % i, i)
+    assert len(memo.chains) == Memo.KEEP
+    assert memo._get(memo.chains, "cert 0") is None and memo._get(memo.chains, "cert %d" % (Memo.KEEP + 2)) \
+        == Memo.KEEP + 2
