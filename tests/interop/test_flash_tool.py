@@ -18,6 +18,7 @@ import pytest
 from firmware.update import slots as S
 from tests.interop.smp_device import PtyDevice
 from tests.interop.test_smp_smpclient import FACTORY, VENDOR, _pem, _upload_until, make_bundle
+from tests.serial_line import SerialLine
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,9 +76,11 @@ def test_broken_transfer_resumes(device: PtyDevice, tmp_path: Path) -> None:
 
 
 def test_damaged_line_is_rejected_and_resent(device: PtyDevice, tmp_path: Path) -> None:
-    device.corrupt = 1
     new = make_bundle("1.1.0", 2, size=30000)
-    r = flash(tmp_path, device.path, new, "--timeout", "1")
+    with SerialLine(device.path) as line:
+        line.corrupt(1)  # one character of the next SMP continuation line on its way to the device
+        r = flash(tmp_path, line.url, new, "--timeout", "1")
+        assert line.corrupted == 1
     assert r.returncode == 0, r.stdout + r.stderr
     assert device.framing_errors == 1
     assert any("CRC16 mismatch" in e or "bad base64" in e for e in device.seen_events), device.seen_events
