@@ -46,8 +46,9 @@ class SlotOps:
         return out
 
     def slots_read(self):
-        return {"images": self._images(), "slot": slot_boot.summary(self.slots.rec),
-                "capacity": self.slots.flash.capacity}
+        slot = slot_boot.summary(self.slots.rec)
+        slot["floor"] = self.floor() if self.tpm is not None else None  # the TPM's, now
+        return {"images": self._images(), "slot": slot, "capacity": self.slots.flash.capacity}
 
     def slot_state(self, digest_hex, confirm):
         digest = None if digest_hex is None else bytes.fromhex(digest_hex)

@@ -160,7 +160,7 @@ def test_upload_through_the_broker_test_boot_confirm_raises_the_floor(tmp_path: 
     assert out["confirmed_counter"] == 2 and "floor_error" not in out
     assert tpm.bits == 0b11  # floor 2: counters 0 and 1 revoked only now
     assert out["slot"] == {"running": "b", "trial": False, "confirmed": "b", "pending": None,
-                           "last": "confirmed bank b (version 1.1.0)"}
+                           "last": "confirmed bank b (version 1.1.0)", "floor": 2}
 
 
 def test_trial_never_confirmed_reverts_and_says_why(tmp_path: Path) -> None:
