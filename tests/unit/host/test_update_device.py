@@ -222,3 +222,63 @@ def test_broker_rechecks_the_staged_file(tmp_path: Path) -> None:
 def test_slot_requests_are_validated(req: dict[str, Any], why: str) -> None:
     with pytest.raises(broker.RequestError, match=why):
         broker.parse_request(json.dumps(req).encode())
+
+
+class Hook:
+    def __init__(self, unsealed: bool, sip: bool) -> None:
+        self.unsealed, self.sip = unsealed, sip
+
+    def status_fields(self) -> dict[str, Any]:
+        return {"unsealed": self.unsealed}
+
+    def sip_account(self) -> tuple[str, str] | None:
+        return ("alice", "pw") if self.sip else None
+
+
+class Calls:
+    def __init__(self) -> None:
+        self.registered = False
+
+    def status(self) -> dict[str, Any]:
+        return {"registered": self.registered}
+
+
+class PhoneStub:
+    """What firmware.console.updates.PhoneUpdates reads of the phone (console/phone.py)."""
+
+    def __init__(self, channel: Direct, run_dir: str) -> None:
+        self.broker = channel
+        self.run_dir = run_dir
+        self._hook: Hook | None = None
+        self.calls = Calls()
+
+    def _state(self) -> dict[str, Any]:
+        return {"anti_rollback_floor": 1, "component_pcr": 14, "slot": {"trial": True}}
+
+
+def test_trial_confirms_itself_only_when_ready(tmp_path: Path) -> None:
+    """Ready = credentials released and, with a SIP account, registered (issue 11 §1): before
+    that tick() does nothing and the floor stays; then it confirms through the broker once."""
+    from firmware.console.updates import PhoneUpdates
+    server, ops, tpm, flash = device(tmp_path)
+    new = make_bundle("1.1.0", 2)
+    upload(server, new)
+    smp(server, H.GROUP_IMAGE, H.IMG_STATE, {"hash": hashlib.sha256(new).digest(), "confirm": False})
+    _, slots, _ = slot_boot.choose_bank(flash, print)
+    ops = broker_slots.SlotOps(slots, verifier(), BOARD, 14, tpm, ops.staged_path)
+    phone = PhoneStub(Direct(broker.Broker(broker_io.TpmOps(tpm, str(tmp_path), None, ops))),
+                      str(tmp_path))
+    up = PhoneUpdates(phone)
+    assert up.tick() is None  # no credentials yet
+    phone._hook = Hook(unsealed=False, sip=True)
+    assert up.tick() is None and up.ready() == (False, "credentials not released")
+    phone._hook = Hook(unsealed=True, sip=True)
+    assert up.tick() is None and up.ready() == (False, "not registered")
+    assert tpm.bits == 1 and slots.rec["trial"] == "b"
+    phone.calls.registered = True
+    line = up.tick()
+    assert line == ("update: trial image confirmed (ready: credentials released, registered); "
+                    "anti-rollback floor raised to 2")
+    assert tpm.bits == 0b11 and slots.rec["trial"] is None and slots.rec["confirmed"] == "b"
+    assert up.tick() is None and up.floor == 2
+    assert up.status()["confirmed"] == "b"
