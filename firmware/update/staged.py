@@ -17,11 +17,27 @@ def read_staged(path, length, capacity):
     if length <= 0 or length > capacity:
         raise UploadRefused(IMG_INVALID_LENGTH, "staged image of %d bytes does not fit the %d-byte "
                             "bank" % (length, capacity))
+    # The staging directory is the phone's: never follow a link it planted there (root would read
+    # a file for it), and take a regular file only (not a FIFO or device node).
+    import os
+    import stat
     try:
-        with open(path, "rb") as f:
-            data = f.read(length + 1)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
-        raise UploadRefused(IMG_INVALID_LENGTH, "no staged image: %s" % e)
+        raise UploadRefused(IMG_INVALID_LENGTH, "no staged image: %s" % e.__class__.__name__)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UploadRefused(IMG_INVALID_LENGTH, "no staged image: not a regular file")
+        chunks, got = [], 0
+        while got < length + 1:
+            chunk = os.read(fd, min(CHUNK, length + 1 - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        data = b"".join(chunks)
+    finally:
+        os.close(fd)
     if len(data) != length:
         raise UploadRefused(IMG_INVALID_LENGTH, "the staged image has %s bytes, %d were announced"
                             % ("more than %d" % length if len(data) > length else len(data), length))

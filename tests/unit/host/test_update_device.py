@@ -282,3 +282,21 @@ def test_trial_confirms_itself_only_when_ready(tmp_path: Path) -> None:
     assert tpm.bits == 0b11 and slots.rec["trial"] is None and slots.rec["confirmed"] == "b"
     assert up.tick() is None and up.floor == 2
     assert up.status()["confirmed"] == "b"
+
+
+def test_broker_does_not_follow_a_symlink_planted_as_the_staged_file(tmp_path: Path) -> None:
+    """The staging directory is the phone's: a compromised phone could make the staged name a
+    symlink to a file only root reads (the broker would then read it for the phone, and its
+    error reasons would tell something of it). The broker opens the name without following
+    links and takes a regular file only."""
+    _, ops, _, flash = device(tmp_path)
+    secret = tmp_path / "root-only.bundle"
+    secret.write_bytes(make_bundle("1.1.0", 2))
+    Path(ops.staged_path).symlink_to(secret)
+    core = broker.Broker(broker_io.TpmOps(None, str(tmp_path), None, ops))
+    before = flash.read_bundle("b")
+    with pytest.raises(broker.BrokerError) as e:
+        Direct(core).call("slot_install", length=secret.stat().st_size,
+                          sha=hashlib.sha256(secret.read_bytes()).hexdigest())
+    assert e.value.reason is not None and e.value.reason.startswith("no staged image")
+    assert flash.read_bundle("b") == before
