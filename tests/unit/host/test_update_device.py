@@ -300,3 +300,23 @@ def test_broker_does_not_follow_a_symlink_planted_as_the_staged_file(tmp_path: P
                           sha=hashlib.sha256(secret.read_bytes()).hexdigest())
     assert e.value.reason is not None and e.value.reason.startswith("no staged image")
     assert flash.read_bundle("b") == before
+
+
+def test_loader_chooses_before_measuring_and_falls_back_to_bank_a(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """firmware.boot.__main__.choose_bank on the partitions /init exports: with both banks and
+    the data partition, the record decides (and is saved); without bank b, bank a and no slot
+    operations (an image from before the second bank)."""
+    from firmware.boot import __main__ as loader
+    flash = partitions(tmp_path, make_bundle("1.0.0", 1))
+    monkeypatch.setattr(loader, "say", lambda line: None)
+    monkeypatch.setenv("PHONE_FW_DEV", str(tmp_path / "a"))
+    monkeypatch.setenv("PHONE_DATA_DEV", str(tmp_path / "data"))
+    monkeypatch.setenv("PHONE_FW_B_DEV", "/dev/missing")
+    monkeypatch.setattr("firmware.boot.partitions.find_partition", lambda name, sys_block=None: None)
+    assert loader.choose_bank(FakeFloorTpm()) == ("a", None)
+    assert flash.load_state() is None  # nothing written without both banks
+    monkeypatch.setenv("PHONE_FW_B_DEV", str(tmp_path / "b"))
+    bank, ops = loader.choose_bank(FakeFloorTpm())
+    assert bank == "a" and ops is not None and ops.slots.rec["confirmed"] == "a"
+    assert S.parse(flash.load_state())["running"] == "a"
