@@ -63,8 +63,11 @@ fi
 i=0
 while ! PHONE_FW_DEV=$(find_part phone-fw) && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 PHONE_DATA_DEV=$(find_part phone-data)
+PHONE_FW_B_DEV=$(find_part phone-fw-b)
 export PHONE_FW_DEV="/dev/${PHONE_FW_DEV:-missing}" PHONE_DATA_DEV="/dev/${PHONE_DATA_DEV:-missing}"
+export PHONE_FW_B_DEV="/dev/${PHONE_FW_B_DEV:-missing}"
 echo "init: firmware partition $PHONE_FW_DEV, data partition $PHONE_DATA_DEV"
+echo "init: firmware bank b $PHONE_FW_B_DEV"
 
 if [ "$(cat /sys/firmware/qemu_fw_cfg/by_name/opt/org.trustedphone/pcrdump/raw 2>/dev/null)" = 1 ]
 then

@@ -53,6 +53,8 @@ RUN_DIR = "/run/phone"
 TPM_DEVICE = "/dev/tpmrm0"
 FIRMWARE_LOG = "/sys/kernel/security/tpm0/binary_bios_measurements"
 EXIT_POWEROFF = 80  # firmware.console.loop.EXIT_POWEROFF: the console asks for power-off
+EXIT_REBOOT = 81  # firmware.console.loop.EXIT_REBOOT: SMP OS reset (TPM2_Shutdown already sent)
+STAGING_DIR = RUN_DIR + "/upload"  # the phone's (uid PHONE_UID) upload staging, on the tmpfs
 MAX_RESTARTS = 5  # console restarts allowed ...
 RESTART_WINDOW_S = 60.0  # ... within any this many seconds (firmware/boot/restarts.py)
 SUPPORTED_BANKS = ("sha1", "sha256", "sha384", "sha512")
@@ -69,10 +71,11 @@ def open_tpm(timeout=5.0):
     return Tpm(DeviceTransport(TPM_DEVICE))
 
 
-def measure(tpm):
-    """Measure and verify the bundle; returns the Outcome (state refused on any failure)."""
+def measure(tpm, bank="a"):
+    """Measure and verify the bundle in firmware bank `bank`; returns the Outcome (state refused
+    on any failure)."""
     try:
-        image = read_partition()
+        image = read_partition(bank)
     except OSError as e:
         say("cannot read the firmware partition: %s" % e)
         image = b""
@@ -169,8 +172,62 @@ def save_logs(outcome):
         say("firmware event log unavailable: %s" % e)
 
 
-def save_state(outcome, state, reason):
+def choose_bank(tpm):
+    """The firmware bank to boot (slot_boot.py), decided and recorded before anything is measured;
+    -> (bank, SlotOps or None). No banks or record: bank a, as before there were two."""
+    from firmware.boot import broker_slots, slot_boot
+    from firmware.boot.partitions import DATA_PARTITION, bank_devices, partition_device
+    from firmware.update.partition_flash import PartitionFlash
+    devs = bank_devices()
+    data = partition_device(*DATA_PARTITION)
+    if sorted(devs) != ["a", "b"] or data is None:
+        say("firmware banks: %s, data partition %s: booting bank a without a slot record"
+            % (",".join(sorted(devs)) or "none", data or "missing"))
+        return "a", None
+    try:
+        flash = PartitionFlash(devs, data)
+        bank, slots, note = slot_boot.choose_bank(flash, say)
+    except OSError as e:
+        say("slot record unavailable (%s): booting bank a" % e)
+        return "a", None
+    say("firmware bank %s (%s)%s" % (bank, devs[bank], ": " + note if note else ""))
+    try:
+        _, verify = vendor_key()
+    except Exception:  # noqa: BLE001  no key: every upload is refused as unsigned
+        verify = None
+    ops = broker_slots.SlotOps(slots, verify, board_name(), component_pcr()[0], tpm,
+                               STAGING_DIR + "/staged.bundle")
+    return bank, ops
+
+
+def prepare_staging():
+    """The directory the phone receives an upload into (its own, on the tmpfs): the broker
+    re-checks whatever it finds there before it installs it."""
+    try:
+        os.makedirs(STAGING_DIR, mode=0o700, exist_ok=True)
+        os.chown(STAGING_DIR, PHONE_UID, PHONE_GID)
+    except OSError as e:
+        say("upload staging directory: %s" % e)
+
+
+def reboot():
+    say("rebooting")
+    try:
+        os.sync()
+    except AttributeError:
+        pass
+    if os.getpid() != 1:
+        sys.exit(0)
+    while True:  # PID 1 must not return
+        subprocess.run(["reboot", "-f"])
+        time.sleep(1)
+
+
+def save_state(outcome, state, reason, updates=None):
     st = outcome.to_json() if outcome is not None else {"components": []}
+    if updates is not None:
+        from firmware.boot import slot_boot
+        st["slot"] = slot_boot.summary(updates.slots.rec)
     if outcome is not None and getattr(outcome, "separator_uptime_s", None) is not None:
         st["separator_uptime_s"] = outcome.separator_uptime_s
     if outcome is not None and getattr(outcome, "installed_uptime_s", None) is not None:
@@ -224,20 +281,24 @@ def main():
     except ImportError:
         pass
     broker_pid = None
+    updates = None
     try:
         tpm = open_tpm()
         # before measuring: on every path, and not between the separator and the unseal
         lock_platform(tpm)
-        outcome = measure(tpm)
+        # the bank is chosen (and a trial recorded) before anything is measured
+        bank, updates = choose_bank(tpm)
+        prepare_staging()
+        outcome = measure(tpm, bank)
         reason = outcome.reason
         if outcome.state == stage.STATE_VERIFIED:
             # The broker unseals while this process installs: the separator -> unsealed path
             # is the broker's alone. state.json first (the release reads the measured
             # components and the separator's time from it); the broker reads the sealed store
             # from the data partition itself (root).
-            save_state(outcome, "running", reason)
+            save_state(outcome, "running", reason, updates)
             broker_pid = broker_io.start_broker(tpm, broker_end, True, reason, RUN_DIR, _fork,
-                                                MAX_FD, say)
+                                                MAX_FD, say, updates)
             tpm = broker_end = None  # the broker's now
             install(outcome, RUN_DIR)
             outcome.installed_uptime_s = uptime()
@@ -263,9 +324,10 @@ def main():
             except Exception as e:  # noqa: BLE001  the recovery console then reports the TPM
                 say("TPM unavailable: %s" % e)
     save_logs(outcome)
-    save_state(outcome, state, reason)
+    save_state(outcome, state, reason, updates)
     if broker_pid is None:
-        broker_io.start_broker(tpm, broker_end, False, reason, RUN_DIR, _fork, MAX_FD, say)
+        # the recovery console keeps the slot operations: a refused trial bank can be replaced
+        broker_io.start_broker(tpm, broker_end, False, reason, RUN_DIR, _fork, MAX_FD, say, updates)
     if state == "running":
         pythonpath = RUN_DIR + "/app"
     elif os.path.exists(INITRAMFS_CODE + "/firmware/console/__init__.py"):
@@ -286,6 +348,8 @@ def main():
         rc = wait_console(pid)
         if rc == EXIT_POWEROFF:
             power_off()
+        if rc == EXIT_REBOOT:
+            reboot()
         say("console exited with status %s" % rc)
         if not budget.allow(time.monotonic()):
             say("console keeps failing: %d restarts within %d s" % (MAX_RESTARTS, RESTART_WINDOW_S))

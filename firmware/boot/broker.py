@@ -19,6 +19,22 @@
 #                                          partition's store, for judging peers at call set-up:
 #                                          device_ca (PEM), references + references_sig (base64
 #                                          of the vendor-signed reference set; null when none)
+# Firmware banks (docs/flashing.md; MCUboot semantics in firmware/update/slots.py). The banks and
+# the slot record are on partitions only root writes; the phone's SMP server asks for these:
+#   {"op": "slots"}                       SMP image state read: images (hash as hex) + the record's
+#                                          summary (running, trial, confirmed, pending, last)
+#   {"op": "slot_state", "hash": "<64 hex>" or null, "confirm": bool}
+#                                          SMP image state write: test (confirm false) or permanent
+#                                          (true) by hash; confirm with null confirms the running
+#                                          image, and ending a trial raises the anti-rollback
+#                                          floor to its counter (confirmed_counter in the answer)
+#   {"op": "slot_erase", "slot": 1}       SMP image erase (slot 0 is refused by the slot logic)
+#   {"op": "slot_install", "length": n, "sha": "<64 hex>"}
+#                                          install the phone's staged upload (n bytes, that
+#                                          SHA-256) into the inactive bank after checking it all
+#                                          again (firmware/update/staged.py): signature, board,
+#                                          the TPM's anti-rollback floor, every component, sha
+# A refused slot operation answers {"ok": false, "error", "rc": IMG_MGMT_ERR code, "reason"}.
 # Anything else, or any field missing,
 # extra or out of range, is refused with {"ok": false, "error": ...} and logged; the log line
 # never holds a field's value (a PIN typed into the wrong field stays unlogged).
@@ -37,7 +53,12 @@ OPS = {  # op -> its fields other than "op"
     "shutdown": (),
     "quote": ("nonce",),
     "trust": (),
+    "slots": (),
+    "slot_state": ("hash", "confirm"),
+    "slot_erase": ("slot",),
+    "slot_install": ("length", "sha"),
 }
+MAX_INSTALL = 64 << 20  # bytes: above any bank (board.json partitions_mib); the bank size decides
 NONCE_HEX_MIN, NONCE_HEX_MAX = 2, 128  # 1..64 bytes (firmware/attest/quote.py NONCE_MIN/MAX)
 
 
@@ -57,6 +78,10 @@ def _is_digits(text):
         if c < "0" or c > "9":
             return False
     return True
+
+
+def _is_sha256_hex(text):
+    return isinstance(text, str) and len(text) == 64 and _is_hex(text)
 
 
 def parse_request(data):
@@ -84,6 +109,20 @@ def parse_request(data):
                 or not _is_hex(n):
             raise RequestError("quote: the nonce must be %d..%d hex digits, an even number"
                                % (NONCE_HEX_MIN, NONCE_HEX_MAX))
+    if op == "slot_state":
+        h = req["hash"]
+        if h is not None and not _is_sha256_hex(h):
+            raise RequestError("slot_state: hash must be 64 hex digits or null")
+        if not isinstance(req["confirm"], bool):
+            raise RequestError("slot_state: confirm must be true or false")
+    if op == "slot_erase" and (isinstance(req["slot"], bool) or req["slot"] not in (0, 1)):
+        raise RequestError("slot_erase: slot must be 0 or 1")
+    if op == "slot_install":
+        n = req["length"]
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_INSTALL:
+            raise RequestError("slot_install: length must be 1..%d" % MAX_INSTALL)
+        if not _is_sha256_hex(req["sha"]):
+            raise RequestError("slot_install: sha must be 64 hex digits")
     if op == "pcrs" and req["bank"] not in BANKS:
         raise RequestError("pcrs: bank must be one of %s" % ", ".join(BANKS))
     return req
@@ -139,8 +178,13 @@ class Broker:
             elif op == "quote":
                 out = self.ops.quote(bytes.fromhex(req["nonce"]))
             else:
-                out = getattr(self.ops, op)()
+                out = getattr(self.ops, op)(*[req[k] for k in OPS[op]])
         except Exception as e:  # noqa: BLE001  the TPM's error names its code; no secret in it
+            rc = getattr(e, "rc", None)
+            if isinstance(rc, int) and isinstance(getattr(e, "reason", None), str):
+                # a slot refusal (SlotError, UploadRefused): its IMG_MGMT_ERR code goes back
+                return encode({"ok": False, "error": "%s refused: %s" % (op, e.reason), "rc": rc,
+                               "reason": e.reason}, MAX_ANSWER), "broker: %s refused: %s" % (op, e.reason)
             return encode({"ok": False, "error": "%s failed: %s: %s" % (op, e.__class__.__name__, e)},
                           MAX_ANSWER), "broker: %s failed: %s" % (op, e.__class__.__name__)
         ans = {"ok": True}
@@ -163,7 +207,13 @@ def _load(data, limit, what, error):
 
 
 class BrokerError(RuntimeError):
-    """The broker refused or failed a request (its message), or the channel broke."""
+    """The broker refused or failed a request (its message), or the channel broke. A refused
+    slot operation carries the IMG_MGMT_ERR code `rc` and the `reason`."""
+
+    def __init__(self, message, rc=None, reason=None):
+        super().__init__(message)
+        self.rc = rc
+        self.reason = reason
 
 
 def request(op, **fields):
@@ -178,5 +228,8 @@ def parse_answer(data):
         raise BrokerError("answer is not a broker answer")
     if not ans["ok"]:
         err = ans.get("error")
-        raise BrokerError(err if isinstance(err, str) else "refused")
+        rc, reason = ans.get("rc"), ans.get("reason")
+        ok_rc = isinstance(rc, int) and not isinstance(rc, bool) and isinstance(reason, str)
+        raise BrokerError(err if isinstance(err, str) else "refused",
+                          rc if ok_rc else None, reason if ok_rc else None)
     return ans

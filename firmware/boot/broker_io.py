@@ -13,11 +13,12 @@ from firmware.boot import broker
 class TpmOps:
     """The operations the broker serves, on the TPM `tpm` (firmware.tpm.client.Tpm)."""
 
-    def __init__(self, tpm, run_dir, hook):
+    def __init__(self, tpm, run_dir, hook, updates=None):
         self.tpm = tpm
         self.run_dir = run_dir
         self.hook = hook  # firmware.secrets.hook, or None when this image has no sealed store
         self.allowed = False  # the loader verified the bundle: the TPM may be asked to unseal
+        self.updates = updates  # broker_slots.SlotOps, or None when there are no firmware banks
 
     def release(self, allowed, refused_reason=None):
         """The boot release, only for a bundle the loader verified (`allowed`)."""
@@ -27,7 +28,10 @@ class TpmOps:
         if not allowed:
             self.hook._last = {"unsealed": False, "state": "locked", "reason": refused_reason}
             return
-        self.hook.release_at_boot(self.tpm, run_dir=self.run_dir)
+        # a trial image does not move the anti-rollback floor at release: only its confirm does
+        # (broker_slots.py), so a trial that never confirms leaves the old bank bootable
+        trial = self.updates is not None and self.updates.trial
+        self.hook.release_at_boot(self.tpm, run_dir=self.run_dir, commit_rollback=not trial)
 
     def credentials(self):
         if self.hook is None:
@@ -77,6 +81,23 @@ class TpmOps:
             raise ValueError("no provisioning store: %s" % err)
         return store.trust_anchors(meta)
 
+    def _updates(self):
+        if self.updates is None:
+            raise OSError("no firmware banks on this device (slot record unavailable)")
+        return self.updates
+
+    def slots(self):
+        return self._updates().slots_read()
+
+    def slot_state(self, digest_hex, confirm):
+        return self._updates().slot_state(digest_hex, confirm)
+
+    def slot_erase(self, slot):
+        return self._updates().slot_erase(slot)
+
+    def slot_install(self, length, sha_hex):
+        return self._updates().slot_install(length, sha_hex)
+
     def da(self):
         from firmware.secrets import da
         return {"da": da.state(self.tpm)}
@@ -120,7 +141,7 @@ def status_line(fields):
 
 
 
-def start_broker(tpm, broker_end, verified, reason, run_dir, fork, max_fd, log):
+def start_broker(tpm, broker_end, verified, reason, run_dir, fork, max_fd, log, updates=None):
     """Fork the broker (root); it unseals the boot credentials at once when the bundle was
     verified, then serves. This process closes its broker end and its TPM file descriptor, so
     the broker is the only holder of the TPM. -> the broker's pid."""
@@ -142,7 +163,9 @@ def start_broker(tpm, broker_end, verified, reason, run_dir, fork, max_fd, log):
                 os.closerange(low, fd)
                 low = fd + 1
             os.closerange(low, max_fd)
-            ops = TpmOps(tpm, run_dir, hook)
+            if updates is not None:
+                updates.tpm = tpm
+            ops = TpmOps(tpm, run_dir, hook, updates)
             if tpm is not None:
                 ops.release(verified, reason)
             serve(broker_end, broker.Broker(ops), log)

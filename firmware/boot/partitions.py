@@ -16,6 +16,10 @@ BOARD_PATH = "/opt/phone/board"
 # the initramfs next to the board name: measured with it (PCR 4, 9, 11), unlike the bundle.
 COMPONENT_PCR_PATH = "/opt/phone/component-pcr"
 FW_PARTITION = "phone-fw"  # GPT partition name of the firmware partition (docs/image-format.md)
+# Firmware banks (docs/flashing.md): bank a is the factory partition, bank b the second one; /init
+# exports each one's device (PHONE_FW_DEV, PHONE_FW_B_DEV). The slot record is on the data one.
+BANK_PARTITIONS = {"a": (FW_PARTITION, "PHONE_FW_DEV"), "b": ("phone-fw-b", "PHONE_FW_B_DEV")}
+DATA_PARTITION = ("phone-data", "PHONE_DATA_DEV")
 
 
 def read_file(path):
@@ -55,13 +59,30 @@ def find_partition(name, sys_block="/sys/class/block"):
     return None
 
 
-def read_partition():
-    # /init exports PHONE_FW_DEV; look the partition up ourselves when started another way.
-    dev = os.environ.get("PHONE_FW_DEV", "")
+def partition_device(name, env):
+    """/dev node of the partition `name`: /init exports it as `env`; looked up ourselves when
+    started another way. None when absent."""
+    dev = os.environ.get(env, "")
     if not dev or dev.endswith("/missing"):
-        dev = find_partition(FW_PARTITION)
+        dev = find_partition(name)
+    return dev or None
+
+
+def bank_devices():
+    """{bank: /dev node} of the firmware banks present."""
+    out = {}
+    for bank, (name, env) in BANK_PARTITIONS.items():
+        dev = partition_device(name, env)
+        if dev:
+            out[bank] = dev
+    return out
+
+
+def read_partition(bank="a"):
+    name, env = BANK_PARTITIONS[bank]
+    dev = partition_device(name, env)
     if not dev:
-        raise OSError("no firmware partition (GPT name %s) found" % FW_PARTITION)
+        raise OSError("no firmware partition (GPT name %s) found" % name)
     return read_file(dev)
 
 

@@ -117,3 +117,20 @@ def parse(data):
     if err is not None:
         raise err
     return members
+
+
+RECORD = 10240  # tar's record size (20 blocks): writers pad the archive to a multiple of it
+
+
+def archive_length(data):
+    """Bytes of the archive at the start of `data` (a partition: the archive, then zeroes): up to
+    its end marker (two zero blocks), rounded up to a whole tar record as tar writers pad it, at
+    most len(data). ParseError when the archive is malformed."""
+    off = 0
+    for _ in range(MAX_MEMBERS + 1):
+        m = _member(data, off)
+        if m is None:
+            end = off + 2 * BLOCK
+            return min(len(data), (end + RECORD - 1) // RECORD * RECORD)
+        off = m[3]
+    raise ParseError("more than %d members" % MAX_MEMBERS, offset=off, field="header")

@@ -29,7 +29,26 @@ def main():
     device.prepare_phone(_now_ms())   # the phone itself starts in the loop, after the prompt
     if not hasattr(sys.stdin, "fileno"):
         return serve(device, sys.stdin.buffer, sys.stdout.buffer)
-    return serve_select(device, sys.stdin.fileno(), sys.stdout.buffer, _now_ms)
+    echo = _share_line(sys.stdin.fileno())
+    return serve_select(device, sys.stdin.fileno(), sys.stdout.buffer, _now_ms, echo=echo)
+
+
+def _share_line(fd):
+    """Make the serial tty carry SMP next to the console (docs/flashing.md): no kernel echo (a
+    client would read its own request back; the loop echoes text lines itself) and no EOF
+    character (SMP continuation lines start with 0x04, the tty's default VEOF: it would end the
+    console's input). -> True when the tty was changed (the loop then echoes)."""
+    try:
+        import termios
+        if not os.isatty(fd):
+            return False
+        attrs = termios.tcgetattr(fd)
+        attrs[3] &= ~(termios.ECHO | termios.ECHONL)
+        attrs[6][termios.VEOF] = 0  # _POSIX_VDISABLE on Linux
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        return True
+    except Exception:  # noqa: BLE001  no termios (MicroPython) or not a tty: leave it as it is
+        return False
 
 
 if __name__ == "__main__":

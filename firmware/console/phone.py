@@ -45,6 +45,12 @@ class PhoneDevice:
         self.media_socks = None    # (rtp, rtcp) bound once the phone may run
         self._judge = None         # firmware.phone.remote.RemoteJudge once the phone starts
         self._judge_error = None   # why calls are not judged
+        # firmware updates over SMP on the console line (firmware/console/updates.py): only with
+        # the loader's broker, which holds the banks and the slot record
+        self.smp = None
+        if broker is not None and self._state().get("slot") is not None:
+            from firmware.console.updates import PhoneUpdates
+            self.smp = PhoneUpdates(self)
 
     def _state(self):
         try:
@@ -136,6 +142,11 @@ class PhoneDevice:
             out["media_port"] = self.media_socks[0].getsockname()[1]
         if self.phone is not None and self.phone.reconnect_at is not None:
             out["registered_reason"] = "registrar connection lost; reconnecting"
+        if self.smp is not None:
+            # the slot record now (the broker's): running bank, trial, confirmed, last event
+            out["slot"] = self.smp.status()
+        elif st.get("slot") is not None:
+            out["slot"] = st["slot"]
         return out
 
     # --- attestation (issue 10; firmware/attest/evidence.py asks these) ------------------------

@@ -162,11 +162,14 @@ def code_component(repo: Path, spec: dict[str, object], name: str) -> bytes:
 
 
 def partitions(sizes: dict[str, object]) -> list[disk.Partition]:
-    """The board's GPT layout (docs/image-format.md): ESP, firmware, data, system."""
+    """The board's GPT layout (docs/image-format.md): ESP, firmware bank a, data, system, firmware
+    bank b (last, so the partitions before it keep their offsets). Bank b starts empty (zeroes):
+    the device fills it over SMP (docs/flashing.md)."""
     return [disk.Partition("esp", disk.ESP_TYPE, _int(sizes, "esp")),
             disk.Partition("phone-fw", disk.LINUX_DATA_TYPE, _int(sizes, "phone-fw")),
             disk.Partition("phone-data", disk.LINUX_DATA_TYPE, _int(sizes, "phone-data")),
-            disk.Partition("phone-sys", disk.LINUX_DATA_TYPE, _int(sizes, "phone-sys"))]
+            disk.Partition("phone-sys", disk.LINUX_DATA_TYPE, _int(sizes, "phone-sys")),
+            disk.Partition("phone-fw-b", disk.LINUX_DATA_TYPE, _int(sizes, "phone-fw-b"))]
 
 def build(opts: BuildOptions) -> BuildResult:
     t0 = time.monotonic()

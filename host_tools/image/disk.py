@@ -11,6 +11,8 @@ Layout (512-byte sectors, 1 MiB aligned)::
     1 MiB        p1 "esp"        FAT32, \\EFI\\BOOT\\BOOTX64.EFI = the UKI
     +esp_mib     p2 "phone-fw"   raw: the signed bundle (ustar), zero padded
     +fw_mib      p3 "phone-data" raw, zeroes: sealed blobs and state (the device formats it)
+    +data_mib    p4 "phone-sys"  squashfs + dm-verity tree (the CPython userland)
+    +sys_mib     p5 "phone-fw-b" raw, zeroes: firmware bank b (filled over SMP, docs/flashing.md)
     end - 33     backup GPT
 """
 

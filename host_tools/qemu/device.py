@@ -85,6 +85,9 @@ class DeviceConfig:
     # UEFI Secure Boot with the vendor's keys: None follows the build (on when it wrote the
     # enrolled variable store); False boots the old way (plain OVMF, no keys), for attack tests.
     secure_boot: bool | None = None
+    # A guest reboot (the phone's SMP OS reset, docs/flashing.md) restarts the machine in the same
+    # QEMU; by default (-no-reboot) it ends QEMU, which tests of power-off paths rely on.
+    reboot: bool = False
 
 
 class Device:
@@ -217,7 +220,8 @@ class Device:
         cmd = [emu.binary, "-machine", emu.machine_secure_boot if self.secure_boot else emu.machine,
                *(("-cpu", emu.cpu) if emu.cpu else ()), "-accel", accel,
                "-m", str(self.config.memory_mb),
-               "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+               "-nodefaults", "-no-user-config", "-display", "none",
+               *(() if self.config.reboot else ("-no-reboot",)),
                "-chardev", f"{serial_chardev},logfile={self.console_log}",
                "-serial", "chardev:ser0",
                *(emu.secure_boot_args if self.secure_boot else ()),

@@ -154,3 +154,69 @@ def test_the_loaders_log_lines_are_kept_out_of_answers() -> None:
     assert drop_notices(mixed) == "status\n{\"state\":\"running\"}\n"
     # a JSON answer that merely mentions such text is kept
     assert drop_notices("{\"log\": \"boot: [  1.0 s] x\"}\n") == "{\"log\": \"boot: [  1.0 s] x\"}\n"
+
+
+class SmpDevice(Device):
+    """A console device with an SMP server on the shared line (echo and reset only)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from firmware.smp.server import SmpServer
+
+        class Smp:
+            server = SmpServer(None, None)
+
+            def tick(self) -> None:
+                return None
+        self.smp = Smp()
+        self.shutdowns = 0
+
+    def sockets(self) -> list[Any]:
+        return []
+
+    def next_deadline(self) -> None:
+        return None
+
+    def pending(self) -> bool:
+        return False
+
+    def step(self, ready: list[Any], now: int) -> None:
+        pass
+
+    def shutdown_tpm(self) -> None:
+        self.shutdowns += 1
+
+
+def _smp_request(group: int, command: int, body: dict[str, Any], seq: int) -> bytes:
+    from firmware.smp import cbor
+    from firmware.smp import header as H
+    from firmware.smp import serial as S
+    payload = cbor.encode(body)
+    frame = H.Header(H.OP_WRITE, H.V2, 0, len(payload), group, seq, command).pack() + payload
+    return b"".join(S.encode(frame))
+
+
+def test_smp_and_console_share_the_line_and_reset_reboots() -> None:
+    """A text line is a command (echoed: the tty does not), SMP lines go to the SMP server and its
+    answer starts a line (after the prompt); an OS reset shuts the TPM down and exits with
+    EXIT_REBOOT. The SMP continuation lines start with 0x04, the tty's default EOF character."""
+    from firmware.console.loop import EXIT_REBOOT
+    from firmware.smp import serial as S
+    r, w = os.pipe()
+    dev = SmpDevice()
+    long_echo = "x" * 300  # two serial lines: a continuation line (04 14) must reach the server
+    os.write(w, b"help\n" + _smp_request(0, 0, {"d": long_echo}, 7) + _smp_request(0, 5, {}, 8))
+    out = io.BytesIO()
+    rc = serve_select(dev, r, out, lambda: int(time.monotonic() * 1000), max_wait_ms=10, echo=True)
+    os.close(r)
+    os.close(w)
+    assert rc == EXIT_REBOOT and dev.shutdowns == 1
+    data = out.getvalue()
+    assert b"phone> help\n" in data and b"\n  poweroff" in data
+    split = S.Splitter()
+    frames = [item for kind, item in split.feed(data) if kind == "smp"]
+    assert not split.errors and len(frames) == 2
+    from firmware.smp import cbor
+    assert cbor.decode(frames[0][8:]) == {"r": long_echo}
+    assert frames[1][8:] == cbor.encode({})
+    assert data.endswith(b"TPM shut down; rebooting\n")

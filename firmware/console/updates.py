@@ -1,0 +1,78 @@
+# Firmware updates on the phone: the SMP server (firmware/smp) on the console's serial line, its
+# slot backend the stage loader's root broker (firmware/update/brokered.py), and the phone's own
+# confirmation of a trial image (MCUboot design: the application confirms the image it runs once
+# it works; unconfirmed, the next boot reverts). "Works" here is ready: the console is up, the
+# TPM released the credentials, and the phone registered if it has a SIP account.
+#
+# An upload is checked here as it arrives (signature, board, anti-rollback floor before a byte is
+# staged; every component and the announced SHA-256 after) and again by the broker before it
+# touches a bank (firmware/update/staged.py).
+
+from firmware.boot import partitions
+from firmware.smp.server import SmpServer
+from firmware.update.brokered import BrokerBackend
+from firmware.update.upload import Upload
+
+STAGED = "/upload/staged.bundle"  # under the run dir: the loader made /run/phone/upload ours
+
+
+class PhoneUpdates:
+    def __init__(self, device):
+        self.device = device
+        st = device._state()
+        self.floor = st.get("anti_rollback_floor")
+        self.pcr = st.get("component_pcr", 14)
+        self.backend = BrokerBackend(device.broker, device.run_dir + STAGED)
+        self.server = SmpServer(self.backend, self._new_upload, self._confirmed)
+        self.trial = bool((st.get("slot") or {}).get("trial"))
+        self.confirm_error = None
+
+    def _new_upload(self, sink, length, sha):
+        try:
+            _, verify = partitions.vendor_key()
+        except Exception:  # noqa: BLE001  no key: the upload is refused as unsigned
+            verify = None
+        capacity = self.backend.capacity()
+        return Upload(sink, length, sha, verify, partitions.board_name(), self.floor, capacity,
+                      self.pcr)
+
+    def _confirmed(self, counter):
+        if self.floor is None or counter > self.floor:
+            self.floor = counter
+        self.trial = False
+
+    def ready(self):
+        """(ready, why not): console up (we run in its loop), credentials released, registered
+        when there is a SIP account."""
+        hook = self.device._hook
+        if hook is None or not hook.status_fields().get("unsealed"):
+            return False, "credentials not released"
+        if hook.sip_account() is not None and not self.device.calls.status().get("registered"):
+            return False, "not registered"
+        return True, None
+
+    def tick(self):
+        """Confirm the running trial image once ready (through the broker, which raises the
+        anti-rollback floor to its counter); -> a line for the console, or None."""
+        if not self.trial:
+            return None
+        ok, _ = self.ready()
+        if not ok:
+            return None
+        self.trial = False
+        try:
+            counter = self.backend.set_state(None, True)
+        except Exception as e:  # noqa: BLE001  reported; the next boot then reverts
+            self.confirm_error = "%s: %s" % (e.__class__.__name__, e)
+            return "update: confirming the trial image failed: %s" % self.confirm_error
+        if counter is None:
+            return None
+        self._confirmed(counter)
+        return "update: trial image confirmed (ready: credentials released%s); anti-rollback " \
+               "floor raised to %d" % (", registered" if self.device._hook.sip_account() else "", counter)
+
+    def status(self):
+        try:
+            return self.backend.slot_status()
+        except Exception as e:  # noqa: BLE001  shown in status
+            return {"error": "%s: %s" % (e.__class__.__name__, e)}
