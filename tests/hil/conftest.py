@@ -122,15 +122,22 @@ class Hil:
         return json.loads(Path(res).read_text()) if res else {}
 
 
+def _option(cfg: Any, key: str) -> Any:
+    try:
+        return cfg.get_option(key)   # labgrid raises KeyError for an option the file lacks
+    except KeyError:
+        return None
+
+
 def _options(env: Any) -> dict[str, Any]:
     cfg = env.config
     out: dict[str, Any] = {}
-    for key in ("reference", "pin_file"):
-        value = cfg.get_option(key, None)
+    for key in ("reference", "pin_file", "update_bundle"):
+        value = _option(cfg, key)
         if value is not None:
             out[key] = cfg.resolve_path(value)
     for key in ("user_secret_length", "sip_user"):
-        value = cfg.get_option(key, None)
+        value = _option(cfg, key)
         if value is not None:
             out[key] = value
     return out

@@ -14,17 +14,24 @@ QEMU phone by default, ``--lg-env`` for a lab's board, ``--target`` for a bare c
 * a power cycle through labgrid's power driver: firmware, stage loader and prompt seen again,
   the same PCR 14, credentials unsealed again.
 
-Not here: an update with revert (needs the SMP console integration of issue 11 §1, not merged).
+* an update with revert: a newer bundle flashed over the console with MCUmgr SMP
+  (``python -m host_tools.flash --test``), booted once on trial by a power cycle; shipped without
+  its signed PCR policy, the trial never releases the credentials, so it never confirms itself,
+  and the next power cycle reverts to the old bank, which unseals again. The bundle is the
+  environment's ``update_bundle`` option (a lab's file), or, on the QEMU phone, one built here
+  from the image's tree and keys with a higher version and anti-rollback counter.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -273,3 +280,67 @@ def test_power_cycle_through_labgrid(hil: Hil) -> None:
     assert after["pcr14"] == before["pcr14"]       # the same measured bundle
     assert after["unsealed"] is True, after         # the TPM kept its seeds: it unseals again
     assert after["da"]["counter"] == before["da"]["counter"]   # off was clean (TPM2_Shutdown)
+
+
+# --- an update with revert ----------------------------------------------------------------
+
+def _update_bundle(hil: Hil, tmp_path: Path) -> tuple[bytes, str]:
+    """(bundle bytes, its version): the lab's file, or one built from this image's tree."""
+    given = hil.options.get("update_bundle")
+    if given is not None:
+        data = Path(given).read_bytes()
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            member = tar.extractfile("manifest.json")
+            assert member is not None, f"{given}: no manifest.json (not a phone bundle)"
+            return data, str(json.loads(member.read())["bundle_version"])
+    if not (REPO / "build" / "keys" / "dev-signing-key.pem").is_file():
+        pytest.fail("no update_bundle option and no vendor key in build/keys to build one")
+    from host_tools.image.build import BuildOptions, build
+    ref = json.loads(hil.reference.read_text())
+    build(BuildOptions(board=ref["board"], out=tmp_path / "update", repo=REPO,
+                       cache=REPO / "build" / "cache", keys=REPO / "build" / "keys",
+                       bundle_version="0.9.0", anti_rollback_counter=ref["anti_rollback_counter"] + 1))
+    return (tmp_path / "update" / "bundle.tar").read_bytes(), "0.9.0"
+
+
+def test_update_with_revert(hil: Hil, tmp_path: Path) -> None:
+    strategy = hil.strategy
+    if strategy is None or strategy.power is None:
+        pytest.skip("no power driver on this target (--target, or a place without a power "
+                    "port): the trial boot and the revert are power cycles")
+    before = hil.console.status()
+    assert before["slot"]["running"] == before["slot"]["confirmed"], before["slot"]
+    old_bank, old_version = before["slot"]["running"], before["image_version"]
+    bundle, version = _update_bundle(hil, tmp_path)
+    (tmp_path / "update.tar").write_bytes(bundle)
+    console_driver = hil.target.get_driver("PhoneConsoleDriver")
+    url = console_driver.url()
+    hil.target.deactivate(console_driver)   # the flash tool takes the line (one client at a time)
+    try:
+        flash = subprocess.run([sys.executable, "-m", "host_tools.flash", "--port", url, "--test",
+                                str(tmp_path / "update.tar")], cwd=REPO, capture_output=True,
+                               text=True, timeout=900, check=False)
+    finally:
+        hil.target.activate(console_driver)
+    assert flash.returncode == 0, flash.stdout + flash.stderr
+    assert flash.stdout.splitlines()[-1] == ("marked for test: boots once, reverts unless the "
+                                             "phone confirms it"), flash.stdout
+    # 1. power cycle: the new bundle boots once, on trial; without its signed PCR policy the TPM
+    #    keeps the credentials sealed, so the trial never reaches ready and never confirms
+    strategy.cycle()
+    trial = hil.console.wait_status(lambda s: s.get("credentials_state") not in (None, "pending"),
+                                    "the trial's credential release decided", 60)
+    assert trial["image_version"] == version, trial
+    assert trial["slot"]["trial"] is True and trial["slot"]["running"] != old_bank, trial["slot"]
+    # refused by the TPM itself: PCR 14 is not one the sealed (authorized) policy approves
+    assert trial["unsealed"] is False and trial["credentials_state"] == "integrity-failed", trial
+    assert "TPM2_PolicyAuthorize" in trial["unsealed_reason"], trial["unsealed_reason"]
+    assert trial["slot"]["confirmed"] == old_bank and trial["slot"]["floor"] == before["slot"]["floor"]
+    # 2. power cycle again: the unconfirmed trial is reverted, the old bank unseals as before
+    strategy.cycle()
+    after = hil.console.wait_status(lambda s: s.get("unsealed") is True, "credentials released", 120)
+    assert after["slot"]["running"] == old_bank and after["slot"]["trial"] is False, after["slot"]
+    assert after["image_version"] == old_version and after["pcr14"] == before["pcr14"], after
+    assert after["slot"]["last"].startswith("reverted to bank %s" % old_bank), after["slot"]
+    assert "was never confirmed" in after["slot"]["last"], after["slot"]
+    assert after["slot"]["floor"] == before["slot"]["floor"], after["slot"]   # no rise: no confirm
