@@ -210,8 +210,10 @@ def prepare_staging():
         say("upload staging directory: %s" % e)
 
 
-def reboot():
-    say("rebooting")
+def _halt(word, command):
+    """Sync and end the machine with `command` (reboot or poweroff, forced: PID 1's children
+    are already stopped); a PID other than 1 (tests) just exits."""
+    say(word)
     try:
         os.sync()
     except AttributeError:
@@ -219,8 +221,12 @@ def reboot():
     if os.getpid() != 1:
         sys.exit(0)
     while True:  # PID 1 must not return
-        subprocess.run(["reboot", "-f"])
+        subprocess.run([command, "-f"])
         time.sleep(1)
+
+
+def reboot():
+    _halt("rebooting", "reboot")
 
 
 def save_state(outcome, state, reason, updates=None):
@@ -241,16 +247,7 @@ def save_state(outcome, state, reason, updates=None):
 
 
 def power_off():
-    say("powering off")
-    try:
-        os.sync()
-    except AttributeError:
-        pass
-    if os.getpid() != 1:
-        sys.exit(0)
-    while True:  # PID 1 must not return
-        subprocess.run(["poweroff", "-f"])
-        time.sleep(1)
+    _halt("powering off", "poweroff")
 
 
 def replace_broker(pid):
