@@ -43,7 +43,8 @@ def check(body: dict[str, Any], link: SmpLink) -> dict[str, Any]:
     rc = body.get("rc", 0)
     if isinstance(err, dict):
         code = err.get("rc")
-        table = {H.GROUP_IMAGE: IMG_ERRORS, H.GROUP_FS: FS_ERRORS}.get(err.get("group"), {})
+        group = err.get("group")
+        table = {H.GROUP_IMAGE: IMG_ERRORS, H.GROUP_FS: FS_ERRORS}.get(group, {}) if isinstance(group, int) else {}
         name = table.get(code, f"error {code}") if isinstance(code, int) else f"error {code}"
         raise Refused(f"refused: {name}" + _why(link))
     if rc:
