@@ -1,3 +1,4 @@
+# mypy: disable-error-code="no-untyped-call"
 """The signed PCR policy file (host_tools/update/policy_file.py) and the device's checks of it
 (firmware/secrets/policy_entry.py), with the real ECDSA verification (cryptography) standing where
 the broker asks the TPM (tests/tpm/test_broker_policy.py runs the TPM's); the store rewrite
