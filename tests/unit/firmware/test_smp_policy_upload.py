@@ -16,13 +16,13 @@ class MemSink:  # the staging file's interface (firmware.update.flash_dir.FileSi
         self.data = bytearray()
 
     def write(self, off, data):
-        self.data[off:off + len(data)] = data
+        self.data = self.data[:off] + bytearray(data) + self.data[off + len(data):]
 
     def read(self, off, n):
         return bytes(self.data[off:off + n])
 
     def truncate(self, n):
-        del self.data[n:]
+        self.data = self.data[:n]
 
 
 class Broker:
