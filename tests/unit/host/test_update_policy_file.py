@@ -109,14 +109,15 @@ class Crash(Exception):
 
 
 def _crash_in_write(monkeypatch: pytest.MonkeyPatch, which: int) -> None:
-    """The `which`th copy (0: journal, 1: offset 0) is cut after half its bytes: a power cut."""
+    """The `which`th copy (0: journal, 1: offset 0) is cut 64 bytes into the store's body: a
+    power cut (the new header over the old body: torn)."""
     real = store_write._write_at
     calls = []
 
     def cut(path: str, offset: int, data: bytes) -> None:
         calls.append(offset)
         if len(calls) - 1 == which:
-            real(path, offset, data[:len(data) // 2 + 100])
+            real(path, offset, data[:store.HEADER_SIZE + 64])
             raise Crash()
         real(path, offset, data)
     monkeypatch.setattr(store_write, "_write_at", cut)
@@ -131,6 +132,10 @@ def test_a_crash_in_either_write_leaves_a_whole_store(tmp_path: Path, monkeypatc
     _crash_in_write(monkeypatch, which)
     with pytest.raises(Crash):
         store_write.write(str(p), new)
+    torn = p.read_bytes()[:store.SPAN]
+    if which == 1:  # offset 0 really is torn: only the journal holds a whole store
+        with pytest.raises(store.ParseError, match="torn or corrupt"):
+            store.unpack(torn)
     assert store.read_file(str(p)) == (old if survivor == "old" else new)
 
 
