@@ -100,14 +100,13 @@ def _read_at(f, offset):
     head = f.read(HEADER_SIZE)
     n = parse_header(head)
     data = head + f.read(n)
-    unpack(data)  # the body's SHA-256 and JSON: a torn copy fails here
-    return data
+    return data, unpack(data)  # the body's SHA-256 and fields: a torn copy fails here
 
 
-def read_bytes(path):
-    """Header + body of the store on a block device or file (header first, so only the body is
-    read): the copy at offset 0, else the journal copy (JOURNAL_OFFSET) when offset 0 is torn;
-    the error is offset 0's when neither parses."""
+def _read(path):
+    """(header + body, metadata) of the store on a block device or file (header first, so only
+    the body is read): the copy at offset 0, else the journal copy (JOURNAL_OFFSET) when offset 0
+    does not parse; the error is offset 0's when neither does."""
     with open(path, "rb") as f:
         try:
             return _read_at(f, 0)
@@ -119,9 +118,13 @@ def read_bytes(path):
             raise first
 
 
+def read_bytes(path):
+    return _read(path)[0]
+
+
 def read_file(path):
-    """The store's metadata from a block device or file (read_bytes)."""
-    return unpack(read_bytes(path))
+    """The store's metadata from a block device or file (offset 0, else the journal copy)."""
+    return _read(path)[1]
 
 
 # --- metadata validation (fails with the field's name) -----------------------------------------
