@@ -190,7 +190,16 @@ class Console:
         self._drain()
         try:
             self.spawn.sendline(line)
-            self.spawn.expect_exact(PROMPT, timeout=timeout)
+            deadline = time.monotonic() + timeout
+            while True:
+                self.spawn.expect_exact(PROMPT, timeout=max(0.0, deadline - time.monotonic()))
+                # A prompt with nothing before it is a stray one, not this command's: the answer
+                # to a poke typed while the phone was booting that reached us after _drain (the
+                # phone reads the pokes together and prompts once per line; seen under TCG load
+                # as status answering ''). The phone echoes every command line
+                # (firmware/console/loop.py), so a real answer never comes with nothing before it.
+                if not line or str(self.spawn.before).strip():
+                    break
         except pexpect.TIMEOUT:
             raise ConsoleTimeout(f"no answer to {line!r} within {timeout:.0f} s; got "
                                  f"{str(self.spawn.before)[-300:]!r}") from None

@@ -34,6 +34,15 @@
 #                                          SHA-256) into the inactive bank after checking it all
 #                                          again (firmware/update/staged.py): signature, board,
 #                                          the TPM's anti-rollback floor, every component, sha
+# Signed PCR policies (docs/sealing.md "Signed policy over SMP"): the store is on the data
+# partition, which only root writes; the phone stages a delivered policy file and asks:
+#   {"op": "policy_install", "length": n, "sha": "<64 hex>"}
+#                                          check the staged policy file (n bytes, that SHA-256)
+#                                          against the store (firmware/secrets/policy_entry.py:
+#                                          form, board, PCRs, key, version, the TPM's signature
+#                                          check) and write the store with it added, atomically
+#                                          (firmware/secrets/store_write.py): image_version,
+#                                          anti_rollback and the store's signed versions back
 # A refused slot operation answers {"ok": false, "error", "rc": IMG_MGMT_ERR code, "reason"}.
 # Anything else, or any field missing,
 # extra or out of range, is refused with {"ok": false, "error": ...} and logged; the log line
@@ -57,7 +66,9 @@ OPS = {  # op -> its fields other than "op"
     "slot_state": ("hash", "confirm"),
     "slot_erase": ("slot",),
     "slot_install": ("length", "sha"),
+    "policy_install": ("length", "sha"),
 }
+MAX_POLICY = 16 * 1024  # bytes of a policy file (firmware/secrets/policy_entry.py MAX_FILE)
 MAX_INSTALL = 64 << 20  # bytes: above any bank (board.json partitions_mib); the bank size decides
 NONCE_HEX_MIN, NONCE_HEX_MAX = 2, 128  # 1..64 bytes (firmware/attest/quote.py NONCE_MIN/MAX)
 
@@ -123,6 +134,12 @@ def parse_request(data):
             raise RequestError("slot_install: length must be 1..%d" % MAX_INSTALL)
         if not _is_sha256_hex(req["sha"]):
             raise RequestError("slot_install: sha must be 64 hex digits")
+    if op == "policy_install":
+        n = req["length"]
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_POLICY:
+            raise RequestError("policy_install: length must be 1..%d" % MAX_POLICY)
+        if not _is_sha256_hex(req["sha"]):
+            raise RequestError("policy_install: sha must be 64 hex digits")
     if op == "pcrs" and req["bank"] not in BANKS:
         raise RequestError("pcrs: bank must be one of %s" % ", ".join(BANKS))
     return req
@@ -182,7 +199,8 @@ class Broker:
         except Exception as e:  # noqa: BLE001  the TPM's error names its code; no secret in it
             rc = getattr(e, "rc", None)
             if isinstance(rc, int) and isinstance(getattr(e, "reason", None), str):
-                # a slot refusal (SlotError, UploadRefused): its IMG_MGMT_ERR code goes back
+                # a slot refusal (SlotError, UploadRefused): its IMG_MGMT_ERR code goes back;
+                # a policy refusal (PolicyRefused): MGMT_ERR EINVAL
                 return encode({"ok": False, "error": "%s refused: %s" % (op, e.reason), "rc": rc,
                                "reason": e.reason}, MAX_ANSWER), "broker: %s refused: %s" % (op, e.reason)
             return encode({"ok": False, "error": "%s failed: %s: %s" % (op, e.__class__.__name__, e)},

@@ -98,6 +98,11 @@ class TpmOps:
     def slot_install(self, length, sha_hex):
         return self._updates().slot_install(length, sha_hex)
 
+    def policy_install(self, length, sha_hex):
+        from firmware.boot import broker_policy
+        return broker_policy.install_staged(self.tpm, self.run_dir + "/" + broker_policy.STAGED_NAME,
+                                            length, sha_hex)
+
     def da(self):
         from firmware.secrets import da
         return {"da": da.state(self.tpm)}

@@ -11,9 +11,12 @@
 from firmware.boot import partitions
 from firmware.smp.server import SmpServer
 from firmware.update.brokered import BrokerBackend
+from firmware.update.flash_dir import FileSink
+from firmware.update.policy_upload import PolicyFiles
 from firmware.update.upload import Upload
 
 STAGED = "/upload/staged.bundle"  # under the run dir: the loader made /run/phone/upload ours
+STAGED_POLICY = "/upload/policy.json"  # firmware/boot/broker_policy.py STAGED_NAME
 
 
 class PhoneUpdates:
@@ -23,9 +26,16 @@ class PhoneUpdates:
         self.floor = st.get("anti_rollback_floor")
         self.pcr = st.get("component_pcr", 14)
         self.backend = BrokerBackend(device.broker, device.run_dir + STAGED)
-        self.server = SmpServer(self.backend, self._new_upload, self._confirmed)
+        self.server = SmpServer(self.backend, self._new_upload, self._confirmed,
+                                PolicyFiles(lambda: FileSink(device.run_dir + STAGED_POLICY),
+                                            self._install_policy))
         self.trial = bool((st.get("slot") or {}).get("trial"))
         self.confirm_error = None
+
+    def _install_policy(self, length, sha_hex):
+        """A signed PCR policy received over SMP: the root broker checks it and adds it to the
+        sealed store (firmware/boot/broker_policy.py)."""
+        return self.device.broker.call("policy_install", length=length, sha=sha_hex)
 
     def _new_upload(self, sink, length, sha):
         try:

@@ -133,10 +133,7 @@ def unlock(tpm, pin, name="user-secret", run_dir=RUN_DIR, paths=None):
 def copy_store(device, run_dir=RUN_DIR):
     """Copy the store (header + body only, after the header checks) from the data partition to
     run_dir/sealed-store.bin, world-readable: nothing in it is secret. -> bytes copied."""
-    with open(device, "rb") as f:
-        head = f.read(store.HEADER_SIZE)
-        n = store.parse_header(head)
-        data = head + f.read(n)
+    data = store.read_bytes(device)
     path = run_dir + "/" + STORE_COPY
     with open(path, "wb") as f:
         f.write(data)

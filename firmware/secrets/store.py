@@ -86,12 +86,45 @@ def unpack(data):
     return meta
 
 
-def read_file(path):
-    """Read the store from a block device or file, header first so only the body is read."""
+# A store rewritten on the device (firmware/secrets/store_write.py: a signed PCR policy delivered
+# over SMP) is first written whole here, then at offset 0: a write torn by a power cut leaves one of
+# the two copies whole. Between the largest store and the slot record (firmware/update/
+# partition_flash.py RECORD_OFFSET, 1 MiB); zero on a store host_tools wrote (it zeroes the
+# partition), so it only counts when the copy at offset 0 does not parse.
+JOURNAL_OFFSET = 512 * 1024
+SPAN = HEADER_SIZE + MAX_BODY  # bytes a copy may occupy
+
+
+def _read_at(f, offset):
+    f.seek(offset)
+    head = f.read(HEADER_SIZE)
+    n = parse_header(head)
+    data = head + f.read(n)
+    return data, unpack(data)  # the body's SHA-256 and fields: a torn copy fails here
+
+
+def _read(path):
+    """(header + body, metadata) of the store on a block device or file (header first, so only
+    the body is read): the copy at offset 0, else the journal copy (JOURNAL_OFFSET) when offset 0
+    does not parse; the error is offset 0's when neither does."""
     with open(path, "rb") as f:
-        head = f.read(HEADER_SIZE)
-        n = parse_header(head)
-        return unpack(head + f.read(n))
+        try:
+            return _read_at(f, 0)
+        except ParseError as e:
+            first = e
+        try:
+            return _read_at(f, JOURNAL_OFFSET)
+        except (ParseError, OSError):
+            raise first
+
+
+def read_bytes(path):
+    return _read(path)[0]
+
+
+def read_file(path):
+    """The store's metadata from a block device or file (offset 0, else the journal copy)."""
+    return _read(path)[1]
 
 
 # --- metadata validation (fails with the field's name) -----------------------------------------

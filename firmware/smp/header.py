@@ -13,6 +13,8 @@ V1, V2 = 0, 1
 
 GROUP_OS = 0
 GROUP_IMAGE = 1
+GROUP_FS = 8  # file management
+FS_FILE = 0   # file download (read) / upload (write)
 OS_ECHO, OS_RESET, OS_MCUMGR_PARAMS = 0, 5, 6
 IMG_STATE, IMG_UPLOAD, IMG_ERASE = 0, 1, 5
 

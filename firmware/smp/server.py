@@ -3,6 +3,8 @@
 # outcome, for the log and `status`). Groups and commands (MCUmgr SMP specification):
 #   OS management (0):    echo (0), reset (5), MCUmgr parameters (6)
 #   Image management (1): state read/write (0), upload (1), erase (5)
+#   File management (8):  file upload (0, write), only a signed PCR policy to /policy/<v>.json
+#                         (firmware/update/policy_upload.py; `files`, None: not supported)
 # Errors: a group's own error (image management's IMG_MGMT_ERR) goes to an SMP v2 request as
 # {"err": {"group", "rc"}}; generic errors (MGMT_ERR: not supported, bad request) and every error
 # to an SMP v1 request as {"rc": MGMT_ERR, "rsn": reason}, as Zephyr's smp.c answers them. The reason text also goes to `events`: the SMP v2 answer has no
@@ -11,6 +13,7 @@
 from firmware.smp import cbor, header as H
 from firmware.smp.errors import SmpError
 from firmware.update import slots as S
+from firmware.update.policy_upload import FileRefused
 from firmware.update.upload import IMG_INVALID_OFFSET, Upload, UploadRefused
 
 # MGMT_ERR (SMP v1 and the generic codes)
@@ -27,8 +30,9 @@ class SmpServer:
     -> Upload`. `on_confirm(counter)` runs after a trial image is confirmed. `reset_requested`
     tells the caller to reboot once the answer is sent."""
 
-    def __init__(self, backend, new_upload, on_confirm=None):
+    def __init__(self, backend, new_upload, on_confirm=None, files=None):
         self.slots = backend
+        self.files = files
         self.new_upload = new_upload
         self.on_confirm = on_confirm
         self.upload = None
@@ -56,6 +60,8 @@ class SmpServer:
                                "update refused: %s" % e.reason)
         except S.SlotError as e:
             body = self._error(hdr, EBADSTATE, e.rc, "update refused: %s" % e.reason)
+        except FileRefused as e:
+            body = self._error(hdr, EINVAL, e.rc, "policy refused: %s" % e.reason)
         out = cbor.encode(body)
         return hdr.response(len(out)).pack() + out
 
@@ -97,6 +103,8 @@ class SmpServer:
                 self.slots.erase(slot)
                 self.events.append("update: slot %d erased" % (1 if slot is None else slot))
                 return {}
+        elif g == H.GROUP_FS and c == H.FS_FILE and w and self.files is not None:
+            return self._file_upload(req)
         return self._error(hdr, ENOTSUP, None,
                            "smp: group %d command %d (%s) is not supported" % (g, c, "write" if w else "read"))
 
@@ -136,6 +144,16 @@ class SmpServer:
                                "counter, every component)" % up.manifest["bundle_version"])
             return {"off": nxt, "match": True}
         return {"off": nxt}
+
+
+    def _file_upload(self, req):
+        off = _field(req, "off", "uint")
+        got, ans = self.files.write(_field(req, "name", "text"), off, _field(req, "data", "bytes"),
+                                    _field(req, "len", "uint", off != 0))
+        if ans is not None:
+            self.events.append("policy: signed PCR policy for version %s (anti-rollback %s) added "
+                               "to the sealed store" % (ans.get("image_version"), ans.get("anti_rollback")))
+        return {"off": got}
 
 
 def _field(req, key, kind, optional=False):

@@ -1,9 +1,12 @@
-"""python -m host_tools.flash --port URL FILE [--test] [--reset]
+"""python -m host_tools.flash --port URL [FILE] [--policy POLICY] [--test] [--reset]
 
 Uploads FILE (a vendor-signed bundle, build/<board>/bundle.tar) into the phone's inactive slot
 over MCUmgr SMP, with a progress bar on stderr; an interrupted upload of the same file resumes
 where the device stopped. ``--test`` then marks it to boot once (the phone confirms it itself
 when it reaches ready, else the next boot reverts); ``--reset`` reboots the phone.
+``--policy POLICY`` (the signed PCR policy file `python -m host_tools.update --policy-out`
+writes) is uploaded after FILE over SMP file management (group 8) to /policy/<version>.json; the
+phone's root broker checks it against the sealed store and adds it, so the new image unseals.
 One line per outcome on stdout; exit 0 done, 1 refused by the device, 2 bad usage, 3 link failed.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -26,6 +30,8 @@ IMG_ERRORS = {1: "unknown", 9: "no free slot", 12: "flash write failed", 14: "in
               28: "image already pending", 30: "image too large", 31: "data overrun",
               32: "confirmation denied"}
 MGMT_ERRORS = {1: "EUNKNOWN", 3: "EINVAL", 6: "EBADSTATE", 8: "ENOTSUP"}
+# FS_MGMT_ERR (Zephyr fs_mgmt.h), file management's group errors
+FS_ERRORS = {1: "unknown", 2: "invalid file name", 10: "file write failed", 11: "offset not valid"}
 
 
 class Refused(FlashError):
@@ -37,8 +43,9 @@ def check(body: dict[str, Any], link: SmpLink) -> dict[str, Any]:
     rc = body.get("rc", 0)
     if isinstance(err, dict):
         code = err.get("rc")
-        name = IMG_ERRORS.get(code, f"error {code}") if err.get("group") == H.GROUP_IMAGE and \
-            isinstance(code, int) else f"error {code}"
+        group = err.get("group")
+        table = {H.GROUP_IMAGE: IMG_ERRORS, H.GROUP_FS: FS_ERRORS}.get(group, {}) if isinstance(group, int) else {}
+        name = table.get(code, f"error {code}") if isinstance(code, int) else f"error {code}"
         raise Refused(f"refused: {name}" + _why(link))
     if rc:
         raise Refused(f"refused: {MGMT_ERRORS.get(rc, rc)}" +
@@ -89,6 +96,25 @@ def upload(link: SmpLink, image: bytes, progress: Progress, chunk: int) -> tuple
     return resumed, body.get("match") is True
 
 
+def upload_file(link: SmpLink, name: str, data: bytes, chunk: int) -> None:
+    """MCUmgr SMP file management, file upload (group 8, command 0): {"off", "data", "name",
+    "len" with off 0}; the answer's "off" is where to continue."""
+    off = 0
+    while True:
+        req: dict[str, Any] = {"off": off, "data": data[off:off + chunk], "name": name}
+        if off == 0:
+            req["len"] = len(data)
+        off = _off(check(link.request(H.OP_WRITE, H.GROUP_FS, H.FS_FILE, req), link), len(data))
+        if off >= len(data):
+            return
+
+
+def policy_name(data: bytes) -> str:
+    """The device name of a policy file (host_tools/update/policy_file.py device_name)."""
+    doc = json.loads(data)
+    return f"/policy/{doc['entry']['image_version']}.json"
+
+
 def _off(body: dict[str, Any], total: int) -> int:
     off = body.get("off")
     if not isinstance(off, int) or off < 0 or off > total:
@@ -103,15 +129,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--timeout", type=float, default=5.0, help="seconds per answer before a resend")
     ap.add_argument("--test", action="store_true", help="mark the image to boot once after upload")
     ap.add_argument("--reset", action="store_true", help="reboot the phone afterwards")
-    ap.add_argument("file", type=Path)
+    ap.add_argument("--policy", type=Path, help="signed PCR policy file to deliver (host_tools.update --policy-out)")
+    ap.add_argument("file", type=Path, nargs="?")
     args = ap.parse_args(argv)
+    if args.file is None and args.policy is None:
+        ap.error("give FILE, --policy POLICY, or both")
+    image, policy = b"", b""
     try:
-        image = args.file.read_bytes()
+        for path in (args.file, args.policy):
+            if path is not None and not path.read_bytes():
+                print(f"{path} is empty", file=sys.stderr)
+                return 2
+        image = args.file.read_bytes() if args.file is not None else b""
+        policy = args.policy.read_bytes() if args.policy is not None else b""
+        name = policy_name(policy) if policy else ""
     except OSError as e:
-        print(f"cannot read {args.file}: {e.strerror}", file=sys.stderr)
+        print(f"cannot read {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
-    if not image:
-        print(f"{args.file} is empty", file=sys.stderr)
+    except (ValueError, KeyError, TypeError) as e:
+        print(f"{args.policy} is not a signed policy file ({e.__class__.__name__})", file=sys.stderr)
         return 2
     try:
         link = SmpLink.open(args.port, args.baud, timeout=args.timeout)
@@ -124,16 +160,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         buf = raw if isinstance(raw, int) else 512
         # what fits one frame: the buffer minus header, CBOR keys and the base64-free overhead
         chunk = max(64, min(buf, 4096) - 64)
-        t0 = time.monotonic()
-        resumed, match = upload(link, image, Progress(len(image), sys.stderr), chunk)
-        took = time.monotonic() - t0
-        if not match:
-            print("refused: the device did not confirm the image's SHA-256" + _why(link))
-            return 1
-        how = f" (resumed at byte {resumed})" if resumed else ""
-        print(f"uploaded {len(image)} bytes in {took:.1f} s{how}: slot 1 holds "
-              f"{hashlib.sha256(image).hexdigest()[:16]}, checked by the device")
-        if args.test:
+        if image:
+            t0 = time.monotonic()
+            resumed, match = upload(link, image, Progress(len(image), sys.stderr), chunk)
+            took = time.monotonic() - t0
+            if not match:
+                print("refused: the device did not confirm the image's SHA-256" + _why(link))
+                return 1
+            how = f" (resumed at byte {resumed})" if resumed else ""
+            print(f"uploaded {len(image)} bytes in {took:.1f} s{how}: slot 1 holds "
+                  f"{hashlib.sha256(image).hexdigest()[:16]}, checked by the device")
+        if policy:
+            upload_file(link, name, policy, chunk)
+            print(f"signed PCR policy {name} added to the phone's sealed store (checked by the device)")
+        if args.test and image:
             sha = hashlib.sha256(image).digest()
             check(link.request(H.OP_WRITE, H.GROUP_IMAGE, H.IMG_STATE, {"hash": sha, "confirm": False}), link)
             print("marked for test: boots once, reverts unless the phone confirms it")

@@ -11,7 +11,6 @@ Only then is the entry written. A refused update leaves the device untouched.
 
 from __future__ import annotations
 
-import copy
 import shutil
 import tempfile
 from pathlib import Path
@@ -23,7 +22,7 @@ from host_tools.provision import _fw
 from host_tools.provision.core import POLICY_REF, signed_entry
 from host_tools.provision.reference import Reference, replay
 from host_tools.swtpm_proc import Swtpm
-from host_tools.update import policy_key
+from host_tools.update import policy_file, policy_key
 
 
 class UpdateRefused(RuntimeError):
@@ -71,14 +70,9 @@ def make_entry(meta: dict[str, Any], ref: Reference, key: ec.EllipticCurvePrivat
 def with_entry(meta: dict[str, Any], entry: dict[str, Any], ref: Reference) -> dict[str, Any]:
     """The store metadata after the update: the new signed entry (replacing one of the same
     version), the new image as the reference the diagnosis compares against."""
-    new = copy.deepcopy(meta)
-    signed = [s for s in new["authorized"]["signed"] if s["anti_rollback"] != entry["anti_rollback"]]
-    signed.append(entry)
-    new["authorized"]["signed"] = sorted(signed, key=lambda s: s["anti_rollback"])
-    new["image_version"] = ref.image_version
-    new["expected"] = entry["expected"]
-    new["components"] = entry["components"]
-    _fw.validate(new)
+    if entry["image_version"] != ref.image_version:
+        raise UpdateRefused(f"entry for {entry['image_version']}, reference {ref.image_version}")
+    new: dict[str, Any] = policy_file.with_entry(meta, entry)  # the device's own merge
     return new
 
 

@@ -23,7 +23,7 @@ from firmware.update.upload import Upload
 
 class PtyDevice:
     def __init__(self, root: Path, vendor_pem: bytes, board: str, floor: int,
-                 capacity: int = 8 << 20, factory: bytes | None = None) -> None:
+                 capacity: int = 8 << 20, factory: bytes | None = None, files: object = None) -> None:
         self.flash = DirFlash(str(root), capacity)
         raw = signature.raw_public_key(vendor_pem)
         self.verify = signature.openssl_verifier(raw)
@@ -34,7 +34,8 @@ class PtyDevice:
             self.flash.sink("a").write(0, factory)
         self.slots = S.Slots(self.flash, rec)
         self.slots.save()
-        self.server = SmpServer(LocalBackend(self.slots), self._new_upload, on_confirm=self._raise_floor)
+        self.server = SmpServer(LocalBackend(self.slots), self._new_upload, on_confirm=self._raise_floor,
+                                files=files)
         self.text: list[bytes] = []
         self.seen_events: list[str] = []
         self.framing_errors = 0

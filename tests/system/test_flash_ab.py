@@ -3,20 +3,24 @@ OVMF + swtpm, in ONE QEMU run that the phone itself reboots (SMP OS reset; Devic
 
 1. factory boot: bank a, confirmed, credentials released (authorized PCR policy), registered with
    the test's Kamailio (TLS, the account sealed to the TPM), floor 1;
-2. `python -m host_tools.flash --port PTY bundle-0.2.0.tar --test --reset`: the phone reboots
-   into bank b on trial, confirms itself once ready (console up, credentials released,
-   registered) and only then raises the anti-rollback floor to 2; the stock smpclient reads the
-   image state;
+2. `python -m host_tools.flash --port PTY bundle-0.2.0.tar --policy policy-0.2.0.json --test
+   --reset`: the bundle goes to the inactive bank and its signed PCR policy (written by
+   `python -m host_tools.update --policy-out`, without the device's store) over SMP file
+   management into the sealed store, through the root broker's checks; the phone reboots into
+   bank b on trial, unseals with the delivered policy, confirms itself once ready (console up,
+   credentials released, registered) and only then raises the anti-rollback floor to 2; the stock
+   smpclient reads the image state;
 3. refusals before writing (downgrade, another board, a wrong vendor key): an SMP error and the
-   inactive bank's bytes unchanged;
+   inactive bank's bytes unchanged; a signed policy with a bad signature, or for an older
+   version: refused with the reason, the sealed store's bytes unchanged;
 4. bundle 0.3.0 on trial with no signed PCR policy delivered for it: its credentials stay sealed,
    so it never reaches ready and never confirms; reset (stock smpclient) -> the loader reverts to
    bank b, `status` says why, the credentials unseal again and the floor stayed 2.
 
-The signed PCR policy for 0.2.0 reaches the device's sealed store the way `make update` writes it
-(host_tools.update on the flash copy, before the boot): delivering it over SMP is not built yet
-(docs/flashing.md). Its reference is the factory UKI with the new bundle
-(host_tools/update/bundle_ref.py): an SMP update changes the bundle, not the ESP."""
+Nothing writes the device's store on the host after provisioning: the signed PCR policy for 0.2.0
+arrives over the serial line (docs/flashing.md "Signed PCR policy"). Its reference is the factory
+UKI with the new bundle (host_tools/update/bundle_ref.py): an SMP update changes the bundle, not
+the ESP."""
 
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ from host_tools.image import bundle as B
 from host_tools.image.build import BuildOptions, build
 from host_tools.provision import _fw, disk, reference
 from host_tools.qemu.device import Device, DeviceConfig, Running
-from host_tools.update import core, policy_key
+from host_tools.update import core
 from host_tools.update.bundle_ref import bundle_update_reference
 from tests.system.conftest import BOARD, REPO
 from tests.system.sealing_support import SealedDevice
@@ -61,6 +65,7 @@ class Lab:
     v3: bytes
     other_board: bytes
     wrong_key: bytes
+    policies: dict[str, Path]
     timings: dict[str, float]
 
     @property
@@ -80,12 +85,18 @@ class Lab:
         finally:
             con.close()
 
-    def flash(self, image: bytes, *args: str) -> subprocess.CompletedProcess[str]:
-        path = self.sealed.inputs / f"upload-{hashlib.sha256(image).hexdigest()[:8]}.tar"
-        path.write_bytes(image)
+    def flash(self, image: bytes | None, *args: str) -> subprocess.CompletedProcess[str]:
+        files = []
+        if image is not None:
+            path = self.sealed.inputs / f"upload-{hashlib.sha256(image).hexdigest()[:8]}.tar"
+            path.write_bytes(image)
+            files.append(str(path))
         return subprocess.run([sys.executable, "-m", "host_tools.flash", "--port", self.run.target,
-                               str(path), *args], cwd=REPO, capture_output=True, text=True,
+                               *files, *args], cwd=REPO, capture_output=True, text=True,
                               timeout=600, check=False)
+
+    def store(self) -> bytes:
+        return disk.read_partition(self.device.disk)
 
     def bank(self, name: str) -> bytes:
         off, size = disk.find_partition(self.device.disk, name)
@@ -111,15 +122,25 @@ def _foreign_bundle(key: Ed25519PrivateKey, board: str, version: str, counter: i
     return B.pack(man, B.sign(key, man), comps)
 
 
-def _deliver_policy(sealed: SealedDevice, installed: dict[str, Any], new: dict[str, Any]) -> None:
-    """host_tools.update's checks and signature for the factory UKI + the new bundle, proven on a
-    copy of the device's TPM, written into the device's store (the flash copy, before booting)."""
+def _policy_file(sealed: SealedDevice, installed: Path, new: Path, out: Path) -> Path:
+    """`python -m host_tools.update --policy-out`: the signed policy for the factory UKI + the
+    new bundle, from the two references and the vendor's policy key (no device store)."""
+    p = subprocess.run([sys.executable, "-m", "host_tools.update", "--policy-out", str(out),
+                        "--installed", str(installed), "--bundle-reference", str(new),
+                        "--policy-key", str(sealed.policy_key)], cwd=REPO, capture_output=True,
+                       text=True, timeout=120, check=False)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return out
+
+
+def _proven_on_a_tpm_copy(sealed: SealedDevice, policy: Path, installed: dict[str, Any],
+                          new: dict[str, Any]) -> None:
+    """The file's entry unseals on a copy of the device's TPM booted with the update's events
+    (host_tools.update's dry run; the device's store is only read)."""
     ref = reference.parse(bundle_update_reference(installed, new), "bundle update reference")
     meta = _fw.unpack(disk.read_partition(sealed.device.disk))
-    key = policy_key.load_or_create(sealed.policy_key, create=False)
-    updated = core.with_entry(meta, core.make_entry(meta, ref, key), ref)
+    updated = core.with_entry(meta, json.loads(policy.read_bytes())["entry"], ref)
     assert core.dry_run(sealed.device.tpm_dir, updated, ref) == new["anti_rollback_counter"]
-    disk.write_store(sealed.device.disk, _fw.pack(updated))
 
 
 @pytest.fixture(scope="module")
@@ -143,14 +164,18 @@ def lab(built_image: Path, registrar: object, tmp_path_factory: pytest.TempPathF
         {"sip-account": {"username": PHONE_USER, "password": PHONE_PASSWORD},
          "user-secret": "flash-ab-user-secret"}))
     sealed.provision()
-    installed = json.loads((built_image / "reference.json").read_text())
-    _deliver_policy(sealed, installed, json.loads((base / "0.2.0" / "reference.json").read_text()))
+    policies = {}
+    for version in ("0.2.0", "0.3.0"):
+        policies[version] = _policy_file(sealed, built_image / "reference.json",
+                                         base / version / "reference.json", base / f"policy-{version}.json")
+    _proven_on_a_tpm_copy(sealed, policies["0.2.0"], json.loads((built_image / "reference.json").read_text()),
+                          json.loads((base / "0.2.0" / "reference.json").read_text()))
     vendor = B.load_or_create_key(REPO / "build" / "keys" / "dev-signing-key.pem", create=False)
     with sealed.device.running("pty") as run:
         yield Lab(sealed, run, (built_image / "bundle.tar").read_bytes(),
                   (base / "0.2.0" / "bundle.tar").read_bytes(), (base / "0.3.0" / "bundle.tar").read_bytes(),
                   _foreign_bundle(vendor, "qemu-aarch64", "0.4.0", 4),
-                  _foreign_bundle(Ed25519PrivateKey.generate(), BOARD, "0.4.0", 4), {})
+                  _foreign_bundle(Ed25519PrivateKey.generate(), BOARD, "0.4.0", 4), policies, {})
         con = Console.open(run.target)
         try:
             run.wait_prompt(con, 60)
@@ -172,9 +197,10 @@ def test_factory_boot_is_bank_a_confirmed_with_floor_1(lab: Lab) -> None:
 
 def test_flash_test_reset_boots_b_on_trial_which_confirms_itself(lab: Lab) -> None:
     t0 = time.monotonic()
-    p = lab.flash(lab.v2, "--test", "--reset")
+    p = lab.flash(lab.v2, "--policy", str(lab.policies["0.2.0"]), "--test", "--reset")
     lab.timings["upload_s"] = time.monotonic() - t0
     assert p.returncode == 0, p.stdout + p.stderr
+    assert "signed PCR policy /policy/0.2.0.json added to the phone's sealed store" in p.stdout
     st = lab.wait_ready(lambda s: _slot(s).get("confirmed") == "b", "bank b confirmed")
     lab.timings["upload_to_confirmed_s"] = time.monotonic() - t0
     print(f"\nflash 0.2.0: upload+test+reset {lab.timings['upload_s']:.1f} s, upload start -> "
@@ -210,6 +236,30 @@ def test_refused_before_the_inactive_bank_is_written(lab: Lab, which: str, why: 
     assert p.returncode == 1, p.stdout + p.stderr
     assert "refused" in p.stdout and why in p.stdout, p.stdout
     assert lab.bank("phone-fw") == before
+
+
+def _bad_signature(doc: dict[str, Any]) -> None:
+    s = bytearray.fromhex(doc["entry"]["s"])
+    s[-1] ^= 1
+    doc["entry"]["s"] = s.hex()
+
+
+@pytest.mark.parametrize("which,change,why", [
+    ("0.3.0", _bad_signature, "policy signature does not verify with this device's policy key"),
+    ("0.2.0", lambda d: d["entry"].update(anti_rollback=1),  # a downgrade of the installed 2
+     "policy version 1 is older than this device's newest signed policy (2)"),
+])
+def test_a_bad_signed_policy_over_smp_is_refused_and_the_store_unchanged(
+        lab: Lab, which: str, change: Any, why: str) -> None:
+    before = lab.store()
+    doc = json.loads(lab.policies[which].read_bytes())
+    change(doc)
+    bad = lab.sealed.inputs / f"bad-policy-{which}.json"
+    bad.write_text(json.dumps(doc))
+    p = lab.flash(None, "--policy", str(bad))
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "refused" in p.stdout and why in p.stdout, p.stdout
+    assert lab.store() == before
 
 
 def test_trial_that_never_gets_ready_is_reverted_and_status_says_why(lab: Lab) -> None:
