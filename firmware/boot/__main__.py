@@ -196,7 +196,7 @@ def choose_bank(tpm):
     except Exception:  # noqa: BLE001  no key: every upload is refused as unsigned
         verify = None
     ops = broker_slots.SlotOps(slots, verify, board_name(), component_pcr()[0], tpm,
-                               STAGING_DIR + "/staged.bundle")
+                               STAGING_DIR + "/staged.bundle", log=say)
     return bank, ops
 
 

@@ -21,9 +21,11 @@ STAGED_NAME = "upload/staged.bundle"  # under the run dir: written by the phone,
 class SlotOps:
     """`slots`: firmware.update.slots.Slots on the partitions; `verify`: the vendor signature
     check (None: every upload is refused as unsigned); `board`; `pcr`: the component register;
-    `tpm`: for the floor (read at install, raised at confirm); `staged_path`."""
+    `tpm`: for the floor (read at install, raised at confirm); `staged_path`; `log(line)`: the
+    loader's console log (an install's start and end, so a power cut can be placed)."""
 
-    def __init__(self, slots, verify, board, pcr, tpm, staged_path, floor_index=antirollback.FLOOR_INDEX):
+    def __init__(self, slots, verify, board, pcr, tpm, staged_path, floor_index=antirollback.FLOOR_INDEX,
+                 log=None):
         self.slots = slots
         self.backend = LocalBackend(slots)
         self.verify = verify
@@ -32,6 +34,7 @@ class SlotOps:
         self.tpm = tpm
         self.staged_path = staged_path
         self.floor_index = floor_index
+        self.log = log or (lambda line: None)
 
     @property
     def trial(self):
@@ -86,7 +89,11 @@ class SlotOps:
         def new_upload(sink, n, sha):
             return Upload(sink, n, sha, self.verify, self.board, floor, self.slots.flash.capacity,
                           self.pcr)
+        self.log("broker: installing the staged upload (%d bytes) into bank %s"
+                 % (len(data), self.slots.inactive))
         man = staged.install(self.backend, data, bytes.fromhex(sha_hex), new_upload)
+        self.log("broker: bank %s holds version %s, verified, bootable"
+                 % (self.slots.inactive, man["bundle_version"]))
         out = {"version": man["bundle_version"], "counter": man["anti_rollback_counter"]}
         out.update(self.slots_read())
         return out

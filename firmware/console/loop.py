@@ -68,7 +68,23 @@ def serve_select(device, in_fd, stdout, now_ms, max_wait_ms=1000, echo=False):
             data = os.read(in_fd, 4096)
             if not data:
                 return 0
-            for kind, item in split.feed(data):
+            items = split.feed(data)
+            for e in split.errors:
+                if "line longer" in str(e):
+                    # no newline in kilobytes: not a command line (the core reports long lines)
+                    stdout.write(b"error: line too long\n" + PROMPT.encode())
+                    stdout.flush()
+                    mid_line = True
+                else:
+                    # MCUmgr SMP serial transport: a frame whose CRC16 (or base64, or length)
+                    # does not check is dropped unanswered; the client resends after its timeout
+                    stdout.write(("%ssmp: dropped a damaged frame: %s\n"
+                                  % ("\n" if mid_line else "", e)).encode())
+                    stdout.flush()
+                    mid_line = False
+            # (said before the items of the same read: a reset among them returns at once)
+            del split.errors[:]  # a damaged SMP line: the request is dropped, the client resends
+            for kind, item in items:
                 if kind == "smp":
                     if smp is None:
                         continue
@@ -86,13 +102,6 @@ def serve_select(device, in_fd, stdout, now_ms, max_wait_ms=1000, echo=False):
                 stdout.write(PROMPT.encode())
                 stdout.flush()
                 mid_line = True
-            for e in split.errors:
-                if "line longer" in str(e):
-                    # no newline in kilobytes: not a command line (the core reports long lines)
-                    stdout.write(b"error: line too long\n" + PROMPT.encode())
-                    stdout.flush()
-                    mid_line = True
-            del split.errors[:]  # a damaged SMP line: the request is dropped, the client resends
         try:
             device.step(ready, now_ms())
             _print_notices(device, stdout)

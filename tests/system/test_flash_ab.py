@@ -24,11 +24,9 @@ the ESP."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,24 +34,19 @@ from typing import Any, Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from smpclient import SMPClient
 from smpclient.generics import success
 from smpclient.requests.image_management import ImageStatesRead
 from smpclient.requests.os_management import ResetWrite
-from smpclient.transport.serial import SMPSerialTransport
 
 from host_tools.console import Console
 from host_tools.image import bundle as B
-from host_tools.image.build import BuildOptions, build
-from host_tools.provision import _fw, disk, reference
-from host_tools.qemu.device import Device, DeviceConfig, Running
-from host_tools.update import core
-from host_tools.update.bundle_ref import bundle_update_reference
+from host_tools.provision import disk
+from host_tools.qemu.device import Device, Running
 from tests.system.conftest import BOARD, REPO
+from tests.system.flash_support import (build_bundles, flash, policy_file, prove_policy, read_bank,
+                                        reference_of, registrar, registrar_secrets, slot as _slot,
+                                        smp as _smp, wait_ready)
 from tests.system.sealing_support import SealedDevice
-from tests.system.test_call import PHONE_PASSWORD, PHONE_USER, kamailio_for_phone
-
-BOOT_TIMEOUT = 300.0
 
 
 @dataclass
@@ -76,44 +69,16 @@ class Lab:
         return Console.open(self.run.target)
 
     def wait_ready(self, cond: Any, what: str) -> dict[str, Any]:
-        """Open the console, wait for the prompt (after a reboot), then for `cond(status)`."""
-        con = self.console()
-        try:
-            self.run.wait_prompt(con, BOOT_TIMEOUT)
-            st: dict[str, Any] = con.wait_status(cond, what, timeout=120)
-            return st
-        finally:
-            con.close()
+        return wait_ready(self.run, cond, what)
 
     def flash(self, image: bytes | None, *args: str) -> subprocess.CompletedProcess[str]:
-        files = []
-        if image is not None:
-            path = self.sealed.inputs / f"upload-{hashlib.sha256(image).hexdigest()[:8]}.tar"
-            path.write_bytes(image)
-            files.append(str(path))
-        return subprocess.run([sys.executable, "-m", "host_tools.flash", "--port", self.run.target,
-                               *files, *args], cwd=REPO, capture_output=True, text=True,
-                              timeout=600, check=False)
+        return flash(self.sealed.inputs, self.run.target, image, *args)
 
     def store(self) -> bytes:
         return disk.read_partition(self.device.disk)
 
     def bank(self, name: str) -> bytes:
-        off, size = disk.find_partition(self.device.disk, name)
-        with self.device.disk.open("rb") as f:
-            f.seek(off)
-            return f.read(size)
-
-
-def _smp(target: str, req: Any) -> Any:
-    async def go() -> Any:
-        c = SMPClient(SMPSerialTransport(), target)
-        await c.connect()
-        try:
-            return await c.request(req)
-        finally:
-            await c.disconnect()
-    return asyncio.run(asyncio.wait_for(go(), 60))
+        return read_bank(self.device, name)
 
 
 def _foreign_bundle(key: Ed25519PrivateKey, board: str, version: str, counter: int) -> bytes:
@@ -122,58 +87,25 @@ def _foreign_bundle(key: Ed25519PrivateKey, board: str, version: str, counter: i
     return B.pack(man, B.sign(key, man), comps)
 
 
-def _policy_file(sealed: SealedDevice, installed: Path, new: Path, out: Path) -> Path:
-    """`python -m host_tools.update --policy-out`: the signed policy for the factory UKI + the
-    new bundle, from the two references and the vendor's policy key (no device store)."""
-    p = subprocess.run([sys.executable, "-m", "host_tools.update", "--policy-out", str(out),
-                        "--installed", str(installed), "--bundle-reference", str(new),
-                        "--policy-key", str(sealed.policy_key)], cwd=REPO, capture_output=True,
-                       text=True, timeout=120, check=False)
-    assert p.returncode == 0, p.stdout + p.stderr
-    return out
-
-
-def _proven_on_a_tpm_copy(sealed: SealedDevice, policy: Path, installed: dict[str, Any],
-                          new: dict[str, Any]) -> None:
-    """The file's entry unseals on a copy of the device's TPM booted with the update's events
-    (host_tools.update's dry run; the device's store is only read)."""
-    ref = reference.parse(bundle_update_reference(installed, new), "bundle update reference")
-    meta = _fw.unpack(disk.read_partition(sealed.device.disk))
-    updated = core.with_entry(meta, json.loads(policy.read_bytes())["entry"], ref)
-    assert core.dry_run(sealed.device.tpm_dir, updated, ref) == new["anti_rollback_counter"]
-
-
-@pytest.fixture(scope="module")
-def registrar(built_image: Path) -> Iterator[object]:
-    yield from kamailio_for_phone(built_image)
-
-
 @pytest.fixture(scope="module")
 def lab(built_image: Path, registrar: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     base = tmp_path_factory.mktemp("flash-ab")
-    builds = {}
-    for version, counter in (("0.2.0", 2), ("0.3.0", 3)):
-        # the same tree and keys as the device's image, a newer bundle
-        builds[version] = build(BuildOptions(board=BOARD, out=base / version, repo=REPO,
-                                             cache=REPO / "build" / "cache", keys=REPO / "build" / "keys",
-                                             bundle_version=version, anti_rollback_counter=counter))
+    # the same tree and keys as the device's image, newer bundles
+    builds = build_bundles(base, (("0.2.0", 2), ("0.3.0", 3)))
     sealed = SealedDevice(built_image, base, name="flash-ab")
     sealed.device.config.reboot = True
-    sealed.device.config.network = True  # ready includes registering with the test's Kamailio
-    (sealed.inputs / "secrets.json").write_text(json.dumps(
-        {"sip-account": {"username": PHONE_USER, "password": PHONE_PASSWORD},
-         "user-secret": "flash-ab-user-secret"}))
+    registrar_secrets(sealed, "flash-ab-user-secret")  # ready includes registering with Kamailio
     sealed.provision()
     policies = {}
     for version in ("0.2.0", "0.3.0"):
-        policies[version] = _policy_file(sealed, built_image / "reference.json",
-                                         base / version / "reference.json", base / f"policy-{version}.json")
-    _proven_on_a_tpm_copy(sealed, policies["0.2.0"], json.loads((built_image / "reference.json").read_text()),
-                          json.loads((base / "0.2.0" / "reference.json").read_text()))
+        policies[version] = policy_file(sealed, built_image / "reference.json",
+                                        builds[version] / "reference.json", base / f"policy-{version}.json")
+    prove_policy(sealed, json.loads(policies["0.2.0"].read_bytes())["entry"], reference_of(built_image),
+                 reference_of(builds["0.2.0"]))
     vendor = B.load_or_create_key(REPO / "build" / "keys" / "dev-signing-key.pem", create=False)
     with sealed.device.running("pty") as run:
         yield Lab(sealed, run, (built_image / "bundle.tar").read_bytes(),
-                  (base / "0.2.0" / "bundle.tar").read_bytes(), (base / "0.3.0" / "bundle.tar").read_bytes(),
+                  (builds["0.2.0"] / "bundle.tar").read_bytes(), (builds["0.3.0"] / "bundle.tar").read_bytes(),
                   _foreign_bundle(vendor, "qemu-aarch64", "0.4.0", 4),
                   _foreign_bundle(Ed25519PrivateKey.generate(), BOARD, "0.4.0", 4), policies, {})
         con = Console.open(run.target)
@@ -181,11 +113,6 @@ def lab(built_image: Path, registrar: object, tmp_path_factory: pytest.TempPathF
             run.wait_prompt(con, 60)
         finally:
             run.shutdown(con)
-
-
-def _slot(st: dict[str, Any]) -> dict[str, Any]:
-    slot: dict[str, Any] = st["slot"]
-    return slot
 
 
 def test_factory_boot_is_bank_a_confirmed_with_floor_1(lab: Lab) -> None:

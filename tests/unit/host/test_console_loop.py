@@ -220,3 +220,26 @@ def test_smp_and_console_share_the_line_and_reset_reboots() -> None:
     assert cbor.decode(frames[0][8:]) == {"r": long_echo}
     assert frames[1][8:] == cbor.encode({})
     assert data.endswith(b"TPM shut down; rebooting\n")
+
+
+def test_a_damaged_smp_frame_is_dropped_and_said_then_the_resend_is_answered() -> None:
+    """MCUmgr SMP serial transport: a frame whose CRC16 does not check is dropped unanswered
+    (the client resends after its timeout); the console says so on a line of its own."""
+    from firmware.console.loop import EXIT_REBOOT
+    from firmware.smp import serial as S
+    r, w = os.pipe()
+    dev = SmpDevice()
+    good = _smp_request(0, 0, {"d": "y" * 300}, 9)
+    cont = good.index(b"\n\x04\x14") + 4   # a base64 character of the continuation line
+    bad = good[:cont] + (b"B" if good[cont:cont + 1] != b"B" else b"C") + good[cont + 1:]
+    os.write(w, bad + good + _smp_request(0, 5, {}, 10))
+    out = io.BytesIO()
+    rc = serve_select(dev, r, out, lambda: int(time.monotonic() * 1000), max_wait_ms=10, echo=True)
+    os.close(r)
+    os.close(w)
+    assert rc == EXIT_REBOOT
+    data = out.getvalue()
+    assert b"\nsmp: dropped a damaged frame: CRC16 mismatch (frame 0x" in data
+    split = S.Splitter()
+    frames = [item for kind, item in split.feed(data) if kind == "smp"]
+    assert not split.errors and len(frames) == 2   # the resend's answer and the reset's
