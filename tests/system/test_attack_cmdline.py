@@ -16,6 +16,7 @@ secure_boot.pcrs_secure_boot_off), so the refusal it sees comes from PCR 12 alon
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -176,6 +177,24 @@ def _settle(con: Any, seconds: float) -> None:
         raise AssertionError("QEMU closed the console") from None
 
 
+# The attacker presses ESC while OVMF starts. OVMF waits for that key only as long as its boot
+# timeout (PcdPlatformBootTimeOut, from QEMU's `-boot menu=on,splash-time=MS`, fw_cfg
+# etc/boot-menu-wait); without it the window is a moment, which two loaded vCPUs missed once
+# (the ESCs reached the console after BdsDxe had started the UKI). A longer window gives the
+# attacker more, not less: the attack is refused either way.
+MENU_WAIT = ["-boot", "menu=on,splash-time=15000"]
+
+
+@contextlib.contextmanager
+def _menu_wait(dev: SealedDevice) -> Iterator[None]:
+    before = list(dev.device.config.extra_qemu_args)
+    dev.device.config.extra_qemu_args = before + MENU_WAIT
+    try:
+        yield
+    finally:
+        dev.device.config.extra_qemu_args = before
+
+
 def _to_efi_shell_entry(con: Any) -> None:
     """ESC while OVMF starts -> its setup front page (UiApp); Boot Manager (third item); then
     the "EFI Internal Shell" entry of the Boot Manager Menu, selected with Enter."""
@@ -212,7 +231,7 @@ def test_secure_boot_off_efi_shell_cmdline_does_not_release_credentials(
     sb_off.restore_golden()
     sb_off.device.vars.unlink()  # fresh variables: OVMF's own boot entries only
     attack = _attack_cmdline(built_image)
-    with sb_off.device.running("tcp") as run:
+    with _menu_wait(sb_off), sb_off.device.running("tcp") as run:
         con = run.console
         assert con is not None
         try:
@@ -238,7 +257,7 @@ def test_secure_boot_off_efi_shell_cmdline_does_not_release_credentials(
 def test_secure_boot_on_refuses_the_efi_shell(sb_on: SealedDevice) -> None:
     sb_on.restore_golden()
     sb_on.device.vars.unlink()  # fresh enrolled variables: OVMF's own boot entries only
-    with sb_on.device.running("tcp") as run:
+    with _menu_wait(sb_on), sb_on.device.running("tcp") as run:
         con = run.console
         assert con is not None
         try:
