@@ -43,14 +43,19 @@ def find_partition(disk: Path, name: str = DATA_PARTITION) -> tuple[int, int]:
     raise DiskError(f"{disk}: no GPT partition named {name!r}")
 
 
-def write_store(disk: Path, store: bytes, name: str = DATA_PARTITION) -> tuple[int, int]:
-    """Zero the data partition and write *store* at its start (old blobs do not survive)."""
+def write_store(disk: Path, store: bytes, name: str = DATA_PARTITION,
+                keep_from: int | None = None) -> tuple[int, int]:
+    """Zero the data partition and write *store* at its start (old blobs, and the store's
+    journal copy, do not survive). *keep_from*: leave the partition from that offset on as it
+    is (the A/B slot record, firmware/update/partition_flash.py RECORD_OFFSET: an update of the
+    store must not send a device back to a bank it no longer runs)."""
     offset, size = find_partition(disk, name)
-    if len(store) > size:
-        raise DiskError(f"store of {len(store)} bytes does not fit the {size}-byte partition")
+    end = size if keep_from is None else min(keep_from, size)  # past the end: nothing to keep
+    if len(store) > end:
+        raise DiskError(f"store of {len(store)} bytes does not fit {end} bytes of the partition")
     with disk.open("r+b") as f:
         f.seek(offset)
-        f.write(store + b"\x00" * (size - len(store)))
+        f.write(store + b"\x00" * (end - len(store)))
     return offset, size
 
 

@@ -20,6 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from firmware.update import partition_flash
 from host_tools.provision import _fw, disk, reference
 from host_tools.update import core, policy_file, policy_key
 from host_tools.update.bundle_ref import BundleRefError, bundle_update_reference
@@ -70,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             disk.write_store(tmp, _fw.pack(new))
             tmp.replace(dev.disk)
         else:
-            disk.write_store(dev.disk, _fw.pack(new))
+            # the device's own disk: its A/B slot record stays (it may run bank b by now)
+            disk.write_store(dev.disk, _fw.pack(new), keep_from=partition_flash.RECORD_OFFSET)
     except core.UpdateRefused as e:
         print(f"update REFUSED for {args.device}: {e}", file=sys.stderr)
         return 3

@@ -19,6 +19,7 @@ from firmware.tpm import errors as E
 from firmware.tpm.client import Tpm
 from firmware.tpm.public import parse_public
 from firmware.tpm.transport_swtpm import SwtpmTransport
+from firmware.update import partition_flash as PF
 from host_tools.image import disk as image_disk
 from host_tools.provision import __main__ as provision_cli
 from host_tools.provision import disk
@@ -60,7 +61,7 @@ def env(tmp_path: Path) -> Env:
     e.build.mkdir(parents=True)
     parts = [image_disk.Partition("esp", image_disk.ESP_TYPE, 1),
              image_disk.Partition("phone-fw", image_disk.LINUX_DATA_TYPE, 1),
-             image_disk.Partition("phone-data", image_disk.LINUX_DATA_TYPE, 1)]
+             image_disk.Partition("phone-data", image_disk.LINUX_DATA_TYPE, 2)]  # room for the slot record
     image_disk.build_disk(e.build / "disk.img", BOARD, parts, {"phone-fw": b"bundle v1"})
     e.write_reference(V1)
     e.secrets.parent.mkdir()
@@ -179,8 +180,21 @@ def test_provision_refuses_bad_input(env: Env, capsys: pytest.CaptureFixture[str
 def test_update_ships_a_signed_policy_that_unseals_then_rollback_is_refused(provisioned: Env) -> None:
     env = provisioned
     old_meta = _store(env)
+    # the device runs bank b by now (an SMP update): its A/B slot record must survive the store
+    # update (host_tools.provision.disk.write_store keep_from); the rest of the partition is zeroed
+    disk_img = env.device / "disk.img"
+    offset, size = disk.find_partition(disk_img, disk.DATA_PARTITION)
+    record = PF.encode_copy(7, b'{"running": "b"}')
+    with disk_img.open("r+b") as f:
+        f.seek(offset + PF.RECORD_OFFSET)
+        f.write(record)
+        f.seek(offset + PF.RECORD_OFFSET - 4096)
+        f.write(b"stale" * 10)
     env.write_reference(V2)
     assert update_cli.main(env.common()) == 0
+    part = disk.read_partition(disk_img)
+    assert part[PF.RECORD_OFFSET:PF.RECORD_OFFSET + len(record)] == record
+    assert b"stale" not in part[:PF.RECORD_OFFSET]
     meta = _store(env)
     assert [s["anti_rollback"] for s in meta["authorized"]["signed"]] == [1, 2]
     with DeviceTpm(env) as tpm:
