@@ -210,6 +210,8 @@ def test_remote_place_runs_the_suite(hil: Hil, tmp_path: Path) -> None:
     try:
         coord = Proc([_bin("labgrid-coordinator"), "--listen", coordinator], tmp_path / "coord.log")
         procs.append(coord)
+        # the exporter gives up (exit 100) on a coordinator that is not listening yet: wait for it
+        _wait_listening(coord, coordinator, 60)
         exporter = Proc([_bin("labgrid-exporter"), "--coordinator", coordinator, "--name",
                          "lab-host", "--hostname", "127.0.0.1", str(tmp_path / "exporter.yaml")],
                         tmp_path / "exporter.log")
@@ -252,6 +254,20 @@ def test_remote_place_runs_the_suite(hil: Hil, tmp_path: Path) -> None:
         hil.target.activate(console_driver)
         hil.console.wait_prompt(timeout=60)   # this session's console again
     assert hil.console.status()["state"] == "running"
+
+
+def _wait_listening(proc: Proc, address: str, timeout: float) -> None:
+    import socket
+    host, port = address.rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    while True:
+        assert proc.proc.poll() is None, proc.text()
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on {address}: {proc.text()}"
+            time.sleep(0.2)
 
 
 def _resources(coordinator: str) -> str:
