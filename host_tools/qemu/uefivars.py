@@ -80,3 +80,27 @@ def variable_data(path: Path, name: str) -> bytes | None:
     _store, varlist = _open(path)
     var = varlist.get(name)  # type: ignore[attr-defined]
     return None if var is None else bytes(var.data)
+
+
+def add_gpt_file_entry(path: Path, title: str, partition: tuple[int, int, int, str],
+                       filepath: str, boot_next: bool = True) -> int:
+    """Add an active Boot#### for *filepath* (backslash path) on the GPT partition *partition*
+    (number, start LBA, size LBA, unique partition GUID): a Hard Drive node + File node device
+    path (UEFI 2.10 §10.3.5.1, §10.3.5.4), what edk2 writes for a file on a disk. BootOrder is
+    left alone; with *boot_next* it is BootNext (booted once, §3.1.2). Returns its number."""
+    store, varlist = _open(path)
+    number, start, size, guid = partition
+    hd = devpath.DevicePathElem()
+    hd.set_gpt(number, start, size, guid)
+    dp = devpath.DevicePath()
+    dp.append(hd)
+    f = devpath.DevicePathElem()
+    f.set_filepath(filepath)
+    dp.append(f)
+    index = varlist.add_boot_entry(title, dp)  # type: ignore[attr-defined]
+    if index is None:
+        raise VarsError(f"{path}: no free Boot#### number")
+    if boot_next:
+        varlist.set_boot_next(index)  # type: ignore[attr-defined]
+    store.write_varstore(str(path), varlist)  # type: ignore[attr-defined]
+    return int(index)
