@@ -8,6 +8,7 @@
 # efivar_variable_is_removable; Boot####, BootOrder and BootNext are in its list and are not);
 # set() and delete() clear the flag (FS_IOC_SETFLAGS, what `chattr -i` does) only when it is set.
 
+import errno
 import os
 import struct
 
@@ -52,7 +53,7 @@ class EfiVarFs:
             with open(path, "rb") as f:
                 raw = f.read()
         except OSError as e:
-            if e.errno == 2:  # ENOENT
+            if e.errno == errno.ENOENT:
                 return None
             raise
         if len(raw) < ATTR_PREFIX:
@@ -99,7 +100,7 @@ def _clear_immutable(path):
         try:
             fcntl.ioctl(fd, FS_IOC_GETFLAGS, buf, True)
         except OSError as e:
-            if e.errno in (22, 25, 95):  # EINVAL, ENOTTY, EOPNOTSUPP: no flags, none set
+            if e.errno in (errno.EINVAL, errno.ENOTTY, errno.EOPNOTSUPP):  # no flags: none set
                 return
             raise
         flags = struct.unpack("=I", bytes(buf))[0]
