@@ -8,10 +8,15 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from firmware.boot import efivarfs, efivars, esp
+from firmware.boot import efivarfs as _efivarfs, efivars as _efivars, esp as _esp
+
+efivarfs: Any = _efivarfs  # firmware code is untyped (MicroPython subset)
+efivars: Any = _efivars  # firmware code is untyped (MicroPython subset)
+esp: Any = _esp  # firmware code is untyped (MicroPython subset)
 
 
 def test_efivarfs_layout(tmp_path: Path) -> None:

@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from firmware.boot import gpt
+from firmware.boot import gpt as _gpt
 from firmware.errors import ParseError
 from host_tools.image import disk
+from host_tools.tamper import gpt as tamper_gpt
+
+gpt: Any = _gpt  # firmware code is untyped (MicroPython subset)
 
 BOARD = "qemu-x86_64"
 PARTS = [disk.Partition("esp", disk.ESP_TYPE, 2), disk.Partition("phone-fw", disk.LINUX_DATA_TYPE, 1)]
@@ -25,7 +29,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def read(path: Path) -> list[dict[str, object]]:
+def read(path: Path) -> Any:
     raw = path.read_bytes()
     hdr = gpt.parse_header(raw[512:1024], 512)
     start = hdr["entries_lba"] * 512
@@ -42,6 +46,10 @@ def test_entries_match_sfdisk(image: Path) -> None:
         assert e["partition_guid"] == p["uuid"].lower() == str(part.guid(BOARD))
         assert e["type_guid"] == p["type"].lower()
         assert (e["start_lba"], e["size_lba"]) == (p["start"], p["size"])
+    with image.open("rb") as f:
+        theirs = tamper_gpt.read_partitions(f, image.stat().st_size)
+    assert [(p.index, p.name, p.first_lba, p.last_lba - p.first_lba + 1) for p in theirs] == \
+        [(e["number"], e["name"], e["start_lba"], e["size_lba"]) for e in entries]
     esp = gpt.find_entry(entries, "esp")
     assert (esp["number"], esp["start_lba"], esp["size_lba"]) == (1, 2048, 4096)
     assert esp["type_guid"] == gpt.ESP_TYPE

@@ -5,10 +5,13 @@ is parsed by theirs and theirs by ours, with equal results."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from virt.firmware.efi import bootentry, devpath, guids, ucs16
 
-from firmware.boot import efivars
+from firmware.boot import efivars as _efivars
+
+efivars: Any = _efivars  # firmware code is untyped (MicroPython subset)
 
 PART_GUID = "0f3e1b2a-8c4d-4e5f-9a6b-7c8d9e0f1a2b"
 CASES = [  # (partition number, start LBA, size LBA, file)
