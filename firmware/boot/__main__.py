@@ -18,7 +18,8 @@ import subprocess
 import sys
 import time
 
-from firmware.boot import antirollback, broker, broker_io, console_proc, stage, tpm_guard, uki_report  # noqa: F401
+from firmware.boot import (antirollback, broker, broker_io, console_proc, stage,  # noqa: F401
+                           tpm_guard, uki_report)
 # the loader's steps live in modules with one job each; the names below are what main uses (and
 # what tests/unit/firmware/test_boot_main.py reaches through this module)
 from firmware.boot.console_proc import (  # noqa: F401

@@ -26,7 +26,9 @@ def bank_paths(esp_boot_path):
 
 def _same_path(p, q):
     # FAT file names are case-insensitive (UEFI 2.10 §13.3)
-    return p is not None and q is not None and efivars.efi_path(p).lower() == efivars.efi_path(q).lower()
+    if p is None or q is None:
+        return False
+    return efivars.efi_path(p).lower() == efivars.efi_path(q).lower()
 
 
 def _u16_var(vars, name):
@@ -82,8 +84,8 @@ def report(vars, esp_boot_path, esp_guid=None):
     except Exception as e:  # noqa: BLE001  an unreadable store: say so
         bank, current, reason = None, None, "boot variables unreadable: %s: %s" % (
             e.__class__.__name__, e)
-    return {"bank": bank, "boot_current": None if current is None else efivars.boot_var_name(current),
-            "reason": reason}
+    name = None if current is None else efivars.boot_var_name(current)
+    return {"bank": bank, "boot_current": name, "reason": reason}
 
 
 def boot_numbers(vars):

@@ -13,7 +13,7 @@ image from the disk, through OVMF's boot manager. Variables are read back with v
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -25,11 +25,15 @@ import pytest
 from host_tools.cpio_newc import CpioArchive
 from host_tools.qemu import uefivars
 from host_tools.qemu.device import Device, DeviceConfig
+from tests.system.conftest import build_image
 from tests.system.test_uki_banks import BANK_A, BANK_B, MTOOLS_ENV, esp_partition
 
 pytestmark = pytest.mark.slow
 
-KERNEL_DIR = Path(__file__).resolve().parents[2] / "build" / "cache" / "kernel" / "root" / "boot"
+CACHE = Path(__file__).resolve().parents[2] / "build" / "cache"
+# the image's kernel, unpacked by the build (host_tools/kernel_fetch.py)
+KERNEL_DIRS = {"qemu-x86_64": CACHE / "kernel" / "root" / "boot",
+               "qemu-aarch64": CACHE / "arm64" / "kernel" / "root" / "boot"}
 MARK = "UKI-DRIVER "
 DRIVER = r'''
 import json, os, struct, subprocess
@@ -112,10 +116,10 @@ def run_driver(device: Device, action: str, work: Path) -> dict[str, Any]:
     # the kernel takes an uncompressed archive only at a 4-byte aligned offset of the initrd;
     # zeros between archives are skipped (init/initramfs.c unpack_to_rootfs)
     initrd.write_bytes(base + bytes(-len(base) % 4) + arc.to_bytes())
-    kernel = sorted(KERNEL_DIR.glob("vmlinuz-*"))[-1]
+    kernel = sorted(KERNEL_DIRS[device.config.board].glob("vmlinuz-*"))[-1]
     cmdline = (device.build_dir / "cmdline.txt").read_text().strip()
     drv = Device(device.name, DeviceConfig(
-        build_dir=device.build_dir, devices_dir=device.dir.parent, secure_boot=False,
+        board=device.config.board, build_dir=device.build_dir, devices_dir=device.dir.parent, secure_boot=False,
         extra_qemu_args=["-kernel", str(kernel), "-initrd", str(initrd), "-append", cmdline]))
     with drv.running("tcp") as run:
         con = run.console
@@ -208,3 +212,24 @@ def test_confirm_written_on_the_device_boots_bank_b_from_then_on(device: Device,
         st = boot_status(device)
         assert st["uki"] == {"bank": "b", "boot_current": "Boot%04X" % entry,
                              "reason": "Boot%04X boots \\EFI\\phone\\uki-b.efi" % entry}, st["uki"]
+
+
+def test_trial_on_aarch64(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path) -> None:
+    """The same trial on qemu-aarch64 (AAVMF, its kernel's efivarfs/vfat/nls modules): bank b
+    once, then bank a. Its own build (test_board_aarch64 rebuilds build/qemu-aarch64 meanwhile)."""
+    if shutil.which("qemu-system-aarch64") is None:
+        pytest.fail("qemu-system-aarch64 is missing: run `make deps` (Debian qemu-system-arm)")
+    image = tmp_path_factory.mktemp("aarch64-image")
+    build_image("qemu-aarch64", image)
+    d = Device("uki-writer-arm", DeviceConfig(board="qemu-aarch64", build_dir=image,
+                                              secure_boot=False,
+                                              devices_dir=tmp_path_factory.mktemp("uki-arm")))
+    d.prepare()
+    assert boot_status(d)["uki"]["bank"] == "a"
+    out = run_driver(d, "trial-b", tmp_path)
+    assert out["esp_boot_path"] == "EFI/BOOT/BOOTAA64.EFI" and out["readback_equal"] is True
+    assert out["BootNext"] == [7, out["entry"].to_bytes(2, "little").hex()]
+    assert boot_status(d)["uki"] == {
+        "bank": "b", "boot_current": "Boot%04X" % out["entry"],
+        "reason": "Boot%04X boots \\EFI\\phone\\uki-b.efi" % out["entry"]}
+    assert boot_status(d)["uki"]["bank"] == "a"
