@@ -212,8 +212,10 @@ def test_broker_rechecks_the_staged_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize("req,why", [
     ({"op": "slot_state", "hash": "zz" * 32, "confirm": False}, "hash must be 64 hex digits"),
     ({"op": "slot_state", "hash": None, "confirm": 1}, "confirm must be true or false"),
-    ({"op": "slot_erase", "slot": True}, "slot must be 0 or 1"),
-    ({"op": "slot_erase", "slot": 2}, "slot must be 0 or 1"),
+    ({"op": "slot_erase", "slot": True}, "slot must be 0..3"),
+    ({"op": "slot_erase", "slot": 4}, "slot must be 0..3"),
+    ({"op": "uki_install", "length": 0, "sha": "00" * 32}, "uki_install: length must be"),
+    ({"op": "uki_install", "length": 10, "sha": "00" * 32, "path": "/boot/x.efi"}, "unexpected field"),
     ({"op": "slot_install", "length": 0, "sha": "00" * 32}, "length must be"),
     ({"op": "slot_install", "length": 10, "sha": "00" * 31}, "sha must be 64 hex digits"),
     ({"op": "slot_install", "length": 10, "sha": "00" * 32, "path": "/etc/shadow"},
