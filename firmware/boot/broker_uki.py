@@ -4,7 +4,7 @@
 # again (signature, board, the TPM's anti-rollback floor), rebuilds the UKI, and only then writes
 # the inactive bank's file on the ESP, reads it back and checks it against the signed size and
 # SHA-256 before the bank is bootable. `env` is the UEFI side (firmware/boot/uki_env.py):
-#   env.read(bank) -> bytes; env.write(bank, data); env.remove(bank);
+#   env.read(bank) -> bytes; env.write(bank, data); env.remove(bank); env.version_of(uki);
 #   env.set_boot_next(bank); env.make_default(bank)      (Boot####, BootNext, BootOrder)
 # A test sets BootNext to the new bank (one boot, then the firmware's BootOrder again: the
 # revert); the phone's confirm puts it first in BootOrder.
@@ -13,7 +13,8 @@ from firmware import compat
 from firmware.update import staged
 from firmware.update import uki_package
 from firmware.update.slots import IMG_INVALID_HASH, SlotError
-from firmware.update.upload import IMG_FLASH_WRITE_FAILED, IMG_INVALID_IMAGE_HEADER, UploadRefused
+from firmware.update.upload import (IMG_CURRENT_VERSION_IS_NEWER, IMG_FLASH_WRITE_FAILED,
+                                    IMG_INVALID_IMAGE_HEADER, UploadRefused)
 
 MAX_PACKAGE = 48 << 20  # bytes: a whole UKI (16 MB today) with room to grow
 
@@ -48,7 +49,7 @@ class UkiOps:
             self.log("broker: UKI bank a unreadable: %s" % e)
             return
         info["hash"] = compat.sha256(data).hex()
-        info["version"] = self.env.running_version() if self.slots.running == "a" else "?"
+        info["version"] = self.env.version_of(data)  # its .osrel (pe_osrel.py)
         self.slots.save()
 
     def has(self, digest):
@@ -91,33 +92,41 @@ class UkiOps:
             raise UploadRefused(IMG_INVALID_HASH, "the staged UKI package's SHA-256 differs from "
                                 "the announced sha")
         try:
-            man = uki_package.verify(data, self.verify, self.board, floor)
-        except uki_package.PackageRefused as e:
-            raise UploadRefused(e.rc, e.reason)
+            man = uki_package.verify(data, self.verify, self.board, floor,
+                                     None if floor is not None else "the TPM did not give the floor")
+        except uki_package.PackageError as e:
+            raise UploadRefused(_rc(e.reason), e.reason)
         bank = self.slots.begin_write()
         self.log("broker: installing the staged UKI package (%d bytes) into UKI bank %s"
                  % (len(data), bank))
         try:
-            uki = uki_package.rebuild(data, man, self._bases())
-        except uki_package.PackageRefused as e:
-            raise UploadRefused(e.rc, e.reason)
+            uki = uki_package.rebuild(data, self._base())
+        except uki_package.UkiError as e:
+            raise UploadRefused(IMG_INVALID_IMAGE_HEADER, "UKI bank %s: %s" % (bank, e))
         try:
             self.env.write(bank, uki)
             back = self.env.read(bank)
         except OSError as e:
             raise UploadRefused(IMG_FLASH_WRITE_FAILED, "writing UKI bank %s: %s" % (bank, e))
         digest = compat.sha256(back)
-        if back != uki or digest.hex() != man["uki"]["sha256"]:
+        if back != uki or not compat.constant_time_equal(digest, man["uki"]["sha256"]):
             raise UploadRefused(IMG_INVALID_IMAGE_HEADER, "UKI bank %s does not hold the signed UKI "
                                 "after writing" % bank)
         self.slots.written(bank, man, digest)
         self.log("broker: UKI bank %s holds version %s, verified, bootable" % (bank, man["version"]))
         return {"version": man["version"], "counter": man["anti_rollback_counter"], "bank": bank}
 
-    def _bases(self):
-        """What a delta may be made against: the running bank's UKI (read lazily)."""
-        env, running = self.env, self.slots.running
+    def _base(self):
+        """read(off, n) of what a delta is made against: the running bank's UKI, read from the
+        ESP once, when the delta first asks (a full package never does)."""
+        env, running, held = self.env, self.slots.running, []
 
-        def read():
-            return env.read(running)
+        def read(off, n):
+            if not held:
+                held.append(env.read(running))
+            return held[0][off:off + n]
         return read
+
+
+def _rc(reason):
+    return IMG_CURRENT_VERSION_IS_NEWER if reason.startswith("anti-rollback") else IMG_INVALID_IMAGE_HEADER

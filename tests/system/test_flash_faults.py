@@ -113,7 +113,7 @@ class Faults:
         """SMP image state (stock smpclient): slot -> ImageState; only bootable images are listed."""
         r = smp(self.run.target, ImageStatesRead())
         assert success(r), r
-        return {i.slot: i for i in r.images}
+        return {i.slot: i for i in r.images if not i.image}  # image 0, the bundle
 
 
 def _stop(p: subprocess.Popen[str]) -> str:
