@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         full = args.package.read_bytes()
         delta = make_delta(full, args.base.read_bytes())
-    except (OSError, ValueError, device.UkiError) as e:
+    except (OSError, ValueError, codec.UkiError) as e:
         print(f"uki_delta: error: {getattr(e, 'reason', e)}", file=sys.stderr)
         return 1
     args.out.write_bytes(delta)
