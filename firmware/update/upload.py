@@ -12,6 +12,10 @@
 # `off`; the answer is the next offset wanted. A chunk at another offset than the one expected is
 # answered with the expected offset (the client resends from there); a new upload whose `len` and
 # `sha` equal the interrupted one's resumes where it stopped.
+#
+# A UKI package (firmware/update/uki_package.py UkiUpload) is uploaded by the same session: it
+# overrides the member names and the two checks (_check_signed on the prefix, _check_written at
+# the end); signed_prefix() finds the leading manifest and signature for both.
 
 from firmware import compat
 from firmware.boot import manifest as manifest_mod

@@ -82,8 +82,8 @@ def make_delta(package: bytes, base_uki: bytes) -> bytes:
         raise ValueError(f"the package carries {name}, not the full {device.FULL_NAME}")
     delta = uki_package.pack(bytes(man), bytes(sig), device.DELTA_NAME,
                              delta_payload(bytes(payload), base_uki))
-    rebuilt = device.rebuild(delta, lambda off, n: base_uki[off:off + n])  # type: ignore[no-untyped-call]
-    assert rebuilt == payload, "the delta does not rebuild the package's UKI"
+    # the device's own rebuild, which refuses anything but the signed UKI's size and SHA-256
+    device.rebuild(delta, lambda off, n: base_uki[off:off + n])  # type: ignore[no-untyped-call]
     return delta
 
 

@@ -191,3 +191,41 @@ def test_malformed_packages_and_manifests_are_refused():
                         "format_version")):
         e = raises(ValueError, U.parse_manifest, man)
         assert e.field == field, (field, e.field, str(e))
+
+
+class MemSink:
+    def __init__(self):
+        self.data = bytearray()
+        self.writes = 0
+
+    def write(self, off, data):
+        self.writes += 1
+        if len(self.data) < off + len(data):
+            self.data.extend(bytes(off + len(data) - len(self.data)))
+        self.data[off:off + len(data)] = data
+
+    def read(self, off, n):
+        return bytes(self.data[off:off + n])
+
+
+def _send(session, image, chunk=300):
+    off = 0
+    while off < len(image):
+        off = session.write(off, image[off:off + chunk])
+    return off
+
+
+def test_upload_session_stores_the_package_then_rebuild_gives_the_uki():
+    from firmware.update import upload as up
+
+    pkg = package(U.DELTA_NAME, DELTA)
+    sink = MemSink()
+    session = U.UkiUpload(sink, len(pkg), compat.sha256(pkg), VERIFY, BOARD, 7, 1 << 20)
+    assert _send(session, pkg) == len(pkg) and session.done
+    assert bytes(sink.data) == pkg and session.manifest["version"] == "1.2.4"
+    assert U.rebuild(bytes(sink.data), read_base(BASE)) == TARGET
+    # refused on the signed manifest, before the sink got a byte
+    sink = MemSink()
+    session = U.UkiUpload(sink, len(pkg), None, VERIFY, BOARD, 8, 1 << 20)
+    e = raises(up.UploadRefused, _send, session, pkg)
+    assert e.rc == up.IMG_CURRENT_VERSION_IS_NEWER and sink.writes == 0
