@@ -334,6 +334,9 @@ def build(opts: BuildOptions) -> BuildResult:
                        for c in components],
         "boot": {
             "uki_authenticode_sha256": pe.authenticode_digest(uki_bytes).hex(),
+            # the UKI file as on the ESP: uki.tar's signed `uki`, and the base a delta names
+            "uki_sha256": predict.sha256(uki_bytes).hex(),
+            "uki_size": len(uki_bytes),
             "kernel_package": f"{kernel.package} {kernel.package_version}",
             "kernel_authenticode_sha256": pe.authenticode_digest(
                 sections[".linux"]).hex(),

@@ -6,6 +6,7 @@ fraction of the full package; applied to another base, it is refused. Prints the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,8 @@ def test_image_build_writes_the_signed_full_package(built_image: Path) -> None:
     uki = (built_image / "BOOTX64.EFI").read_bytes()
     assert U.split(pkg)[2:] == (U.FULL_NAME, uki)
     assert man["uki"]["size"] == len(uki) and man["board"] == BOARD
+    ref = json.loads((built_image / "reference.json").read_text())["boot"]
+    assert (ref["uki_sha256"], ref["uki_size"]) == (man["uki"]["sha256"].hex(), len(uki))
     assert U.rebuild(pkg, lambda off, n: b"") == uki  # a full payload needs no base
 
 
