@@ -1,7 +1,6 @@
-# UKI delta benchmark (docs/BENCHMARKS.md, "UKI delta"): the real UKIs of the built image
-# (build/qemu-x86_64, built first if missing) and of two newer builds of the same tree and keys
-# (tests/system/uki_support.py: the next version; the next version with one line of loader code
-# changed). Reports the full package vs the delta package, the time to make the delta on the host
+# UKI delta benchmark (docs/BENCHMARKS.md, "UKI delta"): real UKIs built from this tree and
+# build/keys (tests/system/uki_support.py: version 0.1.0 as the installed one; the next version;
+# the next version with one line of loader code changed). Reports the full package vs the delta package, the time to make the delta on the host
 # and to check and rebuild it with the device's code (firmware/update/uki_package.py, CPython on
 # this host; the root broker runs the same code), and the time on the serial line at the rate
 # measured into the phone at 115200 baud (6.6 kB/s, "Flashing" above).
@@ -22,20 +21,18 @@ if str(REPO) not in sys.path:
 from firmware.boot import signature  # noqa: E402
 from firmware.update import uki_package as U  # noqa: E402
 from host_tools.image import uki_delta  # noqa: E402
-from tests.system.conftest import BOARD, build_image, image_dir  # noqa: E402
-from tests.system.uki_support import build_new_ukis  # noqa: E402
+from tests.system.conftest import BOARD  # noqa: E402
+from tests.system.uki_support import build_ukis  # noqa: E402
 
 LINE_115200_BPS = 6600  # measured into the phone through a paced 115200-baud line
 
 
 def main() -> dict[str, Any]:
-    built = image_dir()
-    if not (built / "BOOTX64.EFI").is_file():
-        build_image(BOARD, built)
-    old = (built / "BOOTX64.EFI").read_bytes()
-    out: dict[str, Any] = {"uki_bytes": len(old)}
     with tempfile.TemporaryDirectory() as d:
-        for new in build_new_ukis(Path(d)):
+        old_build, new_builds = build_ukis(Path(d))
+        old = old_build.uki
+        out: dict[str, Any] = {"uki_bytes": len(old)}
+        for new in new_builds:
             full = new.package
             verify = signature.load_public_key((new.out / "vendor-pubkey.pem").read_bytes())
             t0 = time.monotonic()

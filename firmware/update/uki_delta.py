@@ -17,6 +17,7 @@
 # so a forged delta can at worst be refused, never installed.
 
 from firmware import compat
+from firmware.update.upload import IMG_INVALID_IMAGE_HEADER
 
 MAGIC = b"UKIDELTA"
 FORMAT = 1
@@ -29,8 +30,11 @@ MAX_LENGTH = 0xFFFFFFFF
 READ_CHUNK = 1 << 20
 
 
-class UkiError(Exception):
-    """A UKI package or its payload is refused; `reason` is the one line to show."""
+class UkiError(ValueError):
+    """A UKI package or its payload is refused; `reason` is the one line to show, `rc` the
+    IMG_MGMT_ERR code of the SMP answer (firmware/update/upload.py)."""
+
+    rc = IMG_INVALID_IMAGE_HEADER
 
     def __init__(self, reason):
         super().__init__(reason)

@@ -38,17 +38,28 @@ MAX_SIZE = uki_delta.MAX_SIZE
 KEYS = ("anti_rollback_counter", "board", "format_version", "kind", "uki", "version")
 
 
+PackageRefused = UkiError  # every refusal below: .reason, .rc (firmware/boot/broker_uki.py)
+
+
 class PackageError(UkiError):
     """The package's archive, manifest, signature, board or counter is refused."""
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        if reason.startswith("anti-rollback"):  # as upload.Upload answers it
+            self.rc = upload_mod.IMG_CURRENT_VERSION_IS_NEWER
 
 
 class TargetMismatch(UkiError):
     """The rebuilt UKI's size or SHA-256 is not the signed manifest's."""
 
+    rc = upload_mod.IMG_INVALID_HASH
+
 
 def parse_manifest(data):
-    """The manifest as a dict (uki.sha256 as 32 bytes); ParseError naming the field. No
-    signature check: verify() does that first."""
+    """The manifest as a dict (uki.sha256 as its 64 lowercase hex digits, as signed and as the
+    slot record keeps hashes); ParseError naming the field. No signature check: verify() does
+    that first."""
     if len(data) > MAX_MANIFEST:
         raise ParseError("manifest of %d bytes (at most %d)" % (len(data), MAX_MANIFEST),
                          field="manifest")
@@ -87,8 +98,11 @@ def parse_manifest(data):
            "anti_rollback_counter": counter, "uki": {"size": size, "sha256": digest_hex}}
     if canonjson.dumps(out).encode() != bytes(data):
         raise ParseError("not in canonical form (firmware/canonjson.py)", field="manifest")
-    out["uki"]["sha256"] = digest
     return out
+
+
+def _signed_sha(manifest):
+    return bytes.fromhex(manifest["uki"]["sha256"])
 
 
 def signed_verifier(verify_signature):
@@ -140,7 +154,7 @@ def _check_payload(manifest, name, payload):
     if name == FULL_NAME:
         if len(payload) != want:
             return "uki.efi of %d bytes, the signed manifest says %d" % (len(payload), want)
-        if not compat.constant_time_equal(compat.sha256(payload), manifest["uki"]["sha256"]):
+        if not compat.constant_time_equal(compat.sha256(payload), _signed_sha(manifest)):
             return "uki.efi: sha256 differs from the signed manifest"
         return None
     try:
@@ -165,24 +179,42 @@ def verify(package, verify_signature, board, floor, floor_error=None):
     return manifest
 
 
-def rebuild(package, read_base):
+def rebuild(package, read_base, read_all=None):
     """The UKI the package's payload makes: uki.efi as it is, uki.delta applied to the base
     (`read_base(off, n)` -> bytes). Refused (UkiError subclasses: PackageError, DeltaError,
     BaseMismatch, TargetMismatch) unless its size and SHA-256 equal the signed manifest's `uki`.
-    The caller has checked the signature with verify() (UkiUpload did, at upload)."""
+    The caller has checked the signature with verify() (UkiUpload did, at upload).
+    Also called as rebuild(package, manifest, read_all) (firmware/boot/broker_uki.py): verify()'s
+    manifest, which must be this package's, and `read_all()` -> the whole base, read only when
+    the payload is a delta."""
     man, _, name, payload = split(package)
     try:
         manifest = parse_manifest(man)
     except ParseError as e:
         raise PackageError("UKI manifest malformed: %s" % e)
+    if isinstance(read_base, dict):
+        if read_base != manifest:
+            raise PackageError("the manifest given is not this package's")
+        read_base = _lazy_base(read_all)
     out = payload if name == FULL_NAME else uki_delta.apply(payload, read_base)
     want = manifest["uki"]
     if len(out) != want["size"]:
         raise TargetMismatch("rebuilt UKI of %d bytes, the signed manifest says %d"
                              % (len(out), want["size"]))
-    if not compat.constant_time_equal(compat.sha256(out), want["sha256"]):
+    if not compat.constant_time_equal(compat.sha256(out), _signed_sha(manifest)):
         raise TargetMismatch("rebuilt UKI: sha256 differs from the signed manifest")
     return bytes(out)
+
+
+def _lazy_base(read_all):
+    held = []
+
+    def read_base(off, n):
+        if not held:
+            held.append(read_all())
+        return held[0][off:off + n]
+
+    return read_base
 
 
 class UkiUpload(upload_mod.Upload):
@@ -192,6 +224,7 @@ class UkiUpload(upload_mod.Upload):
     the root broker rebuilds with the base UKI it reads from the ESP."""
 
     WHAT = "UKI package"
+    image = 1  # MCUmgr image 1 (firmware/update/brokered.py sends it to the broker's uki_install)
     MANIFEST_NAME = MANIFEST_NAME
     SIGNATURE_NAME = SIGNATURE_NAME
 

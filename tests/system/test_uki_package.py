@@ -16,14 +16,14 @@ from firmware.update import uki_package as U
 from firmware.update import upload as up
 from host_tools.image import uki_delta, uki_package
 from tests.system.conftest import BOARD
-from tests.system.uki_support import UkiBuild, build_new_ukis
+from tests.system.uki_support import UkiBuild, build_ukis
 
 LINE_115200 = 6600  # B/s measured into the phone on a paced 115200-baud line (docs/BENCHMARKS.md)
 
 
 @pytest.fixture(scope="module")
-def new_ukis(tmp_path_factory: pytest.TempPathFactory) -> list[UkiBuild]:
-    return build_new_ukis(tmp_path_factory.mktemp("uki-pairs"))
+def ukis(tmp_path_factory: pytest.TempPathFactory) -> tuple[UkiBuild, list[UkiBuild]]:
+    return build_ukis(tmp_path_factory.mktemp("uki-pairs"))
 
 
 def verifier(out: Path) -> object:
@@ -37,15 +37,16 @@ def test_image_build_writes_the_signed_full_package(built_image: Path) -> None:
     assert U.split(pkg)[2:] == (U.FULL_NAME, uki)
     assert man["uki"]["size"] == len(uki) and man["board"] == BOARD
     ref = json.loads((built_image / "reference.json").read_text())["boot"]
-    assert (ref["uki_sha256"], ref["uki_size"]) == (man["uki"]["sha256"].hex(), len(uki))
+    assert (ref["uki_sha256"], ref["uki_size"]) == (man["uki"]["sha256"], len(uki))
     assert U.rebuild(pkg, lambda off, n: b"") == uki  # a full payload needs no base
 
 
 @pytest.mark.parametrize("which", ["version", "code"])
-def test_delta_rebuilds_the_new_uki_byte_for_byte(built_image: Path, new_ukis: list[UkiBuild],
+def test_delta_rebuilds_the_new_uki_byte_for_byte(ukis: tuple[UkiBuild, list[UkiBuild]],
                                                   which: str) -> None:
+    old, new_ukis = ukis
     new = next(b for b in new_ukis if b.name == which)
-    old_uki = (built_image / "BOOTX64.EFI").read_bytes()
+    old_uki = old.uki
     full = new.package
     delta = uki_delta.make_delta(full, old_uki)
     man = U.verify(delta, verifier(new.out), BOARD, 2)
@@ -74,10 +75,10 @@ def test_delta_rebuilds_the_new_uki_byte_for_byte(built_image: Path, new_ukis: l
     assert session.done and bytes(sink) == delta
 
 
-def test_delta_against_another_installed_uki_is_refused(built_image: Path,
-                                                        new_ukis: list[UkiBuild]) -> None:
-    version, code = new_ukis
-    delta = uki_delta.make_delta(code.package, (built_image / "BOOTX64.EFI").read_bytes())
+def test_delta_against_another_installed_uki_is_refused(
+        ukis: tuple[UkiBuild, list[UkiBuild]]) -> None:
+    old, (version, code) = ukis
+    delta = uki_delta.make_delta(code.package, old.uki)
     wrong = version.uki  # a device that runs another UKI than the delta was made against
     with pytest.raises(U.BaseMismatch) as e:
         U.rebuild(delta, lambda off, n: wrong[off:off + n])

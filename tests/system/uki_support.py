@@ -1,7 +1,8 @@
 """Real old/new UKI pairs for the UKI package and delta tests (test_uki_package.py) and the bench
-(bench/bench_uki_delta.py): the built image's UKI is the old one; the new ones are built from the
-same tree and keys with the next version (what changes: .osrel and the Secure Boot signature),
-and from a copy of the tree with one line of the stage loader changed (the .initrd changes too)."""
+(bench/bench_uki_delta.py), all built from this tree and build/keys into a temporary directory
+(not the built image, which may be older than the tree): the old UKI is version 0.1.0; the new
+ones are the next version (what changes: .osrel and the Secure Boot signature), and the next
+version from a copy of the tree with one line of the stage loader changed (the .initrd too)."""
 
 from __future__ import annotations
 
@@ -31,9 +32,9 @@ class UkiBuild:
         return (self.out / "BOOTX64.EFI").read_bytes()
 
 
-def build_new_ukis(base: Path) -> list[UkiBuild]:
-    """The two newer builds (~5 s each with the package cache warm)."""
-    version = build_bundles(base, (("0.2.0", 2),))["0.2.0"]
+def build_ukis(base: Path) -> tuple[UkiBuild, list[UkiBuild]]:
+    """(the old build, the two newer builds); ~5 s each with the package cache warm."""
+    outs = build_bundles(base, (("0.1.0", 1), ("0.2.0", 2)))
     repo = base / "changed-repo"
     for part in ("firmware", "board"):
         shutil.copytree(REPO / part, repo / part,
@@ -42,6 +43,7 @@ def build_new_ukis(base: Path) -> list[UkiBuild]:
         f.write("# one more line of loader code\n")
     build_snapshot(repo, REPO / "build" / "keys", base / "0.2.1", bundle_version="0.2.1",
                    anti_rollback_counter=2)
-    return [UkiBuild("version", version, "next version: .osrel and the signature"),
+    return UkiBuild("old", outs["0.1.0"], "the installed one"), [
+            UkiBuild("version", outs["0.2.0"], "next version: .osrel and the signature"),
             UkiBuild("code", base / "0.2.1",
                      f"next version and one line of {CHANGED_FILE}: .osrel, .initrd, signature")]

@@ -83,7 +83,7 @@ def test_package_layout_is_reproducible_and_verifies() -> None:
                                "kind": "uki", "version": "0.2.0",
                                "uki": {"size": len(NEW), "sha256": hashlib.sha256(NEW).hexdigest()}}
     VENDOR.public_key().verify(sig, uki_package.DOMAIN + man)
-    assert U.verify(pkg, VERIFY, BOARD, 2)["uki"]["sha256"] == hashlib.sha256(NEW).digest()
+    assert U.verify(pkg, VERIFY, BOARD, 2)["uki"]["sha256"] == hashlib.sha256(NEW).hexdigest()
 
 
 def test_delta_sends_only_changed_blocks_and_rebuilds_byte_exact() -> None:
