@@ -13,8 +13,7 @@ from firmware import compat
 from firmware.update import staged
 from firmware.update import uki_package
 from firmware.update.slots import IMG_INVALID_HASH, SlotError
-from firmware.update.upload import (IMG_CURRENT_VERSION_IS_NEWER, IMG_FLASH_WRITE_FAILED,
-                                    IMG_INVALID_IMAGE_HEADER, UploadRefused)
+from firmware.update.upload import IMG_FLASH_WRITE_FAILED, IMG_INVALID_IMAGE_HEADER, UploadRefused
 
 MAX_PACKAGE = 48 << 20  # bytes: a whole UKI (16 MB today) with room to grow
 
@@ -94,22 +93,22 @@ class UkiOps:
         try:
             man = uki_package.verify(data, self.verify, self.board, floor,
                                      None if floor is not None else "the TPM did not give the floor")
-        except uki_package.PackageError as e:
-            raise UploadRefused(_rc(e.reason), e.reason)
+        except uki_package.UkiError as e:
+            raise UploadRefused(e.rc, e.reason)
+        try:  # in memory, before the inactive bank is touched (a wrong base leaves it as it was)
+            uki = uki_package.rebuild(data, self._base())
+        except uki_package.UkiError as e:
+            raise UploadRefused(e.rc, e.reason)
         bank = self.slots.begin_write()
         self.log("broker: installing the staged UKI package (%d bytes) into UKI bank %s"
                  % (len(data), bank))
-        try:
-            uki = uki_package.rebuild(data, self._base())
-        except uki_package.UkiError as e:
-            raise UploadRefused(IMG_INVALID_IMAGE_HEADER, "UKI bank %s: %s" % (bank, e))
         try:
             self.env.write(bank, uki)
             back = self.env.read(bank)
         except OSError as e:
             raise UploadRefused(IMG_FLASH_WRITE_FAILED, "writing UKI bank %s: %s" % (bank, e))
         digest = compat.sha256(back)
-        if back != uki or not compat.constant_time_equal(digest, man["uki"]["sha256"]):
+        if back != uki or not compat.constant_time_equal(digest, uki_package.signed_sha(man)):
             raise UploadRefused(IMG_INVALID_IMAGE_HEADER, "UKI bank %s does not hold the signed UKI "
                                 "after writing" % bank)
         self.slots.written(bank, man, digest)
@@ -126,7 +125,3 @@ class UkiOps:
                 held.append(env.read(running))
             return held[0][off:off + n]
         return read
-
-
-def _rc(reason):
-    return IMG_CURRENT_VERSION_IS_NEWER if reason.startswith("anti-rollback") else IMG_INVALID_IMAGE_HEADER

@@ -38,9 +38,6 @@ MAX_SIZE = uki_delta.MAX_SIZE
 KEYS = ("anti_rollback_counter", "board", "format_version", "kind", "uki", "version")
 
 
-PackageRefused = UkiError  # every refusal below: .reason, .rc (firmware/boot/broker_uki.py)
-
-
 class PackageError(UkiError):
     """The package's archive, manifest, signature, board or counter is refused."""
 
@@ -101,7 +98,7 @@ def parse_manifest(data):
     return out
 
 
-def _signed_sha(manifest):
+def signed_sha(manifest):
     return bytes.fromhex(manifest["uki"]["sha256"])
 
 
@@ -154,7 +151,7 @@ def _check_payload(manifest, name, payload):
     if name == FULL_NAME:
         if len(payload) != want:
             return "uki.efi of %d bytes, the signed manifest says %d" % (len(payload), want)
-        if not compat.constant_time_equal(compat.sha256(payload), _signed_sha(manifest)):
+        if not compat.constant_time_equal(compat.sha256(payload), signed_sha(manifest)):
             return "uki.efi: sha256 differs from the signed manifest"
         return None
     try:
@@ -179,42 +176,25 @@ def verify(package, verify_signature, board, floor, floor_error=None):
     return manifest
 
 
-def rebuild(package, read_base, read_all=None):
+def rebuild(package, read_base):
     """The UKI the package's payload makes: uki.efi as it is, uki.delta applied to the base
     (`read_base(off, n)` -> bytes). Refused (UkiError subclasses: PackageError, DeltaError,
     BaseMismatch, TargetMismatch) unless its size and SHA-256 equal the signed manifest's `uki`.
-    The caller has checked the signature with verify() (UkiUpload did, at upload).
-    Also called as rebuild(package, manifest, read_all) (firmware/boot/broker_uki.py): verify()'s
-    manifest, which must be this package's, and `read_all()` -> the whole base, read only when
-    the payload is a delta."""
+    The caller has checked the signature with verify() (UkiUpload did, at upload); a full
+    payload never calls read_base."""
     man, _, name, payload = split(package)
     try:
         manifest = parse_manifest(man)
     except ParseError as e:
         raise PackageError("UKI manifest malformed: %s" % e)
-    if isinstance(read_base, dict):
-        if read_base != manifest:
-            raise PackageError("the manifest given is not this package's")
-        read_base = _lazy_base(read_all)
     out = payload if name == FULL_NAME else uki_delta.apply(payload, read_base)
     want = manifest["uki"]
     if len(out) != want["size"]:
         raise TargetMismatch("rebuilt UKI of %d bytes, the signed manifest says %d"
                              % (len(out), want["size"]))
-    if not compat.constant_time_equal(compat.sha256(out), _signed_sha(manifest)):
+    if not compat.constant_time_equal(compat.sha256(out), signed_sha(manifest)):
         raise TargetMismatch("rebuilt UKI: sha256 differs from the signed manifest")
     return bytes(out)
-
-
-def _lazy_base(read_all):
-    held = []
-
-    def read_base(off, n):
-        if not held:
-            held.append(read_all())
-        return held[0][off:off + n]
-
-    return read_base
 
 
 class UkiUpload(upload_mod.Upload):

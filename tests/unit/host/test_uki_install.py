@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from firmware.boot import broker_uki, signature
+from firmware.boot import broker_uki, pe_osrel, signature
 from firmware.update import slots as S
 from firmware.update import uki_package as U
 from firmware.update import uki_slots
@@ -39,8 +39,9 @@ class DirEnv:
     def write(self, bank: str, data: bytes) -> None:
         (self.root / bank).write_bytes(data)
 
-    def running_version(self) -> str:
-        return "0.1.0"
+    @staticmethod
+    def version_of(data: bytes) -> str:
+        return pe_osrel.image_version(data) or "?"
 
 
 def device(tmp_path: Path) -> tuple[broker_uki.UkiOps, Path, list[str]]:
