@@ -18,6 +18,12 @@ mount -t securityfs securityfs /sys/kernel/security
 for m in $(cat /lib/modules/load-order); do
   insmod "/lib/modules/$m" || echo "init: insmod $m failed"
 done
+# The UEFI variables (Boot####, BootOrder, BootNext: the UKI banks, firmware/boot/uki_banks.py),
+# read-write for root; files are 0644, the phone (uid 1000) can read but not change them.
+if [ -d /sys/firmware/efi/efivars ] && ! grep -q " /sys/firmware/efi/efivars " /proc/mounts; then
+  mount -t efivarfs -o nosuid,nodev,noexec efivarfs /sys/firmware/efi/efivars \
+    || echo "init: efivarfs mount failed"
+fi
 
 # Partitions are found by GPT partition name (PARTNAME in the block device's uevent).
 find_part() {
@@ -64,8 +70,12 @@ i=0
 while ! PHONE_FW_DEV=$(find_part phone-fw) && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 PHONE_DATA_DEV=$(find_part phone-data)
 PHONE_FW_B_DEV=$(find_part phone-fw-b)
+PHONE_ESP_DEV=$(find_part esp)
 export PHONE_FW_DEV="/dev/${PHONE_FW_DEV:-missing}" PHONE_DATA_DEV="/dev/${PHONE_DATA_DEV:-missing}"
 export PHONE_FW_B_DEV="/dev/${PHONE_FW_B_DEV:-missing}"
+# the EFI System Partition (UKI banks a and b; the loader mounts it only to change them:
+# firmware/boot/esp.py)
+export PHONE_ESP_DEV="/dev/${PHONE_ESP_DEV:-missing}"
 echo "init: firmware partition $PHONE_FW_DEV, data partition $PHONE_DATA_DEV"
 echo "init: firmware bank b $PHONE_FW_B_DEV"
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from firmware.boot import antirollback, broker, broker_io, console_proc, stage, tpm_guard  # noqa: F401
+from firmware.boot import antirollback, broker, broker_io, console_proc, stage, tpm_guard, uki_report  # noqa: F401
 # the loader's steps live in modules with one job each; the names below are what main uses (and
 # what tests/unit/firmware/test_boot_main.py reaches through this module)
 from firmware.boot.console_proc import (  # noqa: F401
@@ -234,6 +234,7 @@ def save_state(outcome, state, reason, updates=None):
     if updates is not None:
         from firmware.boot import slot_boot
         st["slot"] = slot_boot.summary(updates.slots.rec)
+    st["uki"] = uki_report.boot_report()  # the UKI bank this boot came from (issue 11)
     if outcome is not None and getattr(outcome, "separator_uptime_s", None) is not None:
         st["separator_uptime_s"] = outcome.separator_uptime_s
     if outcome is not None and getattr(outcome, "installed_uptime_s", None) is not None:
@@ -286,6 +287,7 @@ def main():
         # the bank is chosen (and a trial recorded) before anything is measured
         bank, updates = choose_bank(tpm)
         prepare_staging()
+        uki_report.boot_report()  # read now: state.json is written between separator and unseal
         outcome = measure(tpm, bank)
         reason = outcome.reason
         if outcome.state == stage.STATE_VERIFIED:

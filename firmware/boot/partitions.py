@@ -15,6 +15,9 @@ BOARD_PATH = "/opt/phone/board"
 # The board's component register (board.json `component_pcr`), written by the image builder into
 # the initramfs next to the board name: measured with it (PCR 4, 9, 11), unlike the bundle.
 COMPONENT_PCR_PATH = "/opt/phone/component-pcr"
+# The board's removable-media path of the UKI on the ESP (board.json platform.esp_boot_path), written
+# by the image builder next to the board name: UKI bank a (firmware/boot/uki_banks.py).
+ESP_BOOT_PATH = "/opt/phone/esp-boot-path"
 FW_PARTITION = "phone-fw"  # GPT partition name of the firmware partition (docs/image-format.md)
 # Firmware banks (docs/flashing.md): bank a is the factory partition, bank b the second one; /init
 # exports each one's device (PHONE_FW_DEV, PHONE_FW_B_DEV). The slot record is on the data one.
@@ -99,6 +102,15 @@ def board_name():
     except (OSError, UnicodeError):
         return None
     return name or None
+
+
+def esp_boot_path():
+    """The board's removable-media UKI path (e.g. EFI/BOOT/BOOTX64.EFI), or None."""
+    try:
+        path = read_file(ESP_BOOT_PATH).decode("ascii").strip()
+    except (OSError, UnicodeError):
+        return None
+    return path or None
 
 
 def component_pcr():

@@ -142,6 +142,8 @@ class PhoneDevice:
             out["media_port"] = self.media_socks[0].getsockname()[1]
         if self.phone is not None and self.phone.reconnect_at is not None:
             out["registered_reason"] = "registrar connection lost; reconnecting"
+        if st.get("uki") is not None:
+            out["uki"] = st["uki"]  # the UKI bank this boot came from (state.json, the loader's)
         if self.smp is not None:
             # the slot record now (the broker's): running bank, trial, confirmed, last event
             out["slot"] = self.smp.status()

@@ -257,7 +257,8 @@ def build(opts: BuildOptions) -> BuildResult:
     initrd = initramfs.build(tree, kmods, (bdir / "init.sh").read_bytes(), fw_files,
                              {initramfs.VENDOR_KEY_PATH: bundle.public_pem(key),
                               initramfs.BOARD_PATH: opts.board.encode() + b"\n",
-                              initramfs.COMPONENT_PCR_PATH: b"%d\n" % pcr})
+                              initramfs.COMPONENT_PCR_PATH: b"%d\n" % pcr,
+                              initramfs.ESP_BOOT_PATH_PATH: plat.esp_boot_path.encode() + b"\n"})
     (out / "initrd.img").write_bytes(initrd)
     lap("initramfs")
 

@@ -18,6 +18,9 @@ BOARD_PATH = "opt/phone/board"
 # The board's component register (board.json component_pcr, decimal + newline): the loader measures
 # the bundle into it (firmware/boot/partitions.py component_pcr); measured with the initramfs.
 COMPONENT_PCR_PATH = "opt/phone/component-pcr"
+# The board's removable-media boot path on the ESP (board.json platform.esp_boot_path): UKI bank a
+# (firmware/boot/uki_banks.py); measured with the initramfs.
+ESP_BOOT_PATH_PATH = "opt/phone/esp-boot-path"
 PYC_TAG = "cpython-311"
 # The body is zstd: about 25 % smaller than gzip -9 here, and every byte of the initrd is hashed
 # three times under TCG before the kernel runs (OVMF's Authenticode digest of the UKI, systemd-stub
