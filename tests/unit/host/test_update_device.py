@@ -322,3 +322,11 @@ def test_loader_chooses_before_measuring_and_falls_back_to_bank_a(tmp_path: Path
     bank, ops = loader.choose_bank(FakeFloorTpm())
     assert bank == "a" and ops is not None and ops.slots.rec["confirmed"] == "a"
     assert S.parse(flash.load_state())["running"] == "a"
+
+
+def test_every_allowed_operation_has_its_method_in_the_broker_process() -> None:
+    # an op the request parser lets through but the root process cannot run answered
+    # "uki_install failed: AttributeError" on the real image once
+    from firmware.boot import broker_io
+    missing = [op for op in broker.OPS if not callable(getattr(broker_io.TpmOps, op, None))]
+    assert missing == [], missing
