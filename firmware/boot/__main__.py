@@ -185,9 +185,11 @@ def choose_bank(tpm):
         say("firmware banks: %s, data partition %s: booting bank a without a slot record"
             % (",".join(sorted(devs)) or "none", data or "missing"))
         return "a", None
+    from firmware.boot import uki_env
+    env, uki_running = uki_env.detect(say)  # the UKI bank the firmware booted (BootCurrent)
     try:
         flash = PartitionFlash(devs, data)
-        bank, slots, note = slot_boot.choose_bank(flash, say)
+        bank, slots, note = slot_boot.choose_bank(flash, say, uki_running)
     except OSError as e:
         say("slot record unavailable (%s): booting bank a" % e)
         return "a", None
@@ -196,8 +198,14 @@ def choose_bank(tpm):
         _, verify = vendor_key()
     except Exception:  # noqa: BLE001  no key: every upload is refused as unsigned
         verify = None
-    ops = broker_slots.SlotOps(slots, verify, board_name(), component_pcr()[0], tpm,
-                               STAGING_DIR + "/staged.bundle", log=say)
+    staged = STAGING_DIR + "/staged.bundle"
+    uki = None
+    if env is not None:
+        from firmware.boot.broker_uki import UkiOps
+        from firmware.update.uki_slots import UkiSlots
+        uki = UkiOps(UkiSlots(slots), env, verify, board_name(), staged, say)
+    ops = broker_slots.SlotOps(slots, verify, board_name(), component_pcr()[0], tpm, staged,
+                               log=say, uki=uki)
     return bank, ops
 
 

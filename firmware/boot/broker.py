@@ -28,12 +28,18 @@
 #                                          (true) by hash; confirm with null confirms the running
 #                                          image, and ending a trial raises the anti-rollback
 #                                          floor to its counter (confirmed_counter in the answer)
-#   {"op": "slot_erase", "slot": 1}       SMP image erase (slot 0 is refused by the slot logic)
+#   {"op": "slot_erase", "slot": 1}       SMP image erase (slot 0 is refused by the slot logic;
+#                                          2, 3: the UKI's slots, image 1)
 #   {"op": "slot_install", "length": n, "sha": "<64 hex>"}
 #                                          install the phone's staged upload (n bytes, that
 #                                          SHA-256) into the inactive bank after checking it all
 #                                          again (firmware/update/staged.py): signature, board,
 #                                          the TPM's anti-rollback floor, every component, sha
+#   {"op": "uki_install", "length": n, "sha": "<64 hex>"}
+#                                          install the staged UKI package (image 1, full or delta)
+#                                          into the inactive UKI bank on the ESP after checking it
+#                                          again (firmware/boot/broker_uki.py); a state write by a
+#                                          UKI's hash sets BootNext, confirm puts it in BootOrder
 # Signed PCR policies (docs/sealing.md "Signed policy over SMP"): the store is on the data
 # partition, which only root writes; the phone stages a delivered policy file and asks:
 #   {"op": "policy_install", "length": n, "sha": "<64 hex>"}
@@ -66,6 +72,7 @@ OPS = {  # op -> its fields other than "op"
     "slot_state": ("hash", "confirm"),
     "slot_erase": ("slot",),
     "slot_install": ("length", "sha"),
+    "uki_install": ("length", "sha"),
     "policy_install": ("length", "sha"),
 }
 MAX_POLICY = 16 * 1024  # bytes of a policy file (firmware/secrets/policy_entry.py MAX_FILE)
@@ -126,14 +133,14 @@ def parse_request(data):
             raise RequestError("slot_state: hash must be 64 hex digits or null")
         if not isinstance(req["confirm"], bool):
             raise RequestError("slot_state: confirm must be true or false")
-    if op == "slot_erase" and (isinstance(req["slot"], bool) or req["slot"] not in (0, 1)):
-        raise RequestError("slot_erase: slot must be 0 or 1")
-    if op == "slot_install":
+    if op == "slot_erase" and (isinstance(req["slot"], bool) or req["slot"] not in (0, 1, 2, 3)):
+        raise RequestError("slot_erase: slot must be 0..3")
+    if op in ("slot_install", "uki_install"):
         n = req["length"]
         if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_INSTALL:
-            raise RequestError("slot_install: length must be 1..%d" % MAX_INSTALL)
+            raise RequestError("%s: length must be 1..%d" % (op, MAX_INSTALL))
         if not _is_sha256_hex(req["sha"]):
-            raise RequestError("slot_install: sha must be 64 hex digits")
+            raise RequestError("%s: sha must be 64 hex digits" % op)
     if op == "policy_install":
         n = req["length"]
         if isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= MAX_POLICY:

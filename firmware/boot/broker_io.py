@@ -98,6 +98,9 @@ class TpmOps:
     def slot_install(self, length, sha_hex):
         return self._updates().slot_install(length, sha_hex)
 
+    def uki_install(self, length, sha_hex):
+        return self._updates().uki_install(length, sha_hex)
+
     def policy_install(self, length, sha_hex):
         from firmware.boot import broker_policy
         return broker_policy.install_staged(self.tpm, self.run_dir + "/" + broker_policy.STAGED_NAME,

@@ -25,8 +25,9 @@ class SlotOps:
     loader's console log (an install's start and end, so a power cut can be placed)."""
 
     def __init__(self, slots, verify, board, pcr, tpm, staged_path, floor_index=antirollback.FLOOR_INDEX,
-                 log=None):
+                 log=None, uki=None):
         self.slots = slots
+        self.uki = uki  # broker_uki.UkiOps (MCUmgr image 1), None: this board's UKI has no banks
         self.backend = LocalBackend(slots)
         self.verify = verify
         self.board = board
@@ -46,6 +47,8 @@ class SlotOps:
             img = dict(img)
             img["hash"] = img["hash"].hex()
             out.append(img)
+        if self.uki is not None:
+            out.extend(self.uki.images())
         return out
 
     def slots_read(self):
@@ -54,9 +57,18 @@ class SlotOps:
         return {"images": self._images(), "slot": slot, "capacity": self.slots.flash.capacity}
 
     def slot_state(self, digest_hex, confirm):
+        """By hash: the bundle's or the UKI's image; confirm with no hash confirms both running
+        images (a release's UKI and bundle go on trial together and are confirmed together)."""
         digest = None if digest_hex is None else bytes.fromhex(digest_hex)
-        counter = self.backend.set_state(digest, confirm)
         out = {}
+        if self.uki is not None and digest is not None and self.uki.has(digest):
+            self.uki.set_state(digest, confirm)
+            out.update(self.slots_read())
+            return out
+        if self.uki is not None and digest is None and confirm:
+            if self.uki.confirm_running():
+                out["uki_confirmed"] = self.uki.slots.running
+        counter = self.backend.set_state(digest, confirm)
         if counter is not None:
             out["confirmed_counter"] = counter
             err = self._raise_floor(counter)
@@ -75,8 +87,23 @@ class SlotOps:
         return None
 
     def slot_erase(self, slot):
-        self.backend.erase(slot)
+        """MCUmgr slot numbers: 0, 1 the bundle's (running, other); 2, 3 the UKI's (image 1)."""
+        if slot >= 2:
+            if self.uki is None:
+                from firmware.update.slots import IMG_INVALID_SLOT, SlotError
+                raise SlotError(IMG_INVALID_SLOT, "slot %d: this board's UKI has no banks" % slot)
+            self.uki.erase(slot - 2)
+        else:
+            self.backend.erase(slot)
         return self.slots_read()
+
+    def uki_install(self, length, sha_hex):
+        if self.uki is None:
+            from firmware.update.slots import IMG_INVALID_SLOT, SlotError
+            raise SlotError(IMG_INVALID_SLOT, "image 1: this board's UKI has no banks")
+        out = self.uki.install(length, sha_hex, self.floor())
+        out.update(self.slots_read())
+        return out
 
     def floor(self):
         floor, err = antirollback.read_floor(self.tpm)

@@ -13,6 +13,7 @@ from firmware.boot import manifest as manifest_mod
 from firmware.boot import stage, ustar
 from firmware.errors import ParseError
 from firmware.update import slots as S
+from firmware.update import uki_slots
 
 
 def factory_record(image):
@@ -31,9 +32,12 @@ def factory_record(image):
     return S.initial("a", version, counter, compat.sha256(bytes(image[:n])))
 
 
-def choose_bank(flash, log):
+def choose_bank(flash, log, uki_running=False):
     """-> (bank, Slots, note or None). Saves the record before returning (the trial is recorded
-    before the bank is booted). OSError from the flash is the caller's to handle."""
+    before the bank is booted). OSError from the flash is the caller's to handle.
+    `uki_running`: the UKI bank the firmware booted ("a"/"b", None unknown; False: this board has
+    no UKI banks), recorded first (uki_slots.observe); a pending UKI that did not start takes the
+    bundle's pending test of the same update with it."""
     rec = None
     data = flash.load_state()
     if data is not None:
@@ -43,6 +47,14 @@ def choose_bank(flash, log):
             log("slot record unusable (%s): bank a, the factory firmware" % e)
     if rec is None:
         rec = factory_record(flash.read_bundle("a"))
+    if uki_running is not False:
+        urec, unote, started = uki_slots.observe(uki_slots.of(rec), uki_running)
+        rec["uki"] = urec
+        if unote is not None:
+            log(unote)
+        if not started and rec.get("pending") is not None:
+            log("the pending test of bank %s is dropped with it" % rec["pending"])
+            rec["pending"], rec["permanent"] = None, False
     bank, rec, note = S.choose(rec)
     slots = S.Slots(flash, rec)
     slots.save()
@@ -52,5 +64,8 @@ def choose_bank(flash, log):
 def summary(rec):
     """What `status` shows of the record: the bank running, whether it is a trial, the confirmed
     bank and the last event (a revert says why)."""
-    return {"running": rec["running"], "trial": rec.get("trial") == rec["running"],
-            "confirmed": rec["confirmed"], "pending": rec.get("pending"), "last": rec.get("last")}
+    out = {"running": rec["running"], "trial": rec.get("trial") == rec["running"],
+           "confirmed": rec["confirmed"], "pending": rec.get("pending"), "last": rec.get("last")}
+    if isinstance(rec.get("uki"), dict):
+        out["uki"] = uki_slots.summary(uki_slots.of(rec))
+    return out

@@ -166,15 +166,17 @@ def check_bundle(image, verify_signature, board=None, min_counter=0, pcr=PHONE_P
 
 
 def check_manifest(man_bytes, sig, manifest, manifest_err, verify_signature, board, min_counter,
-                   floor_error=None):
+                   floor_error=None, what="bundle"):
     """The checks that need only the leading manifest.json and manifest.sig: signature, then the
-    signed board and anti-rollback counter. An upload runs these before it writes a byte."""
+    signed board and anti-rollback counter. An upload runs these before it writes a byte.
+    `what` names the signed thing in the reasons (a UKI package shares these checks:
+    firmware/update/uki_package.py, whose `verify_signature` adds its domain prefix)."""
     if man_bytes is None:
         return "unsigned bundle: no %s at the start of the archive" % MANIFEST_NAME
     if sig is None:
         return "unsigned bundle: no %s after the manifest" % SIGNATURE_NAME
     if verify_signature is None:
-        return "no vendor public key in this loader: cannot verify the bundle"
+        return "no vendor public key in this loader: cannot verify the %s" % what
     try:
         ok = verify_signature(man_bytes, sig)
     except Exception as e:  # fail closed on any verifier problem
@@ -184,12 +186,12 @@ def check_manifest(man_bytes, sig, manifest, manifest_err, verify_signature, boa
     if manifest_err is not None:
         return "signed manifest malformed: %s" % manifest_err
     if board is not None and manifest["board"] != board:
-        return "bundle is for board %r, this is %r" % (manifest["board"], board)
+        return "%s is for board %r, this is %r" % (what, manifest["board"], board)
     if floor_error is not None:
         return "anti-rollback floor unreadable: %s" % floor_error
     if manifest["anti_rollback_counter"] < min_counter:
-        return "anti-rollback: bundle counter %d is below this device's floor %d" % (
-            manifest["anti_rollback_counter"], min_counter)
+        return "anti-rollback: %s counter %d is below this device's floor %d" % (
+            what, manifest["anti_rollback_counter"], min_counter)
     return None
 
 

@@ -17,6 +17,7 @@ from firmware.update.upload import Upload
 
 STAGED = "/upload/staged.bundle"  # under the run dir: the loader made /run/phone/upload ours
 STAGED_POLICY = "/upload/policy.json"  # firmware/boot/broker_policy.py STAGED_NAME
+UKI_CAPACITY = 48 << 20  # bytes of a staged UKI package (firmware/boot/broker_uki.py MAX_PACKAGE)
 
 
 class PhoneUpdates:
@@ -26,10 +27,14 @@ class PhoneUpdates:
         self.floor = st.get("anti_rollback_floor")
         self.pcr = st.get("component_pcr", 14)
         self.backend = BrokerBackend(device.broker, device.run_dir + STAGED)
+        slot = st.get("slot") or {}
+        uki = slot.get("uki")
         self.server = SmpServer(self.backend, self._new_upload, self._confirmed,
                                 PolicyFiles(lambda: FileSink(device.run_dir + STAGED_POLICY),
-                                            self._install_policy))
-        self.trial = bool((st.get("slot") or {}).get("trial"))
+                                            self._install_policy),
+                                self._new_uki_upload if isinstance(uki, dict) else None)
+        # a trial of the bundle, the UKI or both (one update): confirmed together when ready
+        self.trial = bool(slot.get("trial")) or bool(isinstance(uki, dict) and uki.get("trial"))
         self.confirm_error = None
 
     def _install_policy(self, length, sha_hex):
@@ -45,6 +50,18 @@ class PhoneUpdates:
         capacity = self.backend.capacity()
         return Upload(sink, length, sha, verify, partitions.board_name(), self.floor, capacity,
                       self.pcr)
+
+    def _new_uki_upload(self, sink, length, sha):
+        """MCUmgr image 1: a vendor-signed UKI package (firmware/update/uki_package.py), staged
+        here and installed on the ESP by the root broker (firmware/boot/broker_uki.py)."""
+        from firmware.update.uki_package import UkiUpload
+        try:
+            _, verify = partitions.vendor_key()
+        except Exception:  # noqa: BLE001  no key: the upload is refused as unsigned
+            verify = None
+        up = UkiUpload(sink, length, sha, verify, partitions.board_name(), self.floor, UKI_CAPACITY)
+        up.image = 1
+        return up
 
     def _confirmed(self, counter):
         if self.floor is None or counter > self.floor:
@@ -75,11 +92,12 @@ class PhoneUpdates:
         except Exception as e:  # noqa: BLE001  reported; the next boot then reverts
             self.confirm_error = "%s: %s" % (e.__class__.__name__, e)
             return "update: confirming the trial image failed: %s" % self.confirm_error
-        if counter is None:
-            return None
+        ready = "ready: credentials released%s" % (
+            ", registered" if self.device._hook.sip_account() else "")
+        if counter is None:  # a UKI trial alone: the bundle's counter, and the floor, stay
+            return "update: trial image confirmed (%s)" % ready
         self._confirmed(counter)
-        return "update: trial image confirmed (ready: credentials released%s); anti-rollback " \
-               "floor raised to %d" % (", registered" if self.device._hook.sip_account() else "", counter)
+        return "update: trial image confirmed (%s); anti-rollback floor raised to %d" % (ready, counter)
 
     def status(self):
         try:

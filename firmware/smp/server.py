@@ -30,10 +30,14 @@ class SmpServer:
     -> Upload`. `on_confirm(counter)` runs after a trial image is confirmed. `reset_requested`
     tells the caller to reboot once the answer is sent."""
 
-    def __init__(self, backend, new_upload, on_confirm=None, files=None):
+    def __init__(self, backend, new_upload, on_confirm=None, files=None, new_uki_upload=None):
         self.slots = backend
         self.files = files
         self.new_upload = new_upload
+        # image 1, the UKI (firmware/update/uki_package.py UkiUpload): None on a device whose UKI
+        # has no banks
+        self.new_uki_upload = new_uki_upload
+        self.upload_image = 0
         self.on_confirm = on_confirm
         self.upload = None
         self.reset_requested = False
@@ -120,19 +124,24 @@ class SmpServer:
         off = _field(req, "off", "uint")
         data = _field(req, "data", "bytes")
         image = req.get("image", 0)
-        if image not in (0, None):
-            raise UploadRefused(S.IMG_INVALID_SLOT, "image %r: this device has one image (0)" % image)
+        if image is None:
+            image = 0
+        if image not in (0, 1) or (image == 1 and self.new_uki_upload is None):
+            raise UploadRefused(S.IMG_INVALID_SLOT, "image %r: this device has %s" % (
+                image, "images 0 (bundle) and 1 (UKI)" if self.new_uki_upload else "one image (0)"))
         if off == 0:
             length = _field(req, "len", "uint")
             sha = _field(req, "sha", "bytes", True)
-            if self.upload is not None and self.upload.same(length, sha):
+            if self.upload is not None and self.upload_image == image and self.upload.same(length, sha):
                 if self.upload.offset > 0:
                     self.events.append("update: resuming at byte %d" % self.upload.offset)
                     return {"off": self.upload.offset}
             else:
                 self.upload = None
-                self.upload = self.new_upload(self.slots.begin_upload(), length, sha)
-                self.events.append("update: receiving %d bytes into slot 1" % length)
+                make = self.new_uki_upload if image == 1 else self.new_upload
+                self.upload = make(self.slots.begin_upload(), length, sha)
+                self.upload_image = image
+                self.events.append("update: receiving %d bytes into image %d slot 1" % (length, image))
         elif self.upload is None:
             raise UploadRefused(IMG_INVALID_OFFSET, "chunk at offset %d without an upload in progress" % off)
         nxt = self.upload.write(off, data)
@@ -140,8 +149,10 @@ class SmpServer:
             up = self.upload
             self._abort_upload()
             self.slots.finish_upload(up)
-            self.events.append("update: slot 1 holds version %s, checked (signature, board, "
-                               "counter, every component)" % up.manifest["bundle_version"])
+            self.events.append("update: image %d slot 1 holds version %s, checked (signature, "
+                               "board, counter, %s)" % (self.upload_image, S.version_of(up.manifest),
+                                                        "the UKI's hash" if self.upload_image else
+                                                        "every component"))
             return {"off": nxt, "match": True}
         return {"off": nxt}
 

@@ -60,4 +60,5 @@ class BrokerBackend:
         return sink
 
     def finish_upload(self, upload):
-        self._call(UploadRefused, "slot_install", length=upload.length, sha=upload.digest.hex())
+        op = "uki_install" if getattr(upload, "image", 0) == 1 else "slot_install"
+        self._call(UploadRefused, op, length=upload.length, sha=upload.digest.hex())

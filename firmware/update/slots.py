@@ -105,11 +105,18 @@ def choose(rec):
     return rec["running"], rec, note
 
 
+def version_of(manifest):
+    """A bundle manifest's bundle_version, a UKI package manifest's version."""
+    return manifest.get("bundle_version") or manifest.get("version") or "?"
+
+
 def _name(rec, bank):
     return "bank %s (version %s)" % (bank, rec["banks"][bank].get("version", "?"))
 
 
 class Slots:
+    IMAGE = 0  # MCUmgr image number: 0 the phone bundle, 1 the UKI (firmware/update/uki_slots.py)
+
     def __init__(self, flash, rec):
         self.flash = flash
         self.rec = rec
@@ -141,7 +148,7 @@ class Slots:
             info = self.rec["banks"][bank]
             if info["state"] != BOOTABLE:
                 continue
-            img = {"image": 0, "slot": slot, "version": info.get("version", "?"),
+            img = {"image": self.IMAGE, "slot": slot, "version": info.get("version", "?"),
                    "hash": bytes.fromhex(info.get("hash", ""))}
             flags = {"bootable": True,
                      "pending": self.rec.get("pending") == bank,
@@ -167,9 +174,16 @@ class Slots:
         return bank
 
     def written(self, bank, manifest, digest):
-        self.rec["banks"][bank] = {"state": BOOTABLE, "version": manifest["bundle_version"],
+        self.rec["banks"][bank] = {"state": BOOTABLE, "version": version_of(manifest),
                                    "counter": manifest["anti_rollback_counter"], "hash": digest.hex()}
         self.save()
+
+    def has_hash(self, digest):
+        try:
+            self._by_hash(digest)
+        except SlotError:
+            return False
+        return True
 
     def _by_hash(self, digest):
         for bank in BANKS:

@@ -12,6 +12,10 @@
 # `off`; the answer is the next offset wanted. A chunk at another offset than the one expected is
 # answered with the expected offset (the client resends from there); a new upload whose `len` and
 # `sha` equal the interrupted one's resumes where it stopped.
+#
+# A UKI package (firmware/update/uki_package.py UkiUpload) is uploaded by the same session: it
+# overrides the member names and the two checks (_check_signed on the prefix, _check_written at
+# the end); signed_prefix() finds the leading manifest and signature for both.
 
 from firmware import compat
 from firmware.boot import manifest as manifest_mod
@@ -31,6 +35,39 @@ IMG_INVALID_IMAGE_TOO_LARGE = 30
 IMG_INVALID_IMAGE_DATA_OVERRUN = 31
 
 MAX_PREFIX = manifest_mod.MAX_MANIFEST + 3 * ustar.BLOCK + 1024  # manifest + signature + headers
+
+
+def leading_member(buf, off, want):
+    """(start, size, next) once the member named `want` at `off` is complete in `buf`, None while
+    more bytes are needed; ParseError when another member (or the end) is there, or it is larger
+    than a manifest may be."""
+    head = ustar.header_at(buf, off) if len(buf) >= off + ustar.BLOCK else None
+    if head is None:
+        if len(buf) >= off + ustar.BLOCK:
+            raise ParseError("archive ends before %s" % want, offset=off, field="name")
+        return None
+    name, size = head
+    if name != want:
+        raise ParseError("member %r where %s must be" % (name, want), offset=off, field="name")
+    start = off + ustar.BLOCK
+    if size > manifest_mod.MAX_MANIFEST:
+        raise ParseError("%s of %d bytes" % (want, size), offset=off, field="size")
+    if len(buf) < start + size:
+        return None
+    return start, size, start + (size + ustar.BLOCK - 1) // ustar.BLOCK * ustar.BLOCK
+
+
+def signed_prefix(buf, manifest_name, signature_name):
+    """(manifest bytes, signature bytes) once the archive's first two members, named
+    `manifest_name` and `signature_name`, are complete in `buf`; None while more bytes are
+    needed; ParseError when the archive does not start with them."""
+    man = leading_member(buf, 0, manifest_name)
+    if man is None:
+        return None
+    sig = leading_member(buf, man[2], signature_name)
+    if sig is None:
+        return None
+    return buf[man[0]:man[0] + man[1]], buf[sig[0]:sig[0] + sig[1]]
 
 
 class UploadRefused(Exception):
@@ -106,20 +143,14 @@ class Upload:
         except OSError as e:
             raise UploadRefused(IMG_FLASH_WRITE_FAILED, "writing the slot failed: %s" % e)
 
-    def _check_prefix(self):
-        buf = bytes(self._prefix)
-        try:
-            man = self._member(buf, 0, stage.MANIFEST_NAME)
-            if man is None:
-                return self._bound(buf)
-            name, start, size, nxt = man
-            sig = self._member(buf, nxt, stage.SIGNATURE_NAME)
-            if sig is None:
-                return self._bound(buf)
-        except ParseError as e:
-            raise UploadRefused(IMG_INVALID_IMAGE_HEADER, "not a bundle: %s" % e)
-        man_bytes = buf[start:start + size]
-        sig_bytes = buf[sig[1]:sig[1] + sig[2]]
+    # What the session checks; a session for another signed format (firmware/update/
+    # uki_package.py UkiUpload) overrides these.
+    WHAT = "bundle"
+    MANIFEST_NAME = stage.MANIFEST_NAME
+    SIGNATURE_NAME = stage.SIGNATURE_NAME
+
+    def _check_signed(self, man_bytes, sig_bytes):
+        """(manifest, None) when the leading manifest and signature pass, else (None, reason)."""
         manifest = err = None
         try:
             manifest = manifest_mod.parse(man_bytes)
@@ -128,6 +159,22 @@ class Upload:
         floor_error = None if self.floor is not None else "the TPM did not give the floor"
         reason = stage.check_manifest(man_bytes, sig_bytes, manifest, err, self.verify_signature,
                                       self.board, self.floor or 0, floor_error)
+        return (None, reason) if reason is not None else (manifest, None)
+
+    def _check_written(self, written):
+        """None when the bytes read back from the sink are an image this device may take."""
+        return stage.check_bundle(written, self.verify_signature, self.board, self.floor or 0,
+                                  self.pcr)
+
+    def _check_prefix(self):
+        buf = bytes(self._prefix)
+        try:
+            found = signed_prefix(buf, self.MANIFEST_NAME, self.SIGNATURE_NAME)
+        except ParseError as e:
+            raise UploadRefused(IMG_INVALID_IMAGE_HEADER, "not a %s: %s" % (self.WHAT, e))
+        if found is None:
+            return self._bound(buf)
+        manifest, reason = self._check_signed(found[0], found[1])
         if reason is not None:
             rc = IMG_CURRENT_VERSION_IS_NEWER if reason.startswith("anti-rollback") else \
                 IMG_INVALID_IMAGE_HEADER
@@ -135,23 +182,6 @@ class Upload:
         self.manifest = manifest
         self._put(0, buf)
         self._prefix = None
-
-    def _member(self, buf, off, want):
-        """(name, start, size, next) once the member at `off` is complete in `buf`, else None."""
-        head = ustar.header_at(buf, off) if len(buf) >= off + ustar.BLOCK else None
-        if head is None:
-            if len(buf) >= off + ustar.BLOCK:
-                raise ParseError("archive ends before %s" % want, offset=off, field="name")
-            return None
-        name, size = head
-        if name != want:
-            raise ParseError("member %r where %s must be" % (name, want), offset=off, field="name")
-        start = off + ustar.BLOCK
-        if size > manifest_mod.MAX_MANIFEST:
-            raise ParseError("%s of %d bytes" % (want, size), offset=off, field="size")
-        if len(buf) < start + size:
-            return None
-        return name, start, size, start + (size + ustar.BLOCK - 1) // ustar.BLOCK * ustar.BLOCK
 
     def _bound(self, buf):
         if len(buf) > MAX_PREFIX or len(buf) >= self.length:
@@ -168,8 +198,7 @@ class Upload:
             raise UploadRefused(IMG_FLASH_WRITE_FAILED, "reading the slot back failed: %s" % e)
         if not compat.constant_time_equal(compat.sha256(written), digest):
             raise UploadRefused(IMG_FLASH_WRITE_FAILED, "the slot does not hold what was sent")
-        reason = stage.check_bundle(written, self.verify_signature, self.board, self.floor or 0,
-                                    self.pcr)
+        reason = self._check_written(written)
         if reason is not None:
             raise UploadRefused(IMG_INVALID_IMAGE_HEADER, reason)
         self.digest = digest

@@ -1,4 +1,4 @@
-"""python -m host_tools.flash --port URL [FILE] [--policy POLICY] [--test] [--reset]
+"""python -m host_tools.flash --port URL [FILE] [--uki PKG [--uki-base UKI]] [--policy POLICY] [--test] [--reset]
 
 Uploads FILE (a vendor-signed bundle, build/<board>/bundle.tar) into the phone's inactive slot
 over MCUmgr SMP, with a progress bar on stderr; an interrupted upload of the same file resumes
@@ -7,6 +7,10 @@ when it reaches ready, else the next boot reverts); ``--reset`` reboots the phon
 ``--policy POLICY`` (the signed PCR policy file `python -m host_tools.update --policy-out`
 writes) is uploaded after FILE over SMP file management (group 8) to /policy/<version>.json; the
 phone's root broker checks it against the sealed store and adds it, so the new image unseals.
+``--uki PKG`` (build/<board>/uki.tar, a vendor-signed UKI package) goes to MCUmgr image 1, the
+inactive UKI bank on the ESP; with ``--uki-base UKI`` (the UKI the phone runs now, e.g. the
+installed release's BOOTX64.EFI) only a delta against it crosses the line, and the phone
+rebuilds the UKI and checks it against the signed SHA-256. ``--test`` marks both for one boot.
 One line per outcome on stdout; exit 0 done, 1 refused by the device, 2 bad usage, 3 link failed.
 """
 
@@ -22,6 +26,7 @@ from typing import Any, Sequence, TextIO
 
 from firmware.smp import header as H
 from host_tools.flash.client import FlashError, SmpLink, Timeout
+from host_tools.flash.uki import UkiPackageError, uki_payload
 
 # IMG_MGMT_ERR (Zephyr img_mgmt.h) and MGMT_ERR names, for the outcome line
 IMG_ERRORS = {1: "unknown", 9: "no free slot", 12: "flash write failed", 14: "invalid slot",
@@ -80,10 +85,10 @@ class Progress:
         self.out.flush()
 
 
-def upload(link: SmpLink, image: bytes, progress: Progress, chunk: int) -> tuple[int, bool]:
+def upload(link: SmpLink, image: bytes, progress: Progress, chunk: int, number: int = 0) -> tuple[int, bool]:
     """(offset the device resumed from, match) after the whole image is on the device."""
     sha = hashlib.sha256(image).digest()
-    first = {"image": 0, "len": len(image), "off": 0, "sha": sha, "data": image[:chunk]}
+    first = {"image": number, "len": len(image), "off": 0, "sha": sha, "data": image[:chunk]}
     body = check(link.request(H.OP_WRITE, H.GROUP_IMAGE, H.IMG_UPLOAD, first), link)
     off = _off(body, len(image))
     resumed = off if off > min(chunk, len(image)) else 0
@@ -130,21 +135,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--test", action="store_true", help="mark the image to boot once after upload")
     ap.add_argument("--reset", action="store_true", help="reboot the phone afterwards")
     ap.add_argument("--policy", type=Path, help="signed PCR policy file to deliver (host_tools.update --policy-out)")
+    ap.add_argument("--uki", type=Path, help="vendor-signed UKI package for image 1 (build/<board>/uki.tar)")
+    ap.add_argument("--uki-base", type=Path, help="the UKI the phone runs: send only a delta against it")
     ap.add_argument("file", type=Path, nargs="?")
     args = ap.parse_args(argv)
-    if args.file is None and args.policy is None:
-        ap.error("give FILE, --policy POLICY, or both")
-    image, policy = b"", b""
+    if args.file is None and args.policy is None and args.uki is None:
+        ap.error("give FILE, --uki PKG, --policy POLICY, or several")
+    if args.uki_base is not None and args.uki is None:
+        ap.error("--uki-base needs --uki")
+    image, policy, uki, uki_sha = b"", b"", b"", b""
     try:
-        for path in (args.file, args.policy):
+        for path in (args.file, args.policy, args.uki, args.uki_base):
             if path is not None and not path.read_bytes():
                 print(f"{path} is empty", file=sys.stderr)
                 return 2
         image = args.file.read_bytes() if args.file is not None else b""
         policy = args.policy.read_bytes() if args.policy is not None else b""
         name = policy_name(policy) if policy else ""
+        if args.uki is not None:
+            uki, uki_sha = uki_payload(args.uki.read_bytes(),
+                                       args.uki_base.read_bytes() if args.uki_base else None)
     except OSError as e:
         print(f"cannot read {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
+    except UkiPackageError as e:
+        print(f"{args.uki}: {e}", file=sys.stderr)
         return 2
     except (ValueError, KeyError, TypeError) as e:
         print(f"{args.policy} is not a signed policy file ({e.__class__.__name__})", file=sys.stderr)
@@ -170,6 +185,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             how = f" (resumed at byte {resumed})" if resumed else ""
             print(f"uploaded {len(image)} bytes in {took:.1f} s{how}: slot 1 holds "
                   f"{hashlib.sha256(image).hexdigest()[:16]}, checked by the device")
+        if uki:
+            t0 = time.monotonic()
+            resumed, match = upload(link, uki, Progress(len(uki), sys.stderr), chunk, number=1)
+            took = time.monotonic() - t0
+            if not match:
+                print("refused: the device did not confirm the UKI package's SHA-256" + _why(link))
+                return 1
+            how = f" (resumed at byte {resumed})" if resumed else ""
+            print(f"uploaded the UKI package ({len(uki)} bytes{', a delta' if args.uki_base else ''})"
+                  f" in {took:.1f} s{how}: image 1 slot 1 holds UKI {uki_sha.hex()[:16]}, rebuilt and "
+                  f"checked by the device")
         if policy:
             upload_file(link, name, policy, chunk)
             print(f"signed PCR policy {name} added to the phone's sealed store (checked by the device)")
@@ -177,6 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             sha = hashlib.sha256(image).digest()
             check(link.request(H.OP_WRITE, H.GROUP_IMAGE, H.IMG_STATE, {"hash": sha, "confirm": False}), link)
             print("marked for test: boots once, reverts unless the phone confirms it")
+        if args.test and uki:
+            check(link.request(H.OP_WRITE, H.GROUP_IMAGE, H.IMG_STATE, {"hash": uki_sha, "confirm": False}), link)
+            print("UKI marked for test: the firmware boots it once (BootNext), reverts unless the "
+                  "phone confirms it")
         if args.reset:
             check(link.request(H.OP_WRITE, H.GROUP_OS, H.OS_RESET, {}), link)
             print("reset requested")

@@ -18,7 +18,7 @@ from firmware import pcr_registry
 from host_tools import board as boards
 from host_tools import kernel_fetch
 from host_tools.image import (bundle, devca, disk, initramfs, modules, pe, predict, references,
-                              secureboot, sysimage, uki, userland)
+                              secureboot, sysimage, uki, uki_package, userland)
 
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE_SCHEMA = 1
@@ -282,6 +282,10 @@ def build(opts: BuildOptions) -> BuildResult:
         enrolled_vars.unlink(missing_ok=True)
     (out / "cmdline.txt").write_text(cmdline)
     (out / "osrel.txt").write_bytes(sections[".osrel"])
+    # the UKI as an SMP update carries it: signed with the vendor's bundle key, domain-separated
+    # (host_tools/image/uki_package.py; a delta against an older UKI: host_tools/image/uki_delta.py)
+    (out / uki_package.PACKAGE_NAME).write_bytes(
+        uki_package.build_package(key, opts.board, version, counter, uki_bytes))
     lap("uki")
 
     # 4. Disk.
@@ -331,6 +335,9 @@ def build(opts: BuildOptions) -> BuildResult:
                        for c in components],
         "boot": {
             "uki_authenticode_sha256": pe.authenticode_digest(uki_bytes).hex(),
+            # the UKI file as on the ESP: uki.tar's signed `uki`, and the base a delta names
+            "uki_sha256": predict.sha256(uki_bytes).hex(),
+            "uki_size": len(uki_bytes),
             "kernel_package": f"{kernel.package} {kernel.package_version}",
             "kernel_authenticode_sha256": pe.authenticode_digest(
                 sections[".linux"]).hex(),

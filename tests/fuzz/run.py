@@ -13,7 +13,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TARGETS = ("sip_message", "sdp", "sdes", "rtp", "srtp", "eventlog", "tpm_response", "manifest",
-           "ustar", "console", "ua", "efivars")
+           "ustar", "console", "ua", "uki_delta", "efivars")
 
 
 def run_target(name, runs, work=None, extra=()):

@@ -144,8 +144,13 @@ def wait_ready(run: Running, cond: Callable[[dict[str, Any]], bool], what: str) 
 
 
 def slot(st: dict[str, Any]) -> dict[str, Any]:
-    s: dict[str, Any] = st["slot"]
-    return s
+    """The bundle's part of `status` "slot" (the UKI's banks, "uki", are uki_slot's)."""
+    return {k: v for k, v in st["slot"].items() if k != "uki"}
+
+
+def uki_slot(st: dict[str, Any]) -> dict[str, Any]:
+    u: dict[str, Any] = st["slot"].get("uki") or {}
+    return u
 
 
 def reference_of(image_dir: Path) -> dict[str, Any]:

@@ -41,14 +41,17 @@ from smpclient.requests.image_management import ImageStatesRead, ImageStatesWrit
 from smpclient.requests.os_management import ResetWrite
 
 from host_tools.console import Console
+from host_tools.provision import disk
 from host_tools.qemu.device import Device, Running
 from tests.serial_line import SerialLine
 from tests.system.conftest import REPO
 from tests.system.flash_support import (build_bundles, deliver_policy, flash, flash_command, read_bank,
-                                        reference_of, registrar, registrar_secrets, slot, smp, wait_ready)
+                                        reference_of, registrar, registrar_secrets, slot, smp, uki_slot,
+                                        wait_ready)
 from tests.system.sealing_support import SealedDevice
 
 INSTALL_START = b"broker: installing the staged upload"   # firmware/boot/broker_slots.py
+UKI_INSTALL_START = b"broker: installing the staged UKI package"  # firmware/boot/broker_uki.py
 TRIAL_START = b"trial boot of bank b"                      # firmware/update/slots.py choose()
 DROPPED = "smp: dropped a damaged frame: CRC16 mismatch"  # firmware/console/loop.py
 
@@ -59,6 +62,7 @@ class Faults:
     v2: bytes
     run: Running
     _ctx: contextlib.AbstractContextManager[Running]
+    v2_dir: Path = Path()
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -87,7 +91,7 @@ class Faults:
         self.timings["boots_s"] += time.monotonic() - t0
         return killed, st
 
-    def flash_proc(self, target: str, image: bytes, *args: str) -> subprocess.Popen[str]:
+    def flash_proc(self, target: str, image: bytes | None, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(flash_command(self.sealed.inputs, target, image, *args), cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -113,7 +117,7 @@ class Faults:
         """SMP image state (stock smpclient): slot -> ImageState; only bootable images are listed."""
         r = smp(self.run.target, ImageStatesRead())
         assert success(r), r
-        return {i.slot: i for i in r.images}
+        return {i.slot: i for i in r.images if not i.image}  # image 0, the bundle
 
 
 def _stop(p: subprocess.Popen[str]) -> str:
@@ -136,7 +140,7 @@ def lab(built_image: Path, registrar: object, tmp_path_factory: pytest.TempPathF
     deliver_policy(sealed, reference_of(built_image), reference_of(builds["0.2.0"]))
     ctx = sealed.device.running("pty")
     run = ctx.__enter__()
-    lab = Faults(sealed, (builds["0.2.0"] / "bundle.tar").read_bytes(), run, ctx)
+    lab = Faults(sealed, (builds["0.2.0"] / "bundle.tar").read_bytes(), run, ctx, builds["0.2.0"])
     try:
         st = wait_ready(run, lambda s: s.get("unsealed") is True, "credentials released")
         lab.timings["first_boot_s"] = time.monotonic() - t0
@@ -254,3 +258,42 @@ def test_killed_mid_install_never_half_installed_and_bootable(lab: Faults) -> No
             "every byte written; killed before the read-back check marked it bootable")
         assert not finished
     print(f"\nkill during the install hit {case}")
+
+
+def _esp_file(device: Device, path: str) -> bytes | None:
+    """A file on the device's ESP, read from its disk with mtools (not our code); None if absent."""
+    off, _ = disk.find_partition(device.disk, "esp")
+    p = subprocess.run(["mtype", "-i", f"{device.disk}@@{off}", f"::{path}"], capture_output=True,
+                       timeout=60, check=False)
+    return p.stdout if p.returncode == 0 else None
+
+
+def test_killed_mid_uki_install_old_uki_boots_and_bank_b_is_never_half_bootable(lab: Faults) -> None:
+    """The root broker writes the rebuilt UKI to the ESP (temporary file, fsync, rename) after
+    marking UKI bank b `writing`: a power cut there leaves bank a booting (BootOrder and BootNext
+    untouched: no test was asked for) and bank b either not bootable or exactly the signed UKI."""
+    uki = (lab.v2_dir / "BOOTX64.EFI").read_bytes()
+    since = lab.log_offset()
+    p = lab.flash_proc(lab.run.target, None, "--uki", str(lab.v2_dir / "uki.tar"), "--uki-base",
+                       str(lab.device.build_dir / "BOOTX64.EFI"))
+    lab.wait_console(UKI_INSTALL_START, since, 300, lab.run.check_alive)
+    killed, st = lab.reboot_after_kill()
+    _stop(p)
+    install = killed[killed.rindex(UKI_INSTALL_START.decode()):]
+    finished = "UKI bank b holds version 0.2.0, verified, bootable" in install
+    assert st["unsealed"] is True
+    u = uki_slot(st)
+    assert u["running"] == "a" and u["confirmed"] == "a" and u["trial"] is False and u["pending"] is None
+    r = smp(lab.run.target, ImageStatesRead())
+    assert success(r), r
+    images = {i.slot: i for i in r.images if i.image == 1}
+    on_esp = _esp_file(lab.device, "/EFI/phone/uki-b.efi")
+    if 1 in images:
+        assert bytes(images[1].hash) == hashlib.sha256(uki).digest() and on_esp == uki
+        case = "after the install finished: UKI bank b bootable, the file is the signed UKI"
+    else:
+        assert not finished
+        case = "mid-install: UKI bank b not bootable (ESP file %s)" % (
+            "absent" if on_esp is None else "the signed UKI" if on_esp == uki else
+            "%d bytes, not the UKI" % len(on_esp))
+    print(f"\nkill during the UKI install hit {case}")

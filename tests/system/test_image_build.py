@@ -56,7 +56,8 @@ def _sha(path: Path) -> str:
 
 
 OUTPUTS = ("disk.img", "reference.json", "BOOTX64.EFI", "initrd.img", "bundle.tar",
-           "vendor-pubkey.pem", "OVMF_VARS.secboot.fd", "references.json", "references.sig")
+           "vendor-pubkey.pem", "OVMF_VARS.secboot.fd", "references.json", "references.sig",
+           "uki.tar")
 
 
 def test_two_builds_are_byte_identical(first: BuildResult, inputs: tuple[Path, Path],

@@ -118,3 +118,4 @@ def test_client_side_encoding_and_answers():
     e = raises(broker.BrokerError, broker.parse_answer, b'{"da": 1}')
     assert str(e) == "answer is not a broker answer"
     raises(broker.BrokerError, broker.parse_answer, b"x" * (broker.MAX_ANSWER + 1))
+
