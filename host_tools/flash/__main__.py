@@ -101,6 +101,16 @@ def upload(link: SmpLink, image: bytes, progress: Progress, chunk: int, number: 
     return resumed, body.get("match") is True
 
 
+def send(link: SmpLink, data: bytes, chunk: int, number: int, what: str) -> str:
+    """Upload *data* as image *number* with a progress bar; -> " in T s (resumed at byte N)".
+    Refused when the device does not confirm the whole file's SHA-256."""
+    t0 = time.monotonic()
+    resumed, match = upload(link, data, Progress(len(data), sys.stderr), chunk, number)
+    if not match:
+        raise Refused(f"refused: the device did not confirm the {what}'s SHA-256" + _why(link))
+    return f" in {time.monotonic() - t0:.1f} s" + (f" (resumed at byte {resumed})" if resumed else "")
+
+
 def upload_file(link: SmpLink, name: str, data: bytes, chunk: int) -> None:
     """MCUmgr SMP file management, file upload (group 8, command 0): {"off", "data", "name",
     "len" with off 0}; the answer's "off" is where to continue."""
@@ -176,26 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # what fits one frame: the buffer minus header, CBOR keys and the base64-free overhead
         chunk = max(64, min(buf, 4096) - 64)
         if image:
-            t0 = time.monotonic()
-            resumed, match = upload(link, image, Progress(len(image), sys.stderr), chunk)
-            took = time.monotonic() - t0
-            if not match:
-                print("refused: the device did not confirm the image's SHA-256" + _why(link))
-                return 1
-            how = f" (resumed at byte {resumed})" if resumed else ""
-            print(f"uploaded {len(image)} bytes in {took:.1f} s{how}: slot 1 holds "
+            how = send(link, image, chunk, 0, "image")
+            print(f"uploaded {len(image)} bytes{how}: slot 1 holds "
                   f"{hashlib.sha256(image).hexdigest()[:16]}, checked by the device")
         if uki:
-            t0 = time.monotonic()
-            resumed, match = upload(link, uki, Progress(len(uki), sys.stderr), chunk, number=1)
-            took = time.monotonic() - t0
-            if not match:
-                print("refused: the device did not confirm the UKI package's SHA-256" + _why(link))
-                return 1
-            how = f" (resumed at byte {resumed})" if resumed else ""
+            how = send(link, uki, chunk, 1, "UKI package")
             print(f"uploaded the UKI package ({len(uki)} bytes{', a delta' if args.uki_base else ''})"
-                  f" in {took:.1f} s{how}: image 1 slot 1 holds UKI {uki_sha.hex()[:16]}, rebuilt and "
-                  f"checked by the device")
+                  f"{how}: image 1 slot 1 holds UKI {uki_sha.hex()[:16]}, rebuilt and checked by "
+                  f"the device")
         if policy:
             upload_file(link, name, policy, chunk)
             print(f"signed PCR policy {name} added to the phone's sealed store (checked by the device)")
