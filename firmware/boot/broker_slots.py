@@ -13,6 +13,7 @@
 from firmware.boot import antirollback, slot_boot
 from firmware.update import staged
 from firmware.update.local import LocalBackend
+from firmware.update.slots import IMG_INVALID_SLOT, SlotError
 from firmware.update.upload import Upload
 
 STAGED_NAME = "upload/staged.bundle"  # under the run dir: written by the phone, read by root
@@ -90,7 +91,6 @@ class SlotOps:
         """MCUmgr slot numbers: 0, 1 the bundle's (running, other); 2, 3 the UKI's (image 1)."""
         if slot >= 2:
             if self.uki is None:
-                from firmware.update.slots import IMG_INVALID_SLOT, SlotError
                 raise SlotError(IMG_INVALID_SLOT, "slot %d: this board's UKI has no banks" % slot)
             self.uki.erase(slot - 2)
         else:
@@ -99,7 +99,6 @@ class SlotOps:
 
     def uki_install(self, length, sha_hex):
         if self.uki is None:
-            from firmware.update.slots import IMG_INVALID_SLOT, SlotError
             raise SlotError(IMG_INVALID_SLOT, "image 1: this board's UKI has no banks")
         out = self.uki.install(length, sha_hex, self.floor())
         out.update(self.slots_read())

@@ -116,6 +116,7 @@ def _name(rec, bank):
 
 class Slots:
     IMAGE = 0  # MCUmgr image number: 0 the phone bundle, 1 the UKI (firmware/update/uki_slots.py)
+    NOUN, BANK = "image", "bank"  # how refusals name this image and its banks
 
     def __init__(self, flash, rec):
         self.flash = flash
@@ -224,13 +225,19 @@ class Slots:
         return self.rec["banks"][bank].get("counter", 0)
 
     def erase(self, slot):
+        """Forget the other bank (never the running one, nor a trial's fallback); -> the bank."""
         bank = self.logical(1 if slot is None else slot)
         if bank == self.running:
-            raise SlotError(IMG_INVALID_SLOT, "the running image cannot be erased")
+            raise SlotError(IMG_INVALID_SLOT, "the running %s cannot be erased" % self.NOUN)
         if self.rec.get("trial") == self.running:
-            raise SlotError(IMG_NO_FREE_SLOT, "bank %s is the fallback of the trial image" % bank)
+            raise SlotError(IMG_NO_FREE_SLOT, "%s %s is the fallback of the trial %s"
+                            % (self.BANK, bank, self.NOUN))
         self.rec["banks"][bank] = {"state": EMPTY}
         if self.rec.get("pending") == bank:
             self.rec["pending"], self.rec["permanent"] = None, False
         self.save()
+        self._wipe(bank)
+        return bank
+
+    def _wipe(self, bank):
         self.flash.sink(bank).truncate(0)

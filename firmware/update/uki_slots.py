@@ -83,6 +83,7 @@ class UkiSlots(S.Slots):
     through a sink."""
 
     IMAGE = IMAGE
+    NOUN, BANK = "UKI", "UKI bank"
 
     def __init__(self, parent):
         self.parent = parent
@@ -94,17 +95,8 @@ class UkiSlots(S.Slots):
         self.parent.rec["uki"] = self.rec
         self.parent.save()
 
-    def erase(self, slot):
-        bank = self.logical(1 if slot is None else slot)
-        if bank == self.running:
-            raise S.SlotError(S.IMG_INVALID_SLOT, "the running UKI cannot be erased")
-        if self.rec.get("trial") == self.running:
-            raise S.SlotError(S.IMG_NO_FREE_SLOT, "UKI bank %s is the fallback of the trial UKI" % bank)
-        self.rec["banks"][bank] = {"state": S.EMPTY}
-        if self.rec.get("pending") == bank:
-            self.rec["pending"], self.rec["permanent"] = None, False
-        self.save()
-        return bank
+    def _wipe(self, bank):
+        """The ESP file is the broker's to remove (broker_uki.py), not a sink's."""
 
     def summary(self):
         return summary(self.rec)
